@@ -1,0 +1,225 @@
+/* rANS tables, encoder and the reference decoder. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "rans.h"
+
+double wc_entropy_bits(const uint64_t hist[256])
+{
+    uint64_t n = 0;
+    for (int s = 0; s < 256; s++) n += hist[s];
+    double bits = 0;
+    for (int s = 0; s < 256; s++)
+        if (hist[s]) bits -= (double)hist[s] * log2((double)hist[s] / (double)n);
+    return bits;
+}
+
+double wc_rans_cost_bits(const uint64_t hist[256], const wc_rans_table *t)
+{
+    double bits = 0;
+    for (int s = 0; s < 256; s++) {
+        if (!hist[s]) continue;
+        if (!t->freq[s]) return INFINITY;
+        bits += (double)hist[s] * ((double)t->prob_bits - log2(t->freq[s]));
+    }
+    return bits;
+}
+
+static void fill_cum(wc_rans_table *t)
+{
+    uint32_t c = 0;
+    for (int s = 0; s < 256; s++) {
+        t->cum[s] = (uint16_t)c;
+        c += t->freq[s];
+    }
+}
+
+int wc_rans_normalize(const uint64_t hist[256], uint32_t prob_bits, wc_rans_table *t)
+{
+    if (prob_bits < WC_RANS_MIN_PROB_BITS || prob_bits > WC_RANS_MAX_PROB_BITS) return WC_EINVAL;
+    uint64_t n = 0;
+    for (int s = 0; s < 256; s++) n += hist[s];
+    if (!n) return WC_EINVAL;
+    const uint32_t m = 1u << prob_bits;
+    int64_t sum = 0;
+    t->prob_bits = prob_bits;
+    for (int s = 0; s < 256; s++) {
+        uint32_t f = 0;
+        if (hist[s]) {
+            double want = (double)hist[s] * m / (double)n;
+            f = want < 1 ? 1 : (uint32_t)(want + 0.5);
+        }
+        t->freq[s] = (uint16_t)(f > m ? m : f);
+        sum += t->freq[s];
+    }
+    /* Fix the total one step at a time, each time where it costs the fewest
+     * bits: the gain of f -> f+1 is c*log2((f+1)/f), the loss of f -> f-1 is
+     * c*log2(f/(f-1)). */
+    while (sum != m) {
+        int best = -1;
+        double best_v = 0;
+        for (int s = 0; s < 256; s++) {
+            uint32_t f = t->freq[s];
+            if (!hist[s]) continue;
+            double v;
+            if (sum < m) {
+                v = (double)hist[s] * log2((f + 1.0) / f);
+                if (best < 0 || v > best_v) best = s, best_v = v;
+            } else if (f > 1) {
+                v = (double)hist[s] * log2(f / (f - 1.0));
+                if (best < 0 || v < best_v) best = s, best_v = v;
+            }
+        }
+        if (best < 0) return WC_EINVAL; /* more than m distinct symbols */
+        t->freq[best] = (uint16_t)(t->freq[best] + (sum < m ? 1 : -1));
+        sum += sum < m ? 1 : -1;
+    }
+    fill_cum(t);
+    return 0;
+}
+
+size_t wc_rans_table_write(const wc_rans_table *t, uint8_t *out)
+{
+    /* The used symbols of INT8 weights sit around 0, i.e. they wrap from
+     * 0x81.. to ..0x7f: code the shortest circular range holding them all. */
+    int best_first = 0, best_len = 256;
+    for (int first = 0; first < 256; first++) {
+        if (!t->freq[first] || t->freq[(first + 255) & 255]) continue;
+        int len = 256;
+        while (len > 1 && !t->freq[(first + len - 1) & 255]) len--;
+        if (len < best_len) best_first = first, best_len = len;
+    }
+    size_t o = 0;
+    out[o++] = (uint8_t)best_first;
+    wc_wr16(out + o, (uint16_t)best_len);
+    o += 2;
+    for (int i = 0; i < best_len; i++) {
+        uint16_t f = t->freq[(best_first + i) & 255];
+        if (f < 0x80) {
+            out[o++] = (uint8_t)f;
+        } else {
+            out[o++] = (uint8_t)(0x80 | f >> 8);
+            out[o++] = (uint8_t)f;
+        }
+    }
+    return o;
+}
+
+int wc_rans_table_read(const uint8_t *p, size_t avail, uint32_t prob_bits, wc_rans_table *t,
+                       size_t *used)
+{
+    if (prob_bits < WC_RANS_MIN_PROB_BITS || prob_bits > WC_RANS_MAX_PROB_BITS) return WC_EFORMAT;
+    if (avail < 3) return WC_EFORMAT;
+    unsigned first = p[0], len = wc_rd16(p + 1);
+    if (len < 1 || len > 256) return WC_EFORMAT;
+    size_t o = 3;
+    uint32_t sum = 0;
+    memset(t, 0, sizeof *t);
+    t->prob_bits = prob_bits;
+    for (unsigned i = 0; i < len; i++) {
+        if (o >= avail) return WC_EFORMAT;
+        uint32_t f = p[o++];
+        if (f & 0x80) {
+            if (o >= avail) return WC_EFORMAT;
+            f = (f & 0x7f) << 8 | p[o++];
+        }
+        sum += f;
+        if (sum > 1u << prob_bits) return WC_EFORMAT;
+        t->freq[(first + i) & 255] = (uint16_t)f;
+    }
+    if (sum != 1u << prob_bits) return WC_EFORMAT;
+    fill_cum(t);
+    *used = o;
+    return 0;
+}
+
+void wc_rans_dec_table_init(wc_rans_dec_table *d, const wc_rans_table *t)
+{
+    d->t = *t;
+    for (int s = 0; s < 256; s++)
+        memset(d->slot_sym + t->cum[s], s, t->freq[s]);
+}
+
+int wc_rans_encode_tile(const wc_rans_table *t, const uint8_t *sym, size_t n, wc_buf *out)
+{
+    const uint32_t bits = t->prob_bits;
+    /* Words are produced last-read-first: fill a scratch array backwards.
+     * Each symbol emits at most one word. */
+    uint16_t *words = malloc((n + 1) * sizeof *words);
+    if (!words) return WC_ENOMEM;
+    uint16_t *w = words + n + 1;
+    uint32_t st[WC_RANS_LANES];
+    for (int l = 0; l < WC_RANS_LANES; l++) st[l] = WC_RANS_L;
+
+    for (size_t i = n; i-- > 0;) {
+        uint32_t *x = &st[i % WC_RANS_LANES];
+        uint32_t f = t->freq[sym[i]];
+        if (!f) {
+            free(words);
+            return WC_EINVAL;
+        }
+        if ((uint64_t)*x >= (uint64_t)f << (32 - bits)) {
+            *--w = (uint16_t)*x;
+            *x >>= 16;
+        }
+        *x = (*x / f << bits) + *x % f + t->cum[sym[i]];
+    }
+    size_t nw = (size_t)(words + n + 1 - w);
+    int r = wc_buf_reserve(out, WC_RANS_HEADER_BYTES + 2 * (nw + 1));
+    if (r) {
+        free(words);
+        return r;
+    }
+    uint8_t *p = out->data + out->len;
+    for (int l = 0; l < WC_RANS_LANES; l++, p += 4) wc_wr32(p, st[l]);
+    for (size_t k = 0; k < nw; k++, p += 2) wc_wr16(p, w[k]);
+    if (nw & 1) wc_wr16(p, 0), p += 2;
+    out->len = (size_t)(p - out->data);
+    free(words);
+    return 0;
+}
+
+int wc_rans_decode_tile_ref(const wc_rans_dec_table *d, const uint8_t *stream, size_t len,
+                            uint8_t *out, size_t n)
+{
+    const uint32_t bits = d->t.prob_bits, mask = (1u << bits) - 1;
+    if (len < WC_RANS_HEADER_BYTES || (len - WC_RANS_HEADER_BYTES) % 4) return WC_ECORRUPT;
+    uint32_t st[WC_RANS_LANES];
+    for (int l = 0; l < WC_RANS_LANES; l++) {
+        st[l] = wc_rd32(stream + 4 * l);
+        if (st[l] < WC_RANS_L) return WC_ECORRUPT;
+    }
+    const uint8_t *words = stream + WC_RANS_HEADER_BYTES;
+    const size_t nw = (len - WC_RANS_HEADER_BYTES) / 2;
+    size_t pos = 0;
+    uint32_t bad = 0;
+
+    /* Step k decodes symbols 32k .. 32k+31, lane l taking symbol 32k+l; the
+     * lanes that need a word read them in lane order. */
+    for (size_t base = 0; base < n; base += WC_RANS_LANES) {
+        const int lanes = n - base < WC_RANS_LANES ? (int)(n - base) : WC_RANS_LANES;
+        for (int l = 0; l < lanes; l++) {
+            uint32_t x = st[l];
+            uint32_t slot = x & mask;
+            uint8_t s = d->slot_sym[slot];
+            x = d->t.freq[s] * (x >> bits) + slot - d->t.cum[s];
+            /* Written without a branch: whether a lane needs a word is a
+             * coin toss that a branch predictor cannot learn. */
+            uint32_t need = x < WC_RANS_L, have = pos < nw;
+            uint32_t w = have ? wc_rd16(words + 2 * pos) : 0;
+            bad |= need & !have;
+            x = need ? x << 16 | w : x;
+            pos += need;
+            st[l] = x;
+            out[base + l] = s;
+        }
+        if (bad) return WC_ECORRUPT;
+    }
+
+    for (int l = 0; l < WC_RANS_LANES; l++)
+        if (st[l] != WC_RANS_L) return WC_ECORRUPT;
+    /* all words consumed, except the one zero pad word after an odd count */
+    if (pos == nw) return 0;
+    if (pos + 1 == nw && (pos & 1) && wc_rd16(words + 2 * pos) == 0) return 0;
+    return WC_ECORRUPT;
+}

@@ -1,0 +1,162 @@
+/* wcodec: lossless coding of INT8-quantized model weights.
+ *
+ * Public API of libwcodec. Every function returns 0 or a negative WC_E* code;
+ * where a wc_err is passed (it may be NULL) it receives a message that names
+ * the file, tensor and offset at fault. */
+#ifndef WCODEC_H
+#define WCODEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(WC_BUILDING_LIB)
+#define WC_API __attribute__((visibility("default")))
+#else
+#define WC_API
+#endif
+
+#define WC_FORMAT_VERSION 1
+
+enum wc_status {
+    WC_OK = 0,
+    WC_EINVAL = -1,      /* bad argument from the caller */
+    WC_EIO = -2,         /* a system call failed (errno in the message) */
+    WC_ENOMEM = -3,
+    WC_EFORMAT = -4,     /* malformed or truncated input file */
+    WC_ECHECKSUM = -5,   /* stored checksum does not match the bytes */
+    WC_EVERSION = -6,    /* format version this build cannot read */
+    WC_ERANGE = -7,      /* a value cannot be represented (NaN/Inf weights, sizes) */
+    WC_ENOTFOUND = -8,   /* no tensor of that name */
+    WC_EUNSUPPORTED = -9,
+    WC_ECORRUPT = -10,   /* a coded stream fails its integrity checks */
+    WC_ECUDA = -11,      /* a CUDA call failed */
+    WC_ENODEV = -12,     /* no usable CUDA device */
+    WC_ECANCELED = -13,
+};
+
+/* Filled by a failing call where the context is known. */
+typedef struct wc_err {
+    int code;
+    char msg[768];
+} wc_err;
+
+WC_API const char *wc_strerror(int code);
+
+/* Element types, named as safetensors names them. The numeric values are
+ * stored in .wcodec files and never change. */
+typedef enum wc_dtype {
+    WC_DT_BOOL = 1,
+    WC_DT_U8 = 2,
+    WC_DT_I8 = 3,
+    WC_DT_I16 = 4,
+    WC_DT_U16 = 5,
+    WC_DT_F16 = 6,
+    WC_DT_BF16 = 7,
+    WC_DT_I32 = 8,
+    WC_DT_U32 = 9,
+    WC_DT_F32 = 10,
+    WC_DT_F64 = 11,
+    WC_DT_I64 = 12,
+    WC_DT_U64 = 13,
+    WC_DT_F8_E4M3 = 14,
+    WC_DT_F8_E5M2 = 15,
+} wc_dtype;
+
+WC_API const char *wc_dtype_name(wc_dtype dt);   /* NULL if unknown */
+WC_API int wc_dtype_size(wc_dtype dt);           /* bytes, or 0 if unknown */
+WC_API int wc_dtype_from_name(const char *name); /* wc_dtype, or WC_EINVAL */
+
+/* How a tensor is stored in a .wcodec file. */
+typedef enum wc_coding {
+    WC_CODING_RAW = 0,     /* bytes of the original dtype, as they were */
+    WC_CODING_RANS_I8 = 1, /* INT8 values in tiles of interleaved rANS */
+} wc_coding;
+
+#define WC_MAX_DIMS 8
+
+typedef struct wc_tensor_info {
+    const char *name;       /* owned by the wc_file */
+    wc_dtype dtype;         /* dtype of the input tensor */
+    wc_dtype out_dtype;     /* dtype decode produces: I8 for coded tensors */
+    wc_coding coding;
+    uint32_t ndim;
+    uint64_t shape[WC_MAX_DIMS];
+    uint64_t rows, cols;    /* 2-D view: dim 0 x product of the rest */
+    uint64_t out_bytes;     /* bytes decode writes */
+    uint64_t n_scales;      /* fp32 scales (one per row), 0 if none */
+    uint64_t stored_bytes;  /* bytes of the record in the file */
+    uint64_t file_offset;   /* where the record starts */
+    uint32_t tile_rows, tile_cols, n_tiles, n_tables, prob_bits;
+} wc_tensor_info;
+
+/* ---- reading ---- */
+
+typedef struct wc_file wc_file;
+
+/* Maps the file read-only and checks header and directory (checksums,
+ * bounds, shapes). Tensor data is checked when it is decoded. */
+WC_API int wc_file_open(wc_file **out, const char *path, wc_err *err);
+/* Takes ownership of nothing: the fd may be closed after the call. `label`
+ * names the file in messages. */
+WC_API int wc_file_open_fd(wc_file **out, int fd, const char *label, wc_err *err);
+WC_API void wc_file_close(wc_file *f);
+
+WC_API size_t wc_file_tensor_count(const wc_file *f);
+WC_API int wc_file_tensor_info(const wc_file *f, size_t i, wc_tensor_info *out);
+/* Index of the tensor called `name`, or WC_ENOTFOUND. */
+WC_API int wc_file_find(const wc_file *f, const char *name);
+WC_API uint64_t wc_file_size(const wc_file *f);
+WC_API const char *wc_file_label(const wc_file *f);
+
+/* Decodes tensor i with the CPU reference decoder into `out` (out_bytes of
+ * info) and, for coded tensors with scales, `scales` (n_scales floats; may be
+ * NULL if the caller does not want them). The record's checksum is verified
+ * first. */
+WC_API int wc_decode_tensor(const wc_file *f, size_t i, void *out, size_t out_size,
+                            float *scales, size_t n_scales, wc_err *err);
+
+/* Checks every tensor: checksum, decode, rANS end states. */
+WC_API int wc_file_verify(const wc_file *f, wc_err *err);
+
+/* Decodes every tensor and compares it with what encoding the safetensors
+ * file `source` gives: raw bytes equal, coded tensors equal to the quantizer
+ * applied to the source (or to the source's INT8 values and N_scale). */
+WC_API int wc_file_compare_source(const wc_file *f, const char *source, wc_err *err);
+
+/* ---- writing ---- */
+
+typedef void (*wc_progress_fn)(void *user, uint64_t done, uint64_t total);
+
+typedef struct wc_encode_opts {
+    int threads;              /* 0: one per online CPU */
+    uint64_t min_weights;     /* smaller tensors are stored raw; default 4096 */
+    uint32_t tile_weights;    /* target weights per tile; default 65536 */
+    uint32_t prob_bits;       /* rANS table precision; default 12 */
+    bool ints_as_float;       /* quantize I16/I32 matrices like floats */
+    wc_progress_fn progress;  /* called from the calling thread */
+    void *progress_user;
+} wc_encode_opts;
+
+WC_API void wc_encode_opts_default(wc_encode_opts *o);
+
+/* Encodes a safetensors file into a .wcodec file. The output is written to a
+ * temporary file beside `out_path` and renamed at the end, so a failed or
+ * interrupted run leaves no partial file. */
+WC_API int wc_encode_file(const char *in_path, const char *out_path,
+                          const wc_encode_opts *opts, wc_err *err);
+
+/* Decodes a .wcodec file into a safetensors file: coded tensor N becomes
+ * N (I8) beside N_scale (F32, one per row); raw tensors come back as they
+ * were. Same temporary-file rule as encoding. */
+WC_API int wc_decode_file(const char *in_path, const char *out_path,
+                          wc_progress_fn progress, void *progress_user, wc_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

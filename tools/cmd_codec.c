@@ -1,0 +1,144 @@
+/* wcodec encode / decode */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmds.h"
+#include "progress.h"
+
+static const char encode_help[] =
+    "usage: wcodec encode [options] MODEL.safetensors [-o OUT.wcodec]\n"
+    "\n"
+    "Quantizes float matrices to INT8 (one fp32 scale per row: max|w|/127, round half to\n"
+    "even) and codes them losslessly. INT8 tensors with an N_scale beside them are taken as\n"
+    "they are. 1-D and small tensors, and other dtypes, are kept byte for byte.\n"
+    "\n"
+    "  -o, --output FILE     output (default: MODEL with .wcodec for .safetensors)\n"
+    "  -j, --threads N       encoder threads (default: one per CPU)\n"
+    "  -f, --force           replace an existing output file\n"
+    "      --min-weights N   store tensors under N weights raw (default 4096)\n"
+    "      --tile-weights N  weights per tile (default 65536; smaller gives the GPU more\n"
+    "                        parallel work, larger costs fewer bits)\n"
+    "      --prob-bits N     rANS table precision, 8..14 (default 12)\n"
+    "      --ints-as-float   quantize I16/I32 matrices like float ones\n"
+    "  -q, --quiet           no progress bar\n"
+    "  -h, --help            this text\n";
+
+static const char decode_help[] =
+    "usage: wcodec decode [options] MODEL.wcodec [-o OUT.safetensors]\n"
+    "\n"
+    "Writes a safetensors file: a coded tensor N comes back as N (I8, its original shape)\n"
+    "beside N_scale (F32, one per row); raw tensors come back byte for byte.\n"
+    "\n"
+    "  -o, --output FILE     output (default: MODEL with .safetensors for .wcodec)\n"
+    "  -f, --force           replace an existing output file\n"
+    "  -q, --quiet           no progress bar\n"
+    "  -h, --help            this text\n";
+
+/* in with its suffix `from` replaced by `to` (or `to` appended). */
+static char *swap_suffix(const char *in, const char *from, const char *to)
+{
+    size_t n = strlen(in), f = strlen(from);
+    if (n > f && !strcmp(in + n - f, from)) n -= f;
+    char *out = malloc(n + strlen(to) + 1);
+    if (!out) return NULL;
+    memcpy(out, in, n);
+    strcpy(out + n, to);
+    return out;
+}
+
+static int check_output(const char *out, bool force)
+{
+    if (!force && access(out, F_OK) == 0) {
+        fprintf(stderr, "wcodec: %s exists; use -f to replace it\n", out);
+        return 1;
+    }
+    return 0;
+}
+
+int wct_encode(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"output", 1, 0, 'o'},      {"threads", 1, 0, 'j'},      {"force", 0, 0, 'f'},
+        {"min-weights", 1, 0, 'M'}, {"tile-weights", 1, 0, 'T'}, {"prob-bits", 1, 0, 'P'},
+        {"ints-as-float", 0, 0, 'I'}, {"quiet", 0, 0, 'q'},      {"help", 0, 0, 'h'},
+        {0, 0, 0, 0}};
+    wc_encode_opts o;
+    wc_encode_opts_default(&o);
+    const char *out = NULL;
+    bool force = false, quiet = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "o:j:fqh", lo, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'j': o.threads = (int)wct_parse_long("-j", optarg, 1, 1024); break;
+        case 'f': force = true; break;
+        case 'M': o.min_weights = (uint64_t)wct_parse_long("--min-weights", optarg, 1, 1L << 40); break;
+        case 'T': o.tile_weights = (uint32_t)wct_parse_long("--tile-weights", optarg, 32, 1 << 24); break;
+        case 'P': o.prob_bits = (uint32_t)wct_parse_long("--prob-bits", optarg, 8, 14); break;
+        case 'I': o.ints_as_float = true; break;
+        case 'q': quiet = true; break;
+        case 'h': fputs(encode_help, stdout); return 0;
+        default: fputs(encode_help, stderr); return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        fputs(encode_help, stderr);
+        return 2;
+    }
+    const char *in = argv[optind];
+    char *def = out ? NULL : swap_suffix(in, ".safetensors", ".wcodec");
+    if (!out) out = def;
+    int ret = check_output(out, force);
+    if (!ret) {
+        wct_progress p;
+        wct_progress_init(&p, "encode", quiet);
+        o.progress = wct_progress_cb;
+        o.progress_user = &p;
+        wc_err e = {0};
+        int r = wc_encode_file(in, out, &o, &e);
+        wct_progress_end(&p);
+        ret = r ? wct_report(&e, r) : 0;
+    }
+    free(def);
+    return ret;
+}
+
+int wct_decode(int argc, char **argv)
+{
+    static const struct option lo[] = {{"output", 1, 0, 'o'}, {"force", 0, 0, 'f'},
+                                       {"quiet", 0, 0, 'q'},  {"help", 0, 0, 'h'},
+                                       {0, 0, 0, 0}};
+    const char *out = NULL;
+    bool force = false, quiet = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "o:fqh", lo, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'f': force = true; break;
+        case 'q': quiet = true; break;
+        case 'h': fputs(decode_help, stdout); return 0;
+        default: fputs(decode_help, stderr); return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        fputs(decode_help, stderr);
+        return 2;
+    }
+    const char *in = argv[optind];
+    char *def = out ? NULL : swap_suffix(in, ".wcodec", ".safetensors");
+    if (!out) out = def;
+    int ret = check_output(out, force);
+    if (!ret) {
+        wct_progress p;
+        wct_progress_init(&p, "decode", quiet);
+        wc_err e = {0};
+        int r = wc_decode_file(in, out, wct_progress_cb, &p, &e);
+        wct_progress_end(&p);
+        ret = r ? wct_report(&e, r) : 0;
+    }
+    free(def);
+    return ret;
+}

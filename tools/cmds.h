@@ -1,0 +1,18 @@
+/* The subcommands of the wcodec tool; each returns the process exit code. */
+#ifndef WCT_CMDS_H
+#define WCT_CMDS_H
+
+#include <wcodec/wcodec.h>
+
+int wct_encode(int argc, char **argv);
+int wct_decode(int argc, char **argv);
+int wct_info(int argc, char **argv);
+int wct_verify(int argc, char **argv);
+int wct_bench(int argc, char **argv);
+
+/* Prints "wcodec: <message>" for a failed call. */
+int wct_report(const wc_err *e, int code);
+/* Parses a positive integer option value, or exits with usage. */
+long wct_parse_long(const char *opt, const char *v, long min, long max);
+
+#endif
