@@ -1,0 +1,112 @@
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "format.h"
+#include "helpers.h"
+
+static char tmpdir[64];
+
+const char *th_tmpdir(void)
+{
+    if (!tmpdir[0]) {
+        strcpy(tmpdir, "/tmp/wcodec-test-XXXXXX");
+        if (!mkdtemp(tmpdir)) abort();
+    }
+    return tmpdir;
+}
+
+const char *th_path(const char *name)
+{
+    static char bufs[4][512];
+    static int k;
+    char *b = bufs[k++ & 3];
+    snprintf(b, sizeof bufs[0], "%s/%s", th_tmpdir(), name);
+    return b;
+}
+
+void th_cleanup(void)
+{
+    if (!tmpdir[0]) return;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd)) fprintf(stderr, "could not remove %s\n", tmpdir);
+    tmpdir[0] = 0;
+}
+
+int th_write_safetensors(const char *path, const th_tensor *t, size_t n)
+{
+    wc_st_out_tensor *o = calloc(n + 1, sizeof *o);
+    uint8_t *h;
+    size_t hs;
+    uint64_t fs;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t numel = 1;
+        for (uint32_t d = 0; d < t[i].ndim; d++) numel *= t[i].shape[d];
+        o[i] = (wc_st_out_tensor){.name = t[i].name, .dtype = t[i].dtype, .ndim = t[i].ndim,
+                                  .size = numel * wc_dtype_size(t[i].dtype)};
+        memcpy(o[i].shape, t[i].shape, sizeof o[i].shape);
+    }
+    int r = wc_st_layout(o, n, &h, &hs, &fs, NULL);
+    if (r) return r;
+    FILE *f = fopen(path, "wb");
+    r = f ? 0 : -1;
+    if (f) {
+        fwrite(h, 1, hs, f);
+        for (size_t i = 0; i < n; i++) fwrite(t[i].data, 1, o[i].size, f);
+        r = fclose(f) ? -1 : 0;
+    }
+    free(h);
+    free(o);
+    return r;
+}
+
+uint8_t *th_read_file(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *p = malloc((size_t)n + 1);
+    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
+        free(p);
+        p = NULL;
+    }
+    fclose(f);
+    *size = (size_t)n;
+    return p;
+}
+
+int th_write_file(const char *path, const void *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t w = fwrite(p, 1, n, f);
+    return fclose(f) || w != n ? -1 : 0;
+}
+
+void th_reseal(uint8_t *file, size_t size)
+{
+    uint64_t dir_off = wc_rd64(file + 24), dir_size = wc_rd64(file + 32);
+    if (dir_off <= size && dir_size <= size - dir_off)
+        wc_wr64(file + 48, wc_hash(file + dir_off, dir_size));
+    wc_wr64(file + 56, wc_hash(file, 56));
+}
+
+size_t th_dir_entry(const uint8_t *file, size_t i)
+{
+    size_t pos = wc_rd64(file + 24);
+    while (i--) pos += wc_rd16(file + pos);
+    return pos;
+}
+
+uint64_t th_rand(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 2685821657736338717ull;
+}
