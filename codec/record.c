@@ -136,7 +136,7 @@ int wc_record_decode_ref(const wc_entry *e, const uint8_t *rec, uint8_t *out, fl
             goto out;
         }
         if (end < begin || end > stream_bytes) {
-            r = wc_fail(err, WC_EFORMAT, "%s: tensor '%s': tile %u stream [%llu, %llu) out of bounds",
+            r = wc_fail(err, WC_EFORMAT, "%s: tensor '%s': tile %u stream at offsets [%llu, %llu) is out of bounds",
                         label, e->name, t, (unsigned long long)at,
                         (unsigned long long)(e->offset + e->tiles_off + end));
             goto out;

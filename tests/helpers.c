@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,4 +110,26 @@ uint64_t th_rand(uint64_t *s)
     *s ^= *s << 25;
     *s ^= *s >> 27;
     return *s * 2685821657736338717ull;
+}
+
+void th_rehash_record(uint8_t *file, size_t i)
+{
+    size_t e = th_dir_entry(file, i);
+    uint64_t off = wc_rd64(file + e + 8), size = wc_rd64(file + e + 16);
+    wc_wr64(file + e + 24, wc_hash(file + off, size));
+}
+
+int th_msg_has(const char *msg, ...)
+{
+    va_list ap;
+    va_start(ap, msg);
+    const char *w;
+    int ok = 1;
+    while ((w = va_arg(ap, const char *)))
+        if (!strstr(msg, w)) {
+            fprintf(stderr, "message \"%s\" lacks \"%s\"\n", msg, w);
+            ok = 0;
+        }
+    va_end(ap);
+    return ok;
 }

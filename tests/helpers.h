@@ -37,4 +37,10 @@ size_t th_dir_entry(const uint8_t *file, size_t i);
 /* A deterministic generator (xorshift64*). */
 uint64_t th_rand(uint64_t *s);
 
+
+
+/* Recomputes the record checksum of tensor i (then call th_reseal). */
+void th_rehash_record(uint8_t *file, size_t i);
+/* True if the formatted message holds every one of the NULL-ended words. */
+int th_msg_has(const char *msg, ...);
 #endif
