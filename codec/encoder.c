@@ -38,7 +38,7 @@ typedef struct enc {
 
 void wc_encode_opts_default(wc_encode_opts *o)
 {
-    *o = (wc_encode_opts){.min_weights = 4096, .tile_weights = 65536, .prob_bits = 12};
+    *o = (wc_encode_opts){.min_weights = 4096, .tile_weights = 262144, .prob_bits = 13};
 }
 
 static int quantize_job(job *j, const wc_st_file *in, const wc_code_params *p)

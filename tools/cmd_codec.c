@@ -19,9 +19,9 @@ static const char encode_help[] =
     "  -j, --threads N       encoder threads (default: one per CPU)\n"
     "  -f, --force           replace an existing output file\n"
     "      --min-weights N   store tensors under N weights raw (default 4096)\n"
-    "      --tile-weights N  weights per tile (default 65536; smaller gives the GPU more\n"
+    "      --tile-weights N  weights per tile (default 262144; smaller gives the GPU more\n"
     "                        parallel work, larger costs fewer bits)\n"
-    "      --prob-bits N     rANS table precision, 8..14 (default 12)\n"
+    "      --prob-bits N     rANS table precision, 8..14 (default 13)\n"
     "      --ints-as-float   quantize I16/I32 matrices like float ones\n"
     "  -q, --quiet           no progress bar\n"
     "  -h, --help            this text\n";

@@ -135,8 +135,8 @@ typedef void (*wc_progress_fn)(void *user, uint64_t done, uint64_t total);
 typedef struct wc_encode_opts {
     int threads;              /* 0: one per online CPU */
     uint64_t min_weights;     /* smaller tensors are stored raw; default 4096 */
-    uint32_t tile_weights;    /* target weights per tile; default 65536 */
-    uint32_t prob_bits;       /* rANS table precision; default 12 */
+    uint32_t tile_weights;    /* target weights per tile; default 262144 */
+    uint32_t prob_bits;       /* rANS table precision in bits; default 13 */
     bool ints_as_float;       /* quantize I16/I32 matrices like floats */
     wc_progress_fn progress;  /* called from the calling thread */
     void *progress_user;

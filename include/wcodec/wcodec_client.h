@@ -1,0 +1,156 @@
+/* libwcodec-client: tensors decoded and kept resident by wcodecd, mapped
+ * into the calling process without a copy.
+ *
+ * A request takes a lease on each tensor it returns; the bytes stay valid
+ * until wc_client_release() (or wc_client_close(), or the process exits,
+ * which ends every lease of the connection). All functions return 0 or a
+ * negative code: the WC_E* codes of wcodec.h or the WC_E* below, with a
+ * message in `err` (may be NULL) that names the daemon, model and tensor.
+ * One wc_client may be used from many threads at once. */
+#ifndef WCODEC_CLIENT_H
+#define WCODEC_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <wcodec/wcodec.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(WC_BUILDING_CLIENT)
+#define WC_CLIENT_API __attribute__((visibility("default")))
+#else
+#define WC_CLIENT_API
+#endif
+
+/* The protocol version this library speaks (docs/PROTOCOL.md). */
+#define WC_PROTOCOL_VERSION 1
+/* Where wcodecd listens unless $WCODECD_SOCKET or the caller says otherwise. */
+#define WC_CLIENT_DEFAULT_SOCKET "/run/wcodecd/wcodecd.sock"
+
+/* Codes of the daemon and its protocol, beyond those of wcodec.h. */
+enum wc_client_status {
+    WC_EDENIED = -64,       /* peer not allowed, or path outside the roots */
+    WC_EPROTO = -65,        /* malformed or unexpected frame */
+    WC_EDISCONNECTED = -66, /* the daemon closed the connection or is not running */
+    WC_EBUDGET = -67,       /* the tensors do not fit the daemon's memory budget */
+    WC_ETIMEDOUT = -68,     /* no reply within the client's timeout */
+    WC_ELIMIT = -69,        /* a daemon limit (models, leases, connections) is reached */
+};
+
+/* wc_strerror() extended with the codes above. */
+WC_CLIENT_API const char *wc_client_strerror(int code);
+
+typedef enum wc_location_kind {
+    WC_LOC_MEMFD = 1,     /* data points into a read-only shared mapping */
+    WC_LOC_CUDA_VMM = 2,  /* reserved for the GPU backend */
+    WC_LOC_CUDA_IPC = 3,  /* reserved for the GPU backend */
+} wc_location_kind;
+
+typedef struct wc_client wc_client;
+
+/* Connects and performs the version handshake. `socket_path` NULL means
+ * $WCODECD_SOCKET, else WC_CLIENT_DEFAULT_SOCKET. */
+WC_CLIENT_API int wc_client_connect(wc_client **out, const char *socket_path, wc_err *err);
+/* Ends every lease of the connection and unmaps nothing: tensors still held
+ * must be released first (their mappings are freed here as well). */
+WC_CLIENT_API void wc_client_close(wc_client *c);
+/* Milliseconds a call waits for its reply; 0 waits forever. Default 30000. */
+WC_CLIENT_API void wc_client_set_timeout(wc_client *c, int timeout_ms);
+
+typedef struct wc_client_server_info {
+    uint32_t protocol_version;
+    char server_version[32];
+    wc_location_kind backend;
+    uint32_t max_frame;
+} wc_client_server_info;
+
+WC_CLIENT_API int wc_client_server_info_get(wc_client *c, wc_client_server_info *out);
+
+typedef struct wc_client_model {
+    uint64_t id;
+    uint32_t tensor_count;
+    uint64_t file_bytes;
+} wc_client_model;
+
+/* Opens (or finds already open) a .wcodec file beneath the daemon's roots. */
+WC_CLIENT_API int wc_client_open(wc_client *c, const char *path, wc_client_model *out, wc_err *err);
+
+typedef struct wc_client_tensor_info {
+    char *name;
+    wc_dtype dtype, out_dtype;
+    wc_coding coding;
+    uint32_t ndim;
+    uint64_t shape[WC_MAX_DIMS];
+    uint64_t out_bytes, n_scales, stored_bytes;
+    int cached;
+} wc_client_tensor_info;
+
+/* Lists the tensors of a model whose names start with `prefix` (NULL: all).
+ * Free the array with wc_client_list_free(). */
+WC_CLIENT_API int wc_client_list(wc_client *c, uint64_t model_id, const char *prefix,
+                                 wc_client_tensor_info **out, size_t *n_out, wc_err *err);
+WC_CLIENT_API void wc_client_list_free(wc_client_tensor_info *infos, size_t n);
+
+/* A leased tensor, mapped. */
+typedef struct wc_client_tensor {
+    const char *name;
+    uint64_t model_id, lease_id;
+    wc_dtype dtype, out_dtype;
+    uint32_t ndim;
+    uint64_t shape[WC_MAX_DIMS];
+    const void *data;      /* out_dtype elements, row-major */
+    uint64_t size;         /* bytes at data */
+    const float *scales;   /* n_scales per-row scales, NULL if none */
+    uint64_t n_scales;
+    wc_location_kind location;
+    void *map_base_;       /* private */
+    size_t map_len_;       /* private */
+} wc_client_tensor;
+
+typedef enum wc_client_select {
+    WC_SELECT_NAMES = 0,   /* names[0..n_names) */
+    WC_SELECT_PREFIX = 1,  /* names[0] is the prefix */
+    WC_SELECT_ALL = 2,
+} wc_client_select;
+
+/* Gets tensors of a model, decoding those not yet resident. All or none:
+ * on error nothing is leased. `*out` receives an array of `*n_out`
+ * tensors; release them with wc_client_release() and free the array with
+ * free(). */
+WC_CLIENT_API int wc_client_get(wc_client *c, uint64_t model_id, wc_client_select sel,
+                                const char *const *names, size_t n_names,
+                                wc_client_tensor ***out, size_t *n_out, wc_err *err);
+/* One tensor by name. */
+WC_CLIENT_API int wc_client_get_one(wc_client *c, uint64_t model_id, const char *name,
+                                    wc_client_tensor **out, wc_err *err);
+
+/* Unmaps the tensors, frees them and ends their leases (one round trip). */
+WC_CLIENT_API int wc_client_release(wc_client *c, wc_client_tensor *const *tensors, size_t n,
+                                    wc_err *err);
+
+typedef struct wc_client_stats {
+    uint64_t uptime_ms;
+    uint32_t connections, models;
+    uint64_t budget_bytes, cached_bytes;
+    uint32_t cached_tensors;
+    uint64_t leased_bytes;
+    uint32_t leased_tensors;
+    uint64_t leases, conn_leases;
+    uint64_t decodes, hits, evictions, requests, errors;
+    uint64_t rss_bytes;
+    uint32_t open_fds, decodes_in_flight;
+} wc_client_stats;
+
+WC_CLIENT_API int wc_client_stats_get(wc_client *c, wc_client_stats *out, wc_err *err);
+
+/* Evicts the unleased cached tensors of a model (0: of every model). */
+WC_CLIENT_API int wc_client_evict(wc_client *c, uint64_t model_id, uint32_t *evicted_tensors,
+                                  uint64_t *evicted_bytes, wc_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
