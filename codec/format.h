@@ -59,5 +59,8 @@ void wc_entries_free(wc_entry *e, size_t n);
 uint64_t wc_entry_out_bytes(const wc_entry *e);
 
 uint64_t wc_hash(const void *p, size_t n);
+/* Whether the bytes fail their stored checksum; always false in a fuzzing
+ * build, so that mutations reach the checks behind the checksums. */
+bool wc_hash_differs(uint64_t stored, const void *p, size_t n);
 
 #endif

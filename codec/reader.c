@@ -145,7 +145,7 @@ int wc_decode_tensor(const wc_file *f, size_t i, void *out, size_t out_size, flo
     if (scales && (e->flags & WC_ENTRY_HAS_SCALES) && n_scales < e->rows)
         return wc_fail(err, WC_EINVAL, "%s: tensor '%s': room for %zu scales, needs %llu",
                        f->label, e->name, n_scales, (unsigned long long)e->rows);
-    if (wc_hash(rec, e->size) != e->hash)
+    if (wc_hash_differs(e->hash, rec, e->size))
         return wc_fail(err, WC_ECHECKSUM,
                        "%s: tensor '%s': checksum mismatch over its record [%llu, %llu)", f->label,
                        e->name, (unsigned long long)e->offset,
