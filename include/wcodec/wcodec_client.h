@@ -54,8 +54,8 @@ typedef struct wc_client wc_client;
 /* Connects and performs the version handshake. `socket_path` NULL means
  * $WCODECD_SOCKET, else WC_CLIENT_DEFAULT_SOCKET. */
 WC_CLIENT_API int wc_client_connect(wc_client **out, const char *socket_path, wc_err *err);
-/* Ends every lease of the connection and unmaps nothing: tensors still held
- * must be released first (their mappings are freed here as well). */
+/* Closes the connection, which ends its leases, and unmaps and frees the
+ * tensors still held. No other thread may be using c. */
 WC_CLIENT_API void wc_client_close(wc_client *c);
 /* Milliseconds a call waits for its reply; 0 waits forever. Default 30000. */
 WC_CLIENT_API void wc_client_set_timeout(wc_client *c, int timeout_ms);
@@ -106,8 +106,10 @@ typedef struct wc_client_tensor {
     const float *scales;   /* n_scales per-row scales, NULL if none */
     uint64_t n_scales;
     wc_location_kind location;
-    void *map_base_;       /* private */
-    size_t map_len_;       /* private */
+    /* private to the library */
+    void *map_base_;
+    size_t map_len_;
+    struct wc_client_tensor *prev_, *next_;
 } wc_client_tensor;
 
 typedef enum wc_client_select {

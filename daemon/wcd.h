@@ -1,0 +1,298 @@
+/* wcodecd internals shared by the daemon's modules. One libuv loop owns all
+ * of this state; only the decode step of a cache entry runs on a pool
+ * thread, and it touches nothing but its own entry's allocation. */
+#ifndef WCD_H
+#define WCD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <uv.h>
+
+#include <wcodec/wcodec.h>
+#include <wcodec/wcodec_client.h>
+
+#include "wcodec.pb-c.h"
+
+#define WCD_VERSION "0.1.0"
+/* Descriptors passed with one reply frame; well under SCM_MAX_FD (253). */
+#define WCD_FDS_PER_FRAME 64
+/* Tensor infos per list reply frame, to keep replies under the client's cap. */
+#define WCD_INFOS_PER_FRAME 1024
+#define WCD_MAX_NAME 4096
+#define WCD_MAX_TENSORS_PER_REQUEST 65536
+
+/* ---- log.c ---- */
+enum { WCD_LOG_ERR = 3, WCD_LOG_WARN = 4, WCD_LOG_NOTICE = 5, WCD_LOG_INFO = 6, WCD_LOG_DEBUG = 7 };
+extern int wcd_log_level;
+void wcd_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int wcd_log_level_parse(const char *s);
+
+/* ---- config.c ---- */
+typedef struct wcd_config {
+    char *config_path;      /* file read at start and on SIGHUP; NULL: none */
+    char *socket_path;
+    unsigned socket_mode;
+    uid_t *allow_uids;
+    size_t n_allow_uids;
+    gid_t *allow_gids;
+    size_t n_allow_gids;
+    bool allow_any;         /* allow_uids = * : the socket mode is the only gate */
+    char **roots;
+    size_t n_roots;
+    uint64_t budget;
+    unsigned threads;
+    uint32_t max_frame;
+    unsigned max_models;
+    unsigned max_leases;     /* per connection */
+    unsigned max_connections;
+    unsigned max_inflight;   /* requests under way per connection */
+    int log_level;
+} wcd_config;
+
+/* One "section.key = value" from the command line. */
+typedef struct wcd_setting {
+    const char *section, *key, *value;
+} wcd_setting;
+
+void wcd_config_defaults(wcd_config *c);
+/* Defaults, then the file (if any), then the flags: the daemon's whole
+ * configuration, at start and on SIGHUP. */
+int wcd_config_build(wcd_config *c, const char *path, const wcd_setting *cli, size_t n_cli,
+                     wc_err *err);
+void wcd_config_free(wcd_config *c);
+/* Reads an ini file into c (on top of what is there). */
+int wcd_config_load(wcd_config *c, const char *path, wc_err *err);
+/* Applies one "section.key = value" setting; used for files and flags. */
+int wcd_config_set(wcd_config *c, const char *section, const char *key, const char *value,
+                   wc_err *err);
+int wcd_config_check(const wcd_config *c, wc_err *err);
+int wcd_parse_size(const char *s, uint64_t *out);
+
+/* ---- frame.c ---- */
+/* Finds the first complete frame in buf. Returns 1 and sets payload, plen
+ * and consumed when one is there, 0 when more bytes are needed, WC_EPROTO
+ * when the announced length exceeds max_frame. */
+int wcd_frame_next(const uint8_t *buf, size_t len, uint32_t max_frame, const uint8_t **payload,
+                   uint32_t *plen, size_t *consumed);
+/* Serializes a reply behind its length prefix; *out is malloc'd. */
+int wcd_frame_pack_reply(const Wcodec__V1__Reply *r, uint8_t **out, size_t *len);
+
+/* ---- backend ---- */
+typedef struct wcd_alloc {
+    int fd;
+    uint64_t map_length, offset, length, scales_offset, n_scales;
+} wcd_alloc;
+
+typedef struct wcd_backend {
+    const char *name;
+    Wcodec__V1__LocationKind kind;
+    /* Bytes the allocation for this tensor takes from the budget. */
+    uint64_t (*footprint)(const wc_tensor_info *ti);
+    /* Runs on a pool thread: allocate, decode, make read-only for peers. */
+    int (*decode)(const wc_file *f, size_t index, const wc_tensor_info *ti, wcd_alloc *a,
+                  wc_err *err);
+    void (*release)(wcd_alloc *a);
+} wcd_backend;
+
+extern const wcd_backend wcd_backend_memfd;
+
+/* ---- cache.c ---- */
+typedef struct wcd_model wcd_model;
+typedef struct wcd_entry wcd_entry;
+typedef struct wcd_slot wcd_slot;
+
+enum wcd_entry_state { WCD_DECODING = 1, WCD_READY = 2 };
+
+struct wcd_entry {
+    wcd_model *model;
+    uint32_t index;
+    int state;
+    uint64_t bytes;          /* charged to the budget */
+    uint32_t leases;         /* held by connections */
+    uint32_t pins;           /* requests under way that will take a lease */
+    wcd_alloc alloc;
+    wcd_entry *lru_prev, *lru_next;
+    bool in_lru;
+    wcd_slot *waiters;
+    uv_work_t work;
+    int work_status;
+    wc_err work_err;
+    struct wcd_cache *cache;
+};
+
+struct wcd_model {
+    uint64_t id;
+    dev_t dev;
+    ino_t ino;
+    char *label;
+    wc_file *f;
+    uint32_t n;
+    wcd_entry **entries;     /* by tensor index; NULL: not resident */
+    wcd_model *next;
+};
+
+/* A get request's claim on one tensor; also its node in the entry's
+ * waiter list while the tensor decodes. */
+struct wcd_slot {
+    struct wcd_get *get;
+    wcd_entry *e;
+    uint32_t index;
+    wcd_slot *next_waiter;
+};
+
+typedef struct wcd_cache {
+    uv_loop_t *loop;
+    const wcd_backend *backend;
+    uint64_t budget, used;
+    uint32_t n_entries, n_leased, in_flight;
+    uint64_t leased_bytes;
+    uint64_t decodes, hits, evictions;
+    wcd_entry *lru_head, *lru_tail;   /* unpinned ready entries, head = least recent */
+    wcd_model *models;
+    uint32_t n_models;
+    uint64_t next_model_id;
+} wcd_cache;
+
+void wcd_cache_init(wcd_cache *c, uv_loop_t *loop, const wcd_backend *b, uint64_t budget);
+/* Frees everything; no decode may be under way and no lease held. */
+void wcd_cache_fini(wcd_cache *c);
+wcd_model *wcd_cache_model(wcd_cache *c, uint64_t id);
+/* Takes ownership of f. */
+int wcd_cache_add_model(wcd_cache *c, dev_t dev, ino_t ino, const char *label, wc_file *f,
+                        unsigned max_models, wcd_model **out, wc_err *err);
+wcd_model *wcd_cache_find_model(wcd_cache *c, dev_t dev, ino_t ino);
+/* Pins the tensor for slot: 0 when ready (slot->e set), 1 when its decode is
+ * under way (slot waits; wcd_get_slot_done is called), or an error. */
+int wcd_cache_acquire(wcd_cache *c, wcd_model *m, uint32_t index, wcd_slot *slot, wc_err *err);
+void wcd_cache_unpin(wcd_cache *c, wcd_entry *e);
+void wcd_cache_pin_to_lease(wcd_cache *c, wcd_entry *e);
+void wcd_cache_lease_end(wcd_cache *c, wcd_entry *e);
+void wcd_cache_evict(wcd_cache *c, wcd_model *m, uint32_t *n, uint64_t *bytes);
+void wcd_cache_set_budget(wcd_cache *c, uint64_t budget);
+
+/* ---- model.c ---- */
+typedef struct wcd_root {
+    char *path;
+    int fd;     /* O_PATH directory */
+} wcd_root;
+
+int wcd_roots_open(const wcd_config *cfg, wcd_root **out, size_t *n, wc_err *err);
+void wcd_roots_close(wcd_root *r, size_t n);
+/* Opens path beneath one of the roots: an fd for a regular file, or
+ * WC_EDENIED if it resolves outside them. */
+int wcd_open_beneath(const wcd_root *roots, size_t n, const char *path, int *fd, wc_err *err);
+
+/* ---- conn.c ---- */
+typedef struct wcd_lease {
+    uint64_t id;
+    wcd_entry *e;   /* NULL: released (a hole until compaction) */
+} wcd_lease;
+
+typedef struct wcd_outframe {
+    struct wcd_outframe *next;
+    size_t len, off;
+    int nfds;
+    int fds[WCD_FDS_PER_FRAME];
+    uint8_t *data;
+} wcd_outframe;
+
+typedef struct wcd_ctx wcd_ctx;
+
+typedef struct wcd_conn {
+    wcd_ctx *ctx;
+    uint64_t id;
+    int fd;
+    uv_poll_t poll;
+    int poll_events;
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+    uint8_t *rbuf;
+    size_t rlen, rcap;
+    wcd_outframe *oq_head, *oq_tail;
+    size_t oq_bytes;
+    bool hello_done, closing, in_process;
+    wcd_lease *leases;
+    size_t n_leases, cap_leases, live_leases;
+    uint64_t next_lease;
+    struct wcd_get *gets;        /* requests under way */
+    unsigned inflight;
+    char name[64];               /* for logs: pid, uid and client name */
+    struct wcd_conn *prev, *next;
+} wcd_conn;
+
+/* Adopts an accepted socket; checks the peer. */
+void wcd_conn_accept(wcd_ctx *ctx, int fd);
+void wcd_conn_close(wcd_conn *c, const char *why);
+/* Queues (or sends at once) a reply and, with it, fds; the fds stay owned
+ * by the caller. */
+int wcd_conn_send(wcd_conn *c, const Wcodec__V1__Reply *r, const int *fds, int nfds);
+void wcd_conn_send_error(wcd_conn *c, uint64_t id, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+uint64_t wcd_conn_lease_add(wcd_conn *c, wcd_entry *e);
+wcd_entry *wcd_conn_lease_take(wcd_conn *c, uint64_t id);
+/* Called when a request finishes, to resume reading if it was paused. */
+void wcd_conn_request_done(wcd_conn *c);
+bool wcd_conn_peer_allowed(const wcd_ctx *ctx, uid_t uid, gid_t gid, const gid_t *groups,
+                           int n_groups);
+
+/* ---- request.c ---- */
+typedef struct wcd_get {
+    wcd_conn *conn;         /* NULL once the connection has closed */
+    uint64_t req_id;
+    uint32_t n, pending;
+    int status;
+    char msg[sizeof(((wc_err *)0)->msg)];
+    struct wcd_get *prev, *next;
+    wcd_slot slots[];
+} wcd_get;
+
+void wcd_handle_frame(wcd_conn *c, const uint8_t *p, size_t n);
+/* The decode a slot waited for has finished: status 0 (slot->e ready) or
+ * an error with its message. */
+void wcd_get_slot_done(wcd_slot *s, int status, const char *msg);
+/* The connection is closing: drop its requests under way. */
+void wcd_get_orphan_all(wcd_conn *c);
+
+/* ---- server.c ---- */
+struct wcd_ctx {
+    uv_loop_t *loop;
+    wcd_config cfg;
+    const wcd_setting *cli;  /* flags given on the command line, kept over reloads */
+    size_t n_cli;
+    wcd_root *roots;
+    size_t n_roots;
+    int listen_fd;
+    bool own_socket;         /* we bound it, so we unlink it */
+    bool activated;          /* socket from systemd */
+    uv_poll_t listen_poll;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t watchdog, status_timer;
+    uint64_t watchdog_usec;
+    char last_status[160];
+    wcd_cache cache;
+    wcd_conn *conns;
+    unsigned n_conns;
+    uint64_t next_conn_id;
+    uint64_t start_ms;
+    uint64_t requests, errors;
+    uint64_t total_leases;
+    bool stopping;
+    int exit_status;
+    /* test hooks (fuzz harness) */
+    void (*on_conn_freed)(wcd_ctx *ctx, wcd_conn *c);
+};
+
+/* Listens (or adopts systemd's socket), arms signals and timers. */
+int wcd_server_start(wcd_ctx *ctx, wc_err *err);
+void wcd_server_stop(wcd_ctx *ctx);
+int wcd_server_reload(wcd_ctx *ctx);
+/* Sets up everything but the listening socket (fuzz harness, tests). */
+int wcd_ctx_init(wcd_ctx *ctx, uv_loop_t *loop, wc_err *err);
+void wcd_ctx_fini(wcd_ctx *ctx);
+void wcd_update_status(wcd_ctx *ctx);
+
+#endif
