@@ -171,9 +171,13 @@ static int read_some(wc_client *c, int64_t deadline, char *msg, size_t msgsz)
                  "is the process out of file descriptors (RLIMIT_NOFILE)?", received);
         return WC_EPROTO;
     }
+    if (n < 0 && errno == ECONNRESET) {
+        snprintf(msg, msgsz, "wcodecd at %s closed the connection (reset: did the daemon exit or restart?)", c->path);
+        return WC_EDISCONNECTED;
+    }
     if (n < 0) {
         snprintf(msg, msgsz, "wcodecd at %s: %s", c->path, strerror(errno));
-        return errno == ECONNRESET ? WC_EDISCONNECTED : WC_EIO;
+        return WC_EIO;
     }
     if (n == 0) {
         snprintf(msg, msgsz, "wcodecd at %s closed the connection (did the daemon exit or restart?)", c->path);

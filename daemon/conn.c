@@ -401,7 +401,8 @@ static void on_poll(uv_poll_t *h, int status, int events)
     wcd_conn *c = h->data;
     if (c->closing) return;
     if (status < 0) {
-        wcd_conn_close(c, uv_strerror(status));
+        /* libuv reports POLLERR, typically a reset by the peer, as EBADF. */
+        wcd_conn_close(c, status == UV_EBADF ? "socket error (reset by the peer?)" : uv_strerror(status));
         return;
     }
     if (events & UV_WRITABLE) {

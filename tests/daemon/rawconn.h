@@ -1,0 +1,21 @@
+/* A bare protocol peer for tests that send what libwcodec-client never
+ * would: raw bytes, bad frames, requests out of order. */
+#ifndef WDT_RAWCONN_H
+#define WDT_RAWCONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wcodec.pb-c.h"
+
+int raw_connect(const char *sock);
+int raw_send_bytes(int fd, const void *p, size_t n);
+int raw_send(int fd, const Wcodec__V1__Request *q);
+int raw_hello(int fd);
+/* Reads one reply (closing any fds it carries); NULL on EOF or timeout.
+ * *eof is set when the daemon closed the connection. */
+Wcodec__V1__Reply *raw_recv(int fd, int timeout_ms, int *eof);
+/* 1 if the daemon closed the connection within timeout_ms. */
+int raw_closed(int fd, int timeout_ms);
+
+#endif
