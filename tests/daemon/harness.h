@@ -21,7 +21,7 @@ typedef struct wdt_env {
 
 typedef struct wdt_daemon {
     pid_t pid;
-    char sock[128];
+    char sock[100];
     char conf[128];
     char log[128];
     int notify_fd;         /* our NOTIFY_SOCKET, a datagram socket */
