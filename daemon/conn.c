@@ -386,7 +386,7 @@ static void on_readable(wcd_conn *c)
             return;
         }
         if (n == 0) {
-            if (c->rlen) wcd_log(WCD_LOG_INFO, "%s: %zu bytes of a truncated frame dropped", c->name, c->rlen);
+            if (c->rlen) wcd_log(WCD_LOG_INFO, "%s: %zu unprocessed bytes dropped", c->name, c->rlen);
             wcd_conn_close(c, "peer closed the connection");
             return;
         }
