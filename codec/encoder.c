@@ -38,7 +38,8 @@ typedef struct enc {
 
 void wc_encode_opts_default(wc_encode_opts *o)
 {
-    *o = (wc_encode_opts){.min_weights = 4096, .tile_weights = 262144, .prob_bits = 13};
+    *o = (wc_encode_opts){.min_weights = 4096, .tile_weights = 262144, .prob_bits = 13,
+                          .max_tables = 8, .force_pred = -1, .force_tx = -1};
 }
 
 static int quantize_job(job *j, const wc_st_file *in, const wc_code_params *p)
@@ -74,7 +75,9 @@ out:
 
 static int run_job(enc *x, job *j)
 {
-    wc_code_params p = {x->o->tile_weights, x->o->prob_bits};
+    const wc_encode_opts *o = x->o;
+    wc_code_params p = {o->tile_weights, o->prob_bits, o->max_tables, o->force_pred, o->force_tx,
+                        o->top_distance};
     int r = 0;
     switch (j->kind) {
     case JOB_RAW:
@@ -235,7 +238,15 @@ int wc_encode_file(const char *in_path, const char *out_path, const wc_encode_op
     if (o.tile_weights < WC_RANS_LANES || o.tile_weights > WC_MAX_TILE_WEIGHTS)
         return wc_fail(err, WC_EINVAL, "tile size %u weights: must be %d to %u", o.tile_weights,
                        WC_RANS_LANES, WC_MAX_TILE_WEIGHTS);
+    if (o.max_tables < 1 || o.max_tables > WC_MAX_TABLES || o.force_pred < -1 ||
+        o.force_pred >= WC_PRED_COUNT || o.force_tx < -1 || o.force_tx >= WC_TX_COUNT)
+        return wc_fail(err, WC_EINVAL, "tables %u (1..%d), prediction %d or transform %d out of range",
+                       o.max_tables, WC_MAX_TABLES, o.force_pred, o.force_tx);
     if (o.threads <= 0) o.threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (o.max_tables < 1 || o.max_tables > WC_MAX_TABLES || o.force_pred < -1 ||
+        o.force_pred >= WC_PRED_COUNT || o.force_tx < -1 || o.force_tx >= WC_TX_COUNT)
+        return wc_fail(err, WC_EINVAL, "tables %u (1..%d), prediction %d or transform %d out of range",
+                       o.max_tables, WC_MAX_TABLES, o.force_pred, o.force_tx);
     if (o.threads <= 0) o.threads = 1;
 
     wc_st_file in;

@@ -24,6 +24,13 @@ void wc_shape_2d(const uint64_t *shape, uint32_t ndim, uint64_t *rows, uint64_t 
     *cols = c;
 }
 
+uint64_t wc_entry_scales_size(const wc_entry *e)
+{
+    return e->flags & WC_ENTRY_HAS_SCALES ? 4 * e->rows : 0;
+}
+
+uint64_t wc_entry_map_size(const wc_entry *e) { return e->n_tables > 1 ? e->rows : 0; }
+
 uint64_t wc_entry_out_bytes(const wc_entry *e)
 {
     return e->coding == WC_CODING_RANS_I8 ? e->numel : e->numel * (uint64_t)wc_dtype_size(e->dtype);
@@ -73,6 +80,7 @@ int wc_entry_write(wc_buf *dir, const wc_entry *e)
         wc_wr32(q + 4, e->tile_cols);
         q[8] = (uint8_t)e->prob_bits;
         q[9] = (uint8_t)e->n_tables;
+        wc_wr32(q + 12, e->top_distance);
         wc_wr64(q + 16, e->tables_off);
         wc_wr64(q + 24, e->index_off);
         wc_wr64(q + 32, e->tiles_off);
@@ -99,10 +107,15 @@ static int check_rans(const wc_entry *e, const char *label, uint64_t at, wc_err 
     if (e->numel == 0)
         FAIL(WC_EFORMAT, "%s: tensor '%s' (directory offset %llu): coded tensor with no elements",
              label, n, (unsigned long long)at);
-    if (e->prob_bits < 8 || e->prob_bits > 14 || e->n_tables < 1)
+    const uint32_t max_tables = e->version == 1 ? 1 : WC_MAX_TABLES;
+    if (e->prob_bits < 8 || e->prob_bits > 14 || e->n_tables < 1 || e->n_tables > max_tables)
         FAIL(WC_EFORMAT,
              "%s: tensor '%s' (directory offset %llu): prob_bits %u or table count %u out of range",
              label, n, (unsigned long long)at, e->prob_bits, e->n_tables);
+    if (e->top_distance < 1 || e->top_distance > (e->rows > 1 ? e->rows : 1) ||
+        (e->version == 1 && e->top_distance != 1))
+        FAIL(WC_EFORMAT, "%s: tensor '%s' (directory offset %llu): top distance %u out of range",
+             label, n, (unsigned long long)at, e->top_distance);
     if (e->tile_rows < 1 || e->tile_cols < 1 || e->tile_rows > e->rows || e->tile_cols > e->cols ||
         (uint64_t)e->tile_rows * e->tile_cols > WC_MAX_TILE_WEIGHTS)
         FAIL(WC_EFORMAT,
@@ -112,12 +125,12 @@ static int check_rans(const wc_entry *e, const char *label, uint64_t at, wc_err 
              (unsigned long long)e->rows, (unsigned long long)e->cols, WC_MAX_TILE_WEIGHTS);
     uint64_t down = (e->rows + e->tile_rows - 1) / e->tile_rows;
     uint64_t across = (e->cols + e->tile_cols - 1) / e->tile_cols;
-    uint64_t tiles = down * across, scales = e->flags & WC_ENTRY_HAS_SCALES ? 4 * e->rows : 0;
+    uint64_t tiles = down * across, scales = wc_entry_scales_size(e) + wc_entry_map_size(e);
     if (tiles > UINT32_MAX || e->tables_off < scales || e->index_off < e->tables_off ||
         e->index_off > e->size || (e->size - e->index_off) / WC_TILE_ENTRY < tiles ||
         e->tiles_off != e->index_off + WC_TILE_ENTRY * tiles || e->tiles_off > e->size)
         FAIL(WC_EFORMAT,
-             "%s: tensor '%s' (directory offset %llu): sections (scales %llu, tables %llu, "
+             "%s: tensor '%s' (directory offset %llu): sections (scales and row map %llu, tables %llu, "
              "index %llu, tiles %llu) do not fit its %llu-byte record",
              label, n, (unsigned long long)at, (unsigned long long)scales,
              (unsigned long long)e->tables_off, (unsigned long long)e->index_off,
@@ -138,6 +151,7 @@ static int parse_entry(const uint8_t *dir, uint64_t dir_size, uint64_t dir_offse
     size_t sz = wc_rd16(p), nl = wc_rd16(p + 2);
     e->dtype = p[4];
     e->coding = p[5];
+    e->version = h->version;
     e->ndim = p[6];
     e->flags = p[7];
     e->offset = wc_rd64(p + 8);
@@ -159,6 +173,8 @@ static int parse_entry(const uint8_t *dir, uint64_t dir_size, uint64_t dir_offse
         e->tile_cols = wc_rd32(q + 4);
         e->prob_bits = q[8];
         e->n_tables = q[9];
+        e->top_distance = wc_rd32(q + 12);
+        if (h->version == 1 && e->top_distance == 0) e->top_distance = 1;
         e->tables_off = wc_rd64(q + 16);
         e->index_off = wc_rd64(q + 24);
         e->tiles_off = wc_rd64(q + 32);
@@ -225,9 +241,9 @@ int wc_container_parse(const uint8_t *base, uint64_t file_size, const char *labe
     if (wc_hash_differs(wc_rd64(base + 56), base, 56))
         FAIL(WC_ECHECKSUM, "%s: header checksum mismatch (bytes 0..55)", label);
     h->version = wc_rd16(base + 8);
-    if (h->version != WC_FORMAT_VERSION)
-        FAIL(WC_EVERSION, "%s: format version %u at offset 8; this build reads version %d", label,
-             h->version, WC_FORMAT_VERSION);
+    if (h->version < 1 || h->version > WC_FORMAT_VERSION)
+        FAIL(WC_EVERSION, "%s: format version %u at offset 8; this build reads versions 1 to %d",
+             label, h->version, WC_FORMAT_VERSION);
     h->flags = wc_rd32(base + 12);
     h->n_tensors = wc_rd32(base + 16);
     h->dir_offset = wc_rd64(base + 24);

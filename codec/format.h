@@ -17,8 +17,7 @@
 #define WC_MAX_TILE_WEIGHTS (1u << 24)
 #define WC_ENTRY_HAS_SCALES 1u
 
-/* Per-tile coding mode. Version 1 knows only the identity. */
-enum wc_tile_mode { WC_MODE_IDENTITY = 0, WC_MODE_COUNT };
+#define WC_MAX_TABLES 16
 
 /* One parsed directory entry. */
 typedef struct wc_entry {
@@ -30,8 +29,9 @@ typedef struct wc_entry {
     uint64_t numel, rows, cols;
     uint64_t offset, size, hash;  /* the record */
     /* RANS_I8 only */
-    uint32_t tile_rows, tile_cols, prob_bits, n_tables;
+    uint32_t tile_rows, tile_cols, prob_bits, n_tables, top_distance;
     uint32_t tiles_down, tiles_across, n_tiles;
+    uint32_t version; /* of the file: version 1 allows only identity tiles */
     uint64_t tables_off, index_off, tiles_off; /* relative to the record */
 } wc_entry;
 
@@ -54,6 +54,10 @@ int wc_entry_write(wc_buf *dir, const wc_entry *e);
 int wc_container_parse(const uint8_t *base, uint64_t file_size, const char *label, wc_header *h,
                        wc_entry **entries, wc_err *err);
 void wc_entries_free(wc_entry *e, size_t n);
+
+/* Bytes of the scales and of the row map at the start of a coded record. */
+uint64_t wc_entry_scales_size(const wc_entry *e);
+uint64_t wc_entry_map_size(const wc_entry *e);
 
 /* Bytes of the record of e that decode writes (INT8 or raw). */
 uint64_t wc_entry_out_bytes(const wc_entry *e);

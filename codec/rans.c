@@ -31,6 +31,7 @@ static void fill_cum(wc_rans_table *t)
     for (int s = 0; s < 256; s++) {
         t->cum[s] = (uint16_t)c;
         c += t->freq[s];
+        t->rcp[s] = t->freq[s] > 1 ? UINT64_MAX / t->freq[s] + 1 : 0;
     }
 }
 
@@ -138,20 +139,28 @@ void wc_rans_dec_table_init(wc_rans_dec_table *d, const wc_rans_table *t)
     d->t = *t;
     for (int s = 0; s < 256; s++)
         memset(d->slot_sym + t->cum[s], s, t->freq[s]);
+    d->packed = 1;
+    for (int s = 0; s < 256; s++) d->packed &= t->freq[s] <= 4096;
+    for (uint32_t slot = 0; slot < 1u << t->prob_bits; slot++) {
+        uint32_t s = d->slot_sym[slot], f = t->freq[s], b = slot - t->cum[s];
+        d->slot_dec[slot] = d->packed ? (f - 1) << 20 | b << 8 | s : f << 16 | b;
+    }
 }
 
-int wc_rans_encode_tile(const wc_rans_table *t, const uint8_t *sym, size_t n, wc_buf *out)
+int wc_rans_encode_tile(const wc_rans_table *tables, const uint8_t *row_table, uint32_t w,
+                        const uint8_t *sym, size_t n, wc_buf *out)
 {
-    const uint32_t bits = t->prob_bits;
     /* Words are produced last-read-first: fill a scratch array backwards.
      * Each symbol emits at most one word. */
     uint16_t *words = malloc((n + 1) * sizeof *words);
     if (!words) return WC_ENOMEM;
-    uint16_t *w = words + n + 1;
+    uint16_t *wp = words + n + 1;
     uint32_t st[WC_RANS_LANES];
     for (int l = 0; l < WC_RANS_LANES; l++) st[l] = WC_RANS_L;
 
     for (size_t i = n; i-- > 0;) {
+        const wc_rans_table *t = &tables[row_table ? row_table[i / w] : 0];
+        const uint32_t bits = t->prob_bits;
         uint32_t *x = &st[i % WC_RANS_LANES];
         uint32_t f = t->freq[sym[i]];
         if (!f) {
@@ -159,12 +168,15 @@ int wc_rans_encode_tile(const wc_rans_table *t, const uint8_t *sym, size_t n, wc
             return WC_EINVAL;
         }
         if ((uint64_t)*x >= (uint64_t)f << (32 - bits)) {
-            *--w = (uint16_t)*x;
+            *--wp = (uint16_t)*x;
             *x >>= 16;
         }
-        *x = (*x / f << bits) + *x % f + t->cum[sym[i]];
+        /* x / f by a multiply: with m = floor(2^64 / f) + 1 the quotient is
+         * exact for every 32-bit x (f = 1 would need m = 2^64 + 1). */
+        uint32_t q = f == 1 ? *x : (uint32_t)(((unsigned __int128)*x * t->rcp[sym[i]]) >> 64);
+        *x = (q << bits) + (*x - q * f) + t->cum[sym[i]];
     }
-    size_t nw = (size_t)(words + n + 1 - w);
+    size_t nw = (size_t)(words + n + 1 - wp);
     int r = wc_buf_reserve(out, WC_RANS_HEADER_BYTES + 2 * (nw + 1));
     if (r) {
         free(words);
@@ -172,54 +184,9 @@ int wc_rans_encode_tile(const wc_rans_table *t, const uint8_t *sym, size_t n, wc
     }
     uint8_t *p = out->data + out->len;
     for (int l = 0; l < WC_RANS_LANES; l++, p += 4) wc_wr32(p, st[l]);
-    for (size_t k = 0; k < nw; k++, p += 2) wc_wr16(p, w[k]);
+    for (size_t k = 0; k < nw; k++, p += 2) wc_wr16(p, wp[k]);
     if (nw & 1) wc_wr16(p, 0), p += 2;
     out->len = (size_t)(p - out->data);
     free(words);
     return 0;
-}
-
-int wc_rans_decode_tile_ref(const wc_rans_dec_table *d, const uint8_t *stream, size_t len,
-                            uint8_t *out, size_t n)
-{
-    const uint32_t bits = d->t.prob_bits, mask = (1u << bits) - 1;
-    if (len < WC_RANS_HEADER_BYTES || (len - WC_RANS_HEADER_BYTES) % 4) return WC_ECORRUPT;
-    uint32_t st[WC_RANS_LANES];
-    for (int l = 0; l < WC_RANS_LANES; l++) {
-        st[l] = wc_rd32(stream + 4 * l);
-        if (st[l] < WC_RANS_L) return WC_ECORRUPT;
-    }
-    const uint8_t *words = stream + WC_RANS_HEADER_BYTES;
-    const size_t nw = (len - WC_RANS_HEADER_BYTES) / 2;
-    size_t pos = 0;
-    uint32_t bad = 0;
-
-    /* Step k decodes symbols 32k .. 32k+31, lane l taking symbol 32k+l; the
-     * lanes that need a word read them in lane order. */
-    for (size_t base = 0; base < n; base += WC_RANS_LANES) {
-        const int lanes = n - base < WC_RANS_LANES ? (int)(n - base) : WC_RANS_LANES;
-        for (int l = 0; l < lanes; l++) {
-            uint32_t x = st[l];
-            uint32_t slot = x & mask;
-            uint8_t s = d->slot_sym[slot];
-            x = d->t.freq[s] * (x >> bits) + slot - d->t.cum[s];
-            /* Written without a branch: whether a lane needs a word is a
-             * coin toss that a branch predictor cannot learn. */
-            uint32_t need = x < WC_RANS_L, have = pos < nw;
-            uint32_t w = have ? wc_rd16(words + 2 * pos) : 0;
-            bad |= need & !have;
-            x = need ? x << 16 | w : x;
-            pos += need;
-            st[l] = x;
-            out[base + l] = s;
-        }
-        if (bad) return WC_ECORRUPT;
-    }
-
-    for (int l = 0; l < WC_RANS_LANES; l++)
-        if (st[l] != WC_RANS_L) return WC_ECORRUPT;
-    /* all words consumed, except the one zero pad word after an odd count */
-    if (pos == nw) return 0;
-    if (pos + 1 == nw && (pos & 1) && wc_rd16(words + 2 * pos) == 0) return 0;
-    return WC_ECORRUPT;
 }

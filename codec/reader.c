@@ -1,5 +1,6 @@
 /* wc_file: a mapped .wcodec file, its directory, and tensor decode. */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "reader.h"
 #include "record.h"
+#include "dsp.h"
 
 struct wc_file {
     char *label;
@@ -114,6 +116,7 @@ int wc_file_tensor_info(const wc_file *f, size_t i, wc_tensor_info *o)
     o->n_tiles = e->n_tiles;
     o->n_tables = e->n_tables;
     o->prob_bits = e->prob_bits;
+    o->top_distance = e->top_distance;
     return 0;
 }
 
@@ -133,8 +136,29 @@ int wc_file_find(const wc_file *f, const char *name)
 const wc_entry *wc_file_entry(const wc_file *f, size_t i) { return &f->e[i]; }
 const uint8_t *wc_file_base(const wc_file *f) { return f->map; }
 
+static wc_dsp dsp_ref, dsp_best;
+static pthread_once_t dsp_once = PTHREAD_ONCE_INIT;
+
+static void dsp_init(void)
+{
+    wc_dsp_init_ref(&dsp_ref);
+    wc_dsp_init(&dsp_best, wc_cpu_flags());
+}
+
+const wc_dsp *wc_dsp_get(bool reference)
+{
+    pthread_once(&dsp_once, dsp_init);
+    return reference ? &dsp_ref : &dsp_best;
+}
+
 int wc_decode_tensor(const wc_file *f, size_t i, void *out, size_t out_size, float *scales,
                      size_t n_scales, wc_err *err)
+{
+    return wc_decode_tensor_ex(f, i, out, out_size, scales, n_scales, NULL, err);
+}
+
+int wc_decode_tensor_ex(const wc_file *f, size_t i, void *out, size_t out_size, float *scales,
+                        size_t n_scales, const wc_decode_opts *o, wc_err *err)
 {
     if (i >= f->h.n_tensors) return wc_fail(err, WC_EINVAL, "%s: no tensor %zu", f->label, i);
     const wc_entry *e = &f->e[i];
@@ -154,7 +178,7 @@ int wc_decode_tensor(const wc_file *f, size_t i, void *out, size_t out_size, flo
         memcpy(out, rec, e->size);
         return 0;
     }
-    return wc_record_decode_ref(e, rec, out, scales, f->label, err);
+    return wc_record_decode(wc_dsp_get(o && o->reference), e, rec, out, scales, f->label, err);
 }
 
 int wc_file_verify(const wc_file *f, wc_err *err)

@@ -1,4 +1,4 @@
-/* Coding one tensor into its record and decoding it back (the reference). */
+/* Writing one tensor's record from the encoder's plan, and decoding it. */
 #include <stdlib.h>
 
 #include "record.h"
@@ -32,132 +32,171 @@ static void choose_tiles(wc_entry *e, uint32_t tile_weights)
     e->n_tiles = e->tiles_down * e->tiles_across;
 }
 
-/* Copies tile t of the matrix m (cols wide) into dst, row by row. */
-static void gather_tile(const wc_entry *e, uint32_t t, const uint8_t *m, uint8_t *dst)
+/* Appends n zero bytes. */
+static int pad_to(wc_buf *b, size_t len)
 {
-    uint64_t r0, c0;
-    uint32_t h, w;
-    wc_tile_rect(e, t, &r0, &c0, &h, &w);
-    for (uint32_t y = 0; y < h; y++) memcpy(dst + (size_t)y * w, m + (r0 + y) * e->cols + c0, w);
+    int r = wc_buf_reserve(b, len - b->len);
+    if (r) return r;
+    memset(b->data + b->len, 0, len - b->len);
+    b->len = len;
+    return 0;
+}
+
+static int write_streams(const wc_entry *e, const wc_plan *plan, wc_buf *rec)
+{
+    uint8_t *tile = malloc((size_t)e->tile_rows * e->tile_cols);
+    if (!tile) return WC_ENOMEM;
+    int r = 0;
+    for (uint32_t t = 0; t < e->n_tiles && !r; t++) {
+        uint64_t r0, c0, start = rec->len - e->tiles_off;
+        uint32_t h, w;
+        wc_tile_rect(e, t, &r0, &c0, &h, &w);
+        if (start > UINT32_MAX) {
+            r = WC_ERANGE;
+            break;
+        }
+        for (uint32_t y = 0; y < h; y++)
+            memcpy(tile + (size_t)y * w, plan->sym + (r0 + y) * e->cols + c0, w);
+        uint8_t *ent = rec->data + e->index_off + (uint64_t)WC_TILE_ENTRY * t;
+        wc_wr32(ent, (uint32_t)start);
+        ent[4] = plan->modes[t];
+        r = wc_rans_encode_tile(plan->tables, plan->row_map ? plan->row_map + r0 : NULL, w, tile,
+                                (size_t)h * w, rec);
+    }
+    free(tile);
+    return r;
 }
 
 int wc_record_encode(const int8_t *q, const void *scales, const wc_code_params *p, wc_entry *e,
                      wc_buf *rec)
 {
-    const uint8_t *m = (const uint8_t *)q;
-    const uint64_t n = e->rows * e->cols;
-    uint64_t hist[256] = {0};
-    for (uint64_t i = 0; i < n; i++) hist[m[i]]++;
-    wc_rans_table table;
-    int r = wc_rans_normalize(hist, p->prob_bits, &table);
-    if (r) return r;
-
     e->coding = WC_CODING_RANS_I8;
     e->flags = scales ? WC_ENTRY_HAS_SCALES : 0;
     e->prob_bits = p->prob_bits;
-    e->n_tables = 1;
     choose_tiles(e, p->tile_weights);
+    wc_plan plan;
+    int r = wc_plan_tensor((const uint8_t *)q, e, p, &plan);
+    if (r) return r;
+    e->n_tables = plan.n_tables;
+    e->top_distance = plan.top_distance;
 
     rec->len = 0;
-    if (scales && (r = wc_buf_append(rec, scales, 4 * e->rows))) return r;
+    if (scales && (r = wc_buf_append(rec, scales, 4 * e->rows))) goto out;
+    if (plan.row_map && (r = wc_buf_append(rec, plan.row_map, e->rows))) goto out;
     e->tables_off = align8(rec->len);
-    if ((r = wc_buf_reserve(rec, e->tables_off - rec->len + WC_RANS_TABLE_MAX + 8))) return r;
-    memset(rec->data + rec->len, 0, e->tables_off - rec->len);
-    rec->len = e->tables_off;
-    rec->len += wc_rans_table_write(&table, rec->data + rec->len);
+    if ((r = pad_to(rec, e->tables_off))) goto out;
+    for (uint32_t k = 0; k < plan.n_tables; k++) {
+        if ((r = wc_buf_reserve(rec, WC_RANS_TABLE_MAX))) goto out;
+        rec->len += wc_rans_table_write(&plan.tables[k], rec->data + rec->len);
+    }
     e->index_off = align8(rec->len);
     e->tiles_off = e->index_off + (uint64_t)WC_TILE_ENTRY * e->n_tiles;
-    if ((r = wc_buf_reserve(rec, e->tiles_off - rec->len))) return r;
-    memset(rec->data + rec->len, 0, e->tiles_off - rec->len);
-    rec->len = e->tiles_off;
-
-    uint8_t *tile = malloc((size_t)e->tile_rows * e->tile_cols);
-    if (!tile) return WC_ENOMEM;
-    for (uint32_t t = 0; t < e->n_tiles && !r; t++) {
-        uint64_t r0, c0;
-        uint32_t h, w;
-        wc_tile_rect(e, t, &r0, &c0, &h, &w);
-        gather_tile(e, t, m, tile);
-        uint64_t start = rec->len - e->tiles_off;
-        if (start > UINT32_MAX) {
-            r = WC_ERANGE;
-            break;
-        }
-        /* index entry: stream offset, mode, table, reserved */
-        uint8_t *ent = rec->data + e->index_off + (uint64_t)WC_TILE_ENTRY * t;
-        wc_wr32(ent, (uint32_t)start);
-        ent[4] = WC_MODE_IDENTITY;
-        ent[5] = 0;
-        r = wc_rans_encode_tile(&table, tile, (size_t)h * w, rec);
-    }
-    free(tile);
-    if (r) return r;
+    if ((r = pad_to(rec, e->tiles_off)) || (r = write_streams(e, &plan, rec))) goto out;
     e->size = rec->len;
     e->hash = wc_hash(rec->data, rec->len);
-    return 0;
+out:
+    wc_plan_free(&plan);
+    return r;
 }
 
-int wc_record_decode_ref(const wc_entry *e, const uint8_t *rec, uint8_t *out, float *scales,
-                         const char *label, wc_err *err)
+/* Stage 3 of FORMAT.md: predictions over the whole matrix, row by row. */
+static void predict_all(const wc_dsp *dsp, const wc_entry *e, const uint8_t *modes, uint8_t *out)
 {
-    if (scales && (e->flags & WC_ENTRY_HAS_SCALES)) memcpy(scales, rec, 4 * e->rows);
-
-    wc_rans_dec_table *dec = malloc(sizeof *dec * e->n_tables);
-    uint8_t *tile = malloc((size_t)e->tile_rows * e->tile_cols);
-    int r = 0;
-    if (!dec || !tile) {
-        r = wc_fail(err, WC_ENOMEM, "out of memory");
-        goto out;
+    const uint64_t d = e->top_distance;
+    for (uint64_t r = 0; r < e->rows; r++) {
+        uint8_t *row = out + r * e->cols;
+        const uint8_t *up = r >= d ? row - d * e->cols : NULL;
+        const uint8_t *tmode = modes + (r / e->tile_rows) * e->tiles_across;
+        for (uint32_t tc = 0; tc < e->tiles_across; tc++) {
+            uint64_t c0 = (uint64_t)tc * e->tile_cols;
+            size_t n = e->cols - c0 < e->tile_cols ? e->cols - c0 : e->tile_cols;
+            dsp->pred[WC_MODE_PRED(tmode[tc])](row + c0, up ? up + c0 : NULL, n,
+                                               c0 ? row[c0 - 1] : 0, c0 && up ? up[c0 - 1] : 0);
+        }
     }
+}
+
+/* Reads and checks the tables and the tile index. */
+static int read_tables(const wc_entry *e, const uint8_t *rec, wc_rans_dec_table *dec, uint8_t *modes,
+                       const char *label, wc_err *err)
+{
     uint64_t pos = e->tables_off;
     for (uint32_t k = 0; k < e->n_tables; k++) {
         wc_rans_table t;
         size_t used;
-        if (wc_rans_table_read(rec + pos, e->index_off - pos, e->prob_bits, &t, &used)) {
-            r = wc_fail(err, WC_EFORMAT, "%s: tensor '%s': frequency table %u at offset %llu is invalid",
-                        label, e->name, k, (unsigned long long)(e->offset + pos));
-            goto out;
-        }
+        if (wc_rans_table_read(rec + pos, e->index_off - pos, e->prob_bits, &t, &used))
+            return wc_fail(err, WC_EFORMAT,
+                           "%s: tensor '%s': frequency table %u at offset %llu is invalid", label,
+                           e->name, k, (unsigned long long)(e->offset + pos));
         wc_rans_dec_table_init(&dec[k], &t);
         pos += used;
     }
+    const uint8_t *map = rec + wc_entry_scales_size(e);
+    for (uint64_t y = 0; y < wc_entry_map_size(e); y++)
+        if (map[y] >= e->n_tables)
+            return wc_fail(err, WC_EFORMAT, "%s: tensor '%s': row %llu names table %u of %u (offset %llu)",
+                           label, e->name, (unsigned long long)y, map[y], e->n_tables,
+                           (unsigned long long)(e->offset + wc_entry_scales_size(e) + y));
     const uint64_t stream_bytes = e->size - e->tiles_off;
     for (uint32_t t = 0; t < e->n_tiles; t++) {
         const uint8_t *ent = rec + e->index_off + (uint64_t)WC_TILE_ENTRY * t;
-        uint64_t begin = wc_rd32(ent);
-        uint64_t end = t + 1 < e->n_tiles ? wc_rd32(ent + WC_TILE_ENTRY) : stream_bytes;
-        uint64_t at = e->offset + e->tiles_off + begin;
-        if (ent[4] >= WC_MODE_COUNT || ent[5] >= e->n_tables || wc_rd16(ent + 6)) {
-            r = wc_fail(err, WC_EFORMAT,
-                        "%s: tensor '%s': tile %u (index entry at offset %llu): unknown mode %u "
-                        "or table %u",
-                        label, e->name, t, (unsigned long long)(e->offset + e->index_off + 8ull * t),
-                        ent[4], ent[5]);
-            goto out;
-        }
-        if (end < begin || end > stream_bytes) {
-            r = wc_fail(err, WC_EFORMAT, "%s: tensor '%s': tile %u stream at offsets [%llu, %llu) is out of bounds",
-                        label, e->name, t, (unsigned long long)at,
-                        (unsigned long long)(e->offset + e->tiles_off + end));
-            goto out;
-        }
+        const uint64_t at = e->offset + e->index_off + (uint64_t)WC_TILE_ENTRY * t;
+        uint8_t m = ent[4];
+        bool bad = WC_MODE_PRED(m) >= WC_PRED_COUNT || WC_MODE_TX(m) >= WC_TX_COUNT ||
+                   (e->version == 1 && m) || ent[5] || wc_rd16(ent + 6);
+        if (bad)
+            return wc_fail(err, WC_EFORMAT,
+                           "%s: tensor '%s': tile %u (index entry at offset %llu): unknown mode "
+                           "0x%02x or reserved bytes set",
+                           label, e->name, t, (unsigned long long)at, m);
+        uint64_t begin = wc_rd32(ent), end = t + 1 < e->n_tiles ? wc_rd32(ent + WC_TILE_ENTRY) : stream_bytes;
+        if (end < begin || end > stream_bytes)
+            return wc_fail(err, WC_EFORMAT,
+                           "%s: tensor '%s': tile %u stream at offsets [%llu, %llu) is out of bounds",
+                           label, e->name, t, (unsigned long long)(e->offset + e->tiles_off + begin),
+                           (unsigned long long)(e->offset + e->tiles_off + end));
+        modes[t] = m;
+    }
+    return 0;
+}
+
+int wc_record_decode(const wc_dsp *dsp, const wc_entry *e, const uint8_t *rec, uint8_t *out,
+                     float *scales, const char *label, wc_err *err)
+{
+    if (scales && (e->flags & WC_ENTRY_HAS_SCALES)) memcpy(scales, rec, 4 * e->rows);
+    wc_rans_dec_table *dec = malloc(sizeof *dec * e->n_tables);
+    uint8_t *tile = malloc((size_t)e->tile_rows * e->tile_cols), *modes = malloc(e->n_tiles);
+    int r = 0;
+    if (!dec || !tile || !modes) {
+        r = wc_fail(err, WC_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((r = read_tables(e, rec, dec, modes, label, err))) goto out;
+    const uint8_t *map = e->n_tables > 1 ? rec + wc_entry_scales_size(e) : NULL;
+    const uint64_t stream_bytes = e->size - e->tiles_off;
+    for (uint32_t t = 0; t < e->n_tiles; t++) {
+        const uint8_t *ent = rec + e->index_off + (uint64_t)WC_TILE_ENTRY * t;
+        uint64_t begin = wc_rd32(ent), end = t + 1 < e->n_tiles ? wc_rd32(ent + WC_TILE_ENTRY) : stream_bytes;
         uint64_t r0, c0;
         uint32_t h, w;
         wc_tile_rect(e, t, &r0, &c0, &h, &w);
-        if (wc_rans_decode_tile_ref(&dec[ent[5]], rec + e->tiles_off + begin, end - begin, tile,
-                                    (size_t)h * w)) {
+        if (dsp->rans_decode(dec, map ? map + r0 : NULL, w, rec + e->tiles_off + begin, end - begin,
+                             tile, (size_t)h * w)) {
             r = wc_fail(err, WC_ECORRUPT,
                         "%s: tensor '%s': tile %u (rows %llu.., cols %llu..) at offset %llu fails "
                         "its rANS end-state check",
                         label, e->name, t, (unsigned long long)r0, (unsigned long long)c0,
-                        (unsigned long long)at);
+                        (unsigned long long)(e->offset + e->tiles_off + begin));
             goto out;
         }
+        dsp->itx[WC_MODE_TX(modes[t])](tile, w, h, w);
         for (uint32_t y = 0; y < h; y++)
             memcpy(out + (r0 + y) * e->cols + c0, tile + (size_t)y * w, w);
     }
+    predict_all(dsp, e, modes, out);
 out:
     free(dec);
     free(tile);
+    free(modes);
     return r;
 }

@@ -20,7 +20,7 @@ extern "C" {
 #define WC_API
 #endif
 
-#define WC_FORMAT_VERSION 1
+#define WC_FORMAT_VERSION 2 /* written; version 1 files are read too */
 
 enum wc_status {
     WC_OK = 0,
@@ -92,6 +92,7 @@ typedef struct wc_tensor_info {
     uint64_t stored_bytes;  /* bytes of the record in the file */
     uint64_t file_offset;   /* where the record starts */
     uint32_t tile_rows, tile_cols, n_tiles, n_tables, prob_bits;
+    uint32_t top_distance;  /* rows between a value and its "top" prediction */
 } wc_tensor_info;
 
 /* ---- reading ---- */
@@ -113,12 +114,21 @@ WC_API int wc_file_find(const wc_file *f, const char *name);
 WC_API uint64_t wc_file_size(const wc_file *f);
 WC_API const char *wc_file_label(const wc_file *f);
 
-/* Decodes tensor i with the CPU reference decoder into `out` (out_bytes of
- * info) and, for coded tensors with scales, `scales` (n_scales floats; may be
- * NULL if the caller does not want them). The record's checksum is verified
- * first. */
+/* Decodes tensor i on the CPU into `out` (out_bytes of info) and, for coded
+ * tensors with scales, `scales` (n_scales floats; may be NULL if the caller
+ * does not want them). The record's checksum is verified first. Uses the
+ * fastest routines this CPU has, on the calling thread. */
 WC_API int wc_decode_tensor(const wc_file *f, size_t i, void *out, size_t out_size,
                             float *scales, size_t n_scales, wc_err *err);
+
+typedef struct wc_decode_opts {
+    bool reference; /* the plain C reference decoder (the oracle), not the fast one */
+    int threads;    /* tiles decoded by this many threads; 0 or 1: the calling thread */
+} wc_decode_opts;
+
+WC_API int wc_decode_tensor_ex(const wc_file *f, size_t i, void *out, size_t out_size,
+                               float *scales, size_t n_scales, const wc_decode_opts *o,
+                               wc_err *err);
 
 /* Checks every tensor: checksum, decode, rANS end states. */
 WC_API int wc_file_verify(const wc_file *f, wc_err *err);
@@ -138,6 +148,11 @@ typedef struct wc_encode_opts {
     uint32_t tile_weights;    /* target weights per tile; default 262144 */
     uint32_t prob_bits;       /* rANS table precision in bits; default 13 */
     bool ints_as_float;       /* quantize I16/I32 matrices like floats */
+    uint32_t max_tables;      /* frequency tables per tensor, 1..16; default 8 */
+    int force_pred;           /* one prediction for every tile (0 none, 1 left, 2 top,
+                                 3 avg, 4 planar), or -1 (default): chosen per tile */
+    int force_tx;             /* one transform (0 none, 1 Haar, 2 WHT4), or -1 */
+    uint32_t top_distance;    /* rows between a value and its top prediction; 0: searched */
     wc_progress_fn progress;  /* called from the calling thread */
     void *progress_user;
 } wc_encode_opts;

@@ -209,9 +209,10 @@ static void test_forged_tile_index(void **state)
     uint64_t rec = wc_rd64(good + ent + 8);
     uint64_t index = wc_rd64(good + ent + WC_DIR_FIXED + 16 + 24);
     const struct { size_t off; uint8_t v; const char *word; int want; } cases[] = {
-        {4, 3, "unknown mode 3", WC_EFORMAT},
-        {5, 1, "table 1", WC_EFORMAT},
-        {6, 1, "unknown mode", WC_EFORMAT},
+        {4, 0x08, "unknown mode", WC_EFORMAT}, /* prediction 8..12 */
+        {4, 0x40, "unknown mode", WC_EFORMAT}, /* transform 4..6 */
+        {5, 1, "reserved", WC_EFORMAT},
+        {6, 1, "reserved", WC_EFORMAT},
         {8 + 3, 0xff, "out of bounds", WC_EFORMAT}, /* tile 1 starts far away */
         {8 + 0, 0x04, "tile", WC_ECORRUPT},         /* tile 1 starts 4 bytes late */
     };

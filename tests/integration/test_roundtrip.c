@@ -12,6 +12,8 @@
 
 #include "helpers.h"
 #include "quant.h"
+#include "reader.h"
+#include "record.h"
 
 static float *randf(size_t n, uint64_t seed, float scale)
 {
@@ -74,13 +76,10 @@ static void check_decoded(const char *src_path, const char *out_path, uint64_t m
     wc_st_close(&out);
 }
 
-static void encode_decode(const char *src, uint64_t min_weights, uint32_t tile_weights, int threads)
+static void encode_decode_opts(const char *src, const wc_encode_opts *opts)
 {
-    wc_encode_opts o;
-    wc_encode_opts_default(&o);
-    o.min_weights = min_weights;
-    o.tile_weights = tile_weights;
-    o.threads = threads;
+    wc_encode_opts o = *opts;
+    const uint64_t min_weights = o.min_weights;
     wc_err e = {0};
     const char *wc = th_path("m.wcodec"), *back = th_path("back.safetensors");
     int r = wc_encode_file(src, wc, &o, &e);
@@ -93,6 +92,16 @@ static void encode_decode(const char *src, uint64_t min_weights, uint32_t tile_w
     wc_file_close(f);
     assert_int_equal(wc_decode_file(wc, back, NULL, NULL, &e), 0);
     check_decoded(src, back, min_weights);
+}
+
+static void encode_decode(const char *src, uint64_t min_weights, uint32_t tile_weights, int threads)
+{
+    wc_encode_opts o;
+    wc_encode_opts_default(&o);
+    o.min_weights = min_weights;
+    o.tile_weights = tile_weights;
+    o.threads = threads;
+    encode_decode_opts(src, &o);
 }
 
 /* Every shape edge: 1x1, odd sizes, smaller than a tile, rows wider than a
@@ -218,12 +227,130 @@ static void test_real_files(void **state)
     if (!done) skip();
 }
 
+/* Matrices with the structures the modes are for: rows repeating with a
+ * period (top at distance 12), smooth rows (left, planar), and noise. */
+static const char *structured_model(void)
+{
+    static float per[96 * 200], smooth[50 * 300], noise[40 * 123];
+    uint64_t seed = 99;
+    for (size_t r = 0; r < 96; r++)
+        for (size_t c = 0; c < 200; c++)
+            per[r * 200 + c] = (float)((int)((r % 12) * 7 + c % 13) - 40) + (float)(th_rand(&seed) % 3);
+    for (size_t r = 0; r < 50; r++)
+        for (size_t c = 0; c < 300; c++) smooth[r * 300 + c] = (float)(c + r) * 0.25f - 50.0f;
+    float *n = randf(40 * 123, 5, 1.0f);
+    memcpy(noise, n, sizeof noise);
+    free(n);
+    const th_tensor t[] = {{"periodic.weight", WC_DT_F32, 2, {96, 200}, per},
+                           {"smooth.weight", WC_DT_F32, 2, {50, 300}, smooth},
+                           {"noise.weight", WC_DT_F32, 2, {40, 123}, noise}};
+    static char src[512];
+    snprintf(src, sizeof src, "%s", th_path("structured.safetensors"));
+    assert_int_equal(th_write_safetensors(src, t, 3), 0);
+    return src;
+}
+
+/* Every prediction and transform forced on every tile, with one and with
+ * several tables, over tile sizes with ragged edges. */
+static void test_forced_modes(void **state)
+{
+    (void)state;
+    const char *src = structured_model();
+    const uint32_t tiles[] = {37, 1000, 65536};
+    for (int pred = 0; pred < 5; pred++)
+        for (int tx = 0; tx < 3; tx++)
+            for (size_t k = 0; k < 3; k++) {
+                wc_encode_opts o;
+                wc_encode_opts_default(&o);
+                o.min_weights = 100, o.tile_weights = tiles[k], o.threads = 2;
+                o.force_pred = pred, o.force_tx = tx, o.max_tables = k == 1 ? 1 : 8;
+                encode_decode_opts(src, &o);
+                wc_file *f;
+                assert_int_equal(wc_file_open(&f, th_path("m.wcodec"), NULL), 0);
+                for (size_t i = 0; i < wc_file_tensor_count(f); i++) {
+                    const wc_entry *e = wc_file_entry(f, i);
+                    for (uint32_t t = 0; t < e->n_tiles; t++)
+                        assert_int_equal(wc_file_base(f)[e->offset + e->index_off + 8ull * t + 4],
+                                         WC_MODE(pred, tx));
+                }
+                wc_file_close(f);
+            }
+}
+
+/* Chosen freely: the periodic matrix is predicted from a multiple of 12 rows up, and the
+ * choice makes it smaller than the identity. */
+static void test_free_choice_finds_structure(void **state)
+{
+    (void)state;
+    const char *src = structured_model();
+    wc_encode_opts o;
+    wc_encode_opts_default(&o);
+    o.min_weights = 100;
+    encode_decode_opts(src, &o);
+    wc_file *f;
+    assert_int_equal(wc_file_open(&f, th_path("m.wcodec"), NULL), 0);
+    wc_tensor_info chosen, plain;
+    assert_int_equal(wc_file_tensor_info(f, wc_file_find(f, "periodic.weight"), &chosen), 0);
+    assert_int_equal(chosen.top_distance % 12, 0); /* any multiple of the period fits */
+    wc_file_close(f);
+    o.force_pred = 0, o.force_tx = 0, o.max_tables = 1;
+    encode_decode_opts(src, &o);
+    assert_int_equal(wc_file_open(&f, th_path("m.wcodec"), NULL), 0);
+    assert_int_equal(wc_file_tensor_info(f, wc_file_find(f, "periodic.weight"), &plain), 0);
+    assert_true(chosen.stored_bytes < plain.stored_bytes);
+    wc_file_close(f);
+}
+
+/* A version 1 file (identity tiles, one table, no distance) still decodes:
+ * made by writing the identity coding and marking it version 1. */
+static void test_version1_still_decodes(void **state)
+{
+    (void)state;
+    const char *src = structured_model();
+    wc_encode_opts o;
+    wc_encode_opts_default(&o);
+    o.min_weights = 100, o.force_pred = 0, o.force_tx = 0, o.max_tables = 1, o.top_distance = 1;
+    o.tile_weights = 1000;
+    encode_decode_opts(src, &o);
+    size_t n;
+    uint8_t *img = th_read_file(th_path("m.wcodec"), &n);
+    wc_wr16(img + 8, 1);
+    for (size_t i = 0; i < wc_rd32(img + 16); i++) {
+        size_t ent = th_dir_entry(img, i);
+        if (img[ent + 5] == WC_CODING_RANS_I8) wc_wr32(img + ent + WC_DIR_FIXED + 8 * img[ent + 6] + 12, 0);
+    }
+    th_reseal(img, n);
+    assert_int_equal(th_write_file(th_path("v1.wcodec"), img, n), 0);
+    wc_file *f;
+    wc_err e = {0};
+    assert_int_equal(wc_file_open(&f, th_path("v1.wcodec"), &e), 0);
+    assert_int_equal(wc_file_compare_source(f, src, &e), 0);
+    wc_file_close(f);
+    /* a version 1 file may not use the modes of version 2 */
+    encode_decode_opts(src, &(wc_encode_opts){.min_weights = 100, .tile_weights = 1000, .prob_bits = 13,
+                                              .max_tables = 1, .force_pred = 1, .force_tx = 0,
+                                              .top_distance = 1, .threads = 1});
+    free(img);
+    img = th_read_file(th_path("m.wcodec"), &n);
+    wc_wr16(img + 8, 1);
+    th_reseal(img, n);
+    assert_int_equal(th_write_file(th_path("v1.wcodec"), img, n), 0);
+    assert_int_equal(wc_file_open(&f, th_path("v1.wcodec"), &e), 0);
+    assert_int_equal(wc_file_verify(f, &e), WC_EFORMAT);
+    assert_non_null(strstr(e.msg, "unknown mode"));
+    wc_file_close(f);
+    free(img);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shapes_and_tiles),
         cmocka_unit_test(test_dtypes),
         cmocka_unit_test(test_real_files),
+        cmocka_unit_test(test_forced_modes),
+        cmocka_unit_test(test_free_choice_finds_structure),
+        cmocka_unit_test(test_version1_still_decodes),
     };
     int fails = cmocka_run_group_tests(tests, NULL, NULL);
     th_cleanup();

@@ -40,12 +40,12 @@ static size_t round_trip(const uint8_t *p, size_t n, uint32_t bits)
     assert_memory_equal(back.freq, t.freq, sizeof t.freq);
 
     wc_buf b = {0};
-    assert_int_equal(wc_rans_encode_tile(&t, p, n, &b), 0);
+    assert_int_equal(wc_rans_encode_tile(&t, NULL, 1, p, n, &b), 0);
     assert_int_equal(b.len % 4, 0);
     static wc_rans_dec_table d;
     wc_rans_dec_table_init(&d, &back);
     uint8_t *out = malloc(n + 1);
-    assert_int_equal(wc_rans_decode_tile_ref(&d, b.data, b.len, out, n), 0);
+    assert_int_equal(wc_rans_decode_ref(&d, NULL, 1, b.data, b.len, out, n), 0);
     assert_memory_equal(out, p, n);
     free(out);
     size_t sz = b.len;
@@ -140,20 +140,20 @@ static void test_damage_is_detected(void **state)
     static wc_rans_dec_table d;
     wc_rans_dec_table_init(&d, &t);
     wc_buf b = {0};
-    assert_int_equal(wc_rans_encode_tile(&t, p, n, &b), 0);
+    assert_int_equal(wc_rans_encode_tile(&t, NULL, 1, p, n, &b), 0);
     uint64_t seed = 3;
     for (int k = 0; k < 200; k++) {
         size_t at = th_rand(&seed) % b.len;
         uint8_t flip = (uint8_t)(1 + th_rand(&seed) % 255);
         b.data[at] ^= flip;
-        assert_int_equal(wc_rans_decode_tile_ref(&d, b.data, b.len, out, n), WC_ECORRUPT);
+        assert_int_equal(wc_rans_decode_ref(&d, NULL, 1, b.data, b.len, out, n), WC_ECORRUPT);
         b.data[at] ^= flip;
     }
     /* truncated by one word group, or given too few/many symbols */
-    assert_int_equal(wc_rans_decode_tile_ref(&d, b.data, b.len - 4, out, n), WC_ECORRUPT);
-    assert_int_equal(wc_rans_decode_tile_ref(&d, b.data, 100, out, n), WC_ECORRUPT);
-    assert_int_equal(wc_rans_decode_tile_ref(&d, b.data, b.len, out, n - 1), WC_ECORRUPT);
-    assert_int_equal(wc_rans_decode_tile_ref(&d, b.data, b.len, out, n), 0);
+    assert_int_equal(wc_rans_decode_ref(&d, NULL, 1, b.data, b.len - 4, out, n), WC_ECORRUPT);
+    assert_int_equal(wc_rans_decode_ref(&d, NULL, 1, b.data, 100, out, n), WC_ECORRUPT);
+    assert_int_equal(wc_rans_decode_ref(&d, NULL, 1, b.data, b.len, out, n - 1), WC_ECORRUPT);
+    assert_int_equal(wc_rans_decode_ref(&d, NULL, 1, b.data, b.len, out, n), 0);
     wc_buf_free(&b);
     free(p);
     free(out);

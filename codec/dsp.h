@@ -1,0 +1,57 @@
+/* The decoder's hot routines, each with a plain C reference and faster
+ * versions chosen at run time (dav1d's pattern): wc_dsp_init fills the table
+ * with the best version the CPU supports; tests/checkasm runs every version
+ * against the reference on random and real inputs.
+ *
+ * All routines work on bytes modulo 256 (docs/FORMAT.md, "Modes"). */
+#ifndef WC_DSP_H
+#define WC_DSP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rans.h"
+
+enum wc_pred { WC_PRED_NONE, WC_PRED_LEFT, WC_PRED_TOP, WC_PRED_AVG, WC_PRED_PLANAR, WC_PRED_COUNT };
+enum wc_tx { WC_TX_NONE, WC_TX_HAAR, WC_TX_WHT4, WC_TX_COUNT };
+
+#define WC_MODE(p, t) ((uint8_t)((p) | (t) << 4))
+#define WC_MODE_PRED(m) ((m) & 15)
+#define WC_MODE_TX(m) ((m) >> 4)
+
+/* Decodes the n symbols of one tile stream. Symbol i is in tile row i / w
+ * and uses table tables[row_table[i / w]] (row_table NULL: table 0).
+ * Returns 0 or WC_ECORRUPT (docs/FORMAT.md, "Integrity"). */
+typedef int (*wc_rans_decode_fn)(const wc_rans_dec_table *tables, const uint8_t *row_table,
+                                 uint32_t w, const uint8_t *stream, size_t len, uint8_t *out,
+                                 size_t n);
+
+/* Inverse transform tx of an h x w tile (row stride `stride`), in place. */
+typedef void (*wc_itx_fn)(uint8_t *tile, size_t stride, uint32_t h, uint32_t w);
+
+/* Prediction of one stretch of a row: q[c] for c in [0, n) of matrix row r
+ * at column c0, where q holds residuals on entry and values on return.
+ * `up` is row r - D at the same columns (NULL when r < D), and left/upleft
+ * the values at column c0 - 1 of rows r and r - D (0 outside the matrix). */
+typedef void (*wc_pred_fn)(uint8_t *q, const uint8_t *up, size_t n, uint8_t left, uint8_t upleft);
+
+typedef struct wc_dsp {
+    wc_rans_decode_fn rans_decode;
+    wc_itx_fn itx[WC_TX_COUNT];
+    wc_pred_fn pred[WC_PRED_COUNT];
+} wc_dsp;
+
+/* CPU feature bits, for wc_dsp_init's mask (checkasm forces each level). */
+#define WC_CPU_AVX2 1u
+
+unsigned wc_cpu_flags(void);
+/* Fills d with the reference routines, then the fastest of those allowed by
+ * `flags` (a subset of wc_cpu_flags()). */
+void wc_dsp_init(wc_dsp *d, unsigned flags);
+/* The plain C references; never replaced. */
+void wc_dsp_init_ref(wc_dsp *d);
+
+/* Forward transforms (encoder side), in place. */
+void wc_fwd_tx(enum wc_tx tx, uint8_t *tile, size_t stride, uint32_t h, uint32_t w);
+
+#endif
