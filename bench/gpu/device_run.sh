@@ -1,0 +1,67 @@
+#!/bin/bash
+# Runs on the GPU machine (the `device` tool), from the checkout's root, with
+# build-gpu, .devdeps and .gpudata carried. Stages: test, sanitize, kernel,
+# synth. Logs go to $OUT; a short table is printed last.
+set -u
+OUT=${OUT:-/tmp/out}
+mkdir -p /tmp/deps "$OUT"
+for f in .devdeps/*.deb; do dpkg -x "$f" /tmp/deps; done
+export LD_LIBRARY_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+export PATH=/usr/local/cuda/bin:$PATH
+B=build-gpu
+W=.gpudata
+T=/tmp/wcb
+mkdir -p $T
+summary=$OUT/summary.txt
+for stage in "$@"; do
+case $stage in
+test)
+    nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee -a $summary
+    timeout 400 $B/tests/gpu/test_gpu $W/slice_mixed.safetensors > $OUT/test_gpu.log 2>&1
+    echo "test_gpu rc=$?" | tee -a $summary
+    CUDA_VISIBLE_DEVICES= $B/tests/gpu/test_gpu --nodev > $OUT/test_nodev.log 2>&1
+    echo "test_nodev rc=$?" | tee -a $summary
+    ;;
+sanitize)
+    for tool in memcheck racecheck; do
+        WCT_GPU_QUICK=1 timeout 500 compute-sanitizer --tool $tool --error-exitcode 9 $B/tests/gpu/test_gpu $W/none \
+            > $OUT/sanitizer_$tool.log 2>&1
+        echo "compute-sanitizer $tool rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' $OUT/sanitizer_$tool.log | tail -1)" | tee -a $summary
+    done
+    ;;
+kernel)
+    for tw in 262144 65536 16384; do
+        $B/tools/wcodec encode -q -f --tile-weights $tw $W/slice_mixed.safetensors -o $T/slice_$tw.wcodec
+        $B/tools/wcodec info $T/slice_$tw.wcodec > $OUT/info_slice_$tw.txt 2>&1
+        $B/bench/gpu/bench_gpu kernel $T/slice_$tw.wcodec 50 | tee -a $summary
+    done
+    $B/bench/gpu/bench_gpu e2e $T/slice_16384.wcodec 5 | tee -a $summary
+    ;;
+ncu)
+    ncu --section SpeedOfLight --section Occupancy --section SchedulerStats --section WarpStateStats \
+        --section MemoryWorkloadAnalysis --section LaunchStats -k regex:wc_decode -c 1 \
+        $B/bench/gpu/bench_gpu kernel $T/slice_16384.wcodec 1 > $OUT/ncu.txt 2>&1
+    grep -E "Duration|Throughput|Achieved Occupancy|Registers|Theoretical Occ|Issue Slots|Eligible|No Eligible|Stall|Block Limit" $OUT/ncu.txt | head -40
+    ;;
+synth)
+    PYTHONUNBUFFERED=1 python3 bench/gpu/make_synth.py $T --bf16 2>&1 | tee -a $summary
+    PYTHONUNBUFFERED=1 python3 bench/gpu/make_synth.py $T --sizes 2>&1 | tee -a $summary
+    for tw in 262144 16384; do
+        /usr/bin/time -f "encode_s=%e rss_MB=%M" $B/tools/wcodec encode -q -f --tile-weights $tw $T/synth7b_int8.safetensors -o $T/synth7b_$tw.wcodec 2>&1 | tee -a $summary
+        $B/tools/wcodec info $T/synth7b_$tw.wcodec | tail -3 >> $summary
+    done
+    $B/tools/wcodec encode -q -f --tile-weights 16384 $T/sizes.safetensors -o $T/sizes.wcodec
+    ls -la $T | tee -a $summary
+    ;;
+synthbench)
+    for tw in 16384 262144; do
+        $B/bench/gpu/bench_gpu kernel $T/synth7b_$tw.wcodec 10 | tee -a $summary
+        $B/bench/gpu/bench_gpu e2e $T/synth7b_$tw.wcodec 3 | tee -a $summary
+    done
+    python3 bench/gpu/st_load.py $T/synth7b_int8.safetensors 3 | tee -a $summary
+    python3 bench/gpu/st_load.py $T/synth7b_bf16.safetensors 3 | tee -a $summary
+    $B/bench/gpu/bench_gpu sizes $T/sizes.wcodec | tee -a $summary
+    ;;
+esac
+done
+echo "==== summary"; cat $summary

@@ -1,0 +1,91 @@
+/* What the GPU decoder's kernels and its host side share: the device-side
+ * work descriptors and the launchers (docs/FORMAT.md is the bitstream).
+ *
+ * The host parses and checks every record (tables, row map, tile index) and
+ * hands the kernels flat descriptors, so that a kernel never parses a file:
+ *   wc_gpu_job   one coded tensor (or a piece of one: a range of its tiles)
+ *   wc_gpu_tile  one tile: where its stream lies and its mode
+ * One warp decodes one tile; a block's WC_GPU_WARPS tiles all belong to one
+ * job, so the block shares that job's frequency tables in shared memory.
+ *
+ * Expanded table layout (in the descriptor area, 16-byte aligned), per table:
+ *   256 x u32  fc[s] = freq[s] | cum[s] << 16
+ *   M   x u8   slot_sym[slot]
+ * so one table takes WC_GPU_TABLE_BYTES(prob_bits) bytes. */
+#ifndef WC_CUDA_KERNELS_CUH
+#define WC_CUDA_KERNELS_CUH
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WC_GPU_WARPS 16                      /* tiles (warps) per block */
+#define WC_GPU_THREADS (32 * WC_GPU_WARPS)
+#define WC_GPU_TABLE_BYTES(bits) (1024u + (1u << (bits)))
+#define WC_GPU_NO_ROWMAP UINT64_MAX
+#define WC_GPU_NO_SCALES UINT64_MAX
+#define WC_GPU_TILE_PAD UINT32_MAX          /* wc_gpu_tile.tile of a padding entry */
+
+/* Error word per job: the lowest (tile << 8 | kind) found, UINT64_MAX when none. */
+#define WC_GPU_ERR_CORRUPT 1u               /* end-state / word-count check failed */
+
+typedef struct wc_gpu_job {
+    uint8_t *out;            /* device: the tensor's INT8 matrix (rows x cols) */
+    float *scales_dst;       /* device: where the scales go, or NULL */
+    uint64_t scales_src;     /* offset of rows floats in the descriptor area, or NO_SCALES */
+    uint64_t tables_off;     /* offset of the expanded tables in the descriptor area */
+    uint64_t rowmap_off;     /* offset of the row map (rows bytes) in the descriptor area */
+    uint64_t rows, cols;
+    uint32_t tile_rows, tile_cols, tiles_across, prob_bits;
+    uint32_t n_tables, any_tx, pad0, pad1;
+} wc_gpu_job;
+
+typedef struct wc_gpu_tile {
+    uint64_t src;            /* offset of the stream in the data area */
+    uint32_t len;            /* stream bytes */
+    uint32_t tile;           /* tile number in its tensor, or WC_GPU_TILE_PAD */
+} wc_gpu_tile;
+
+/* Modes of a tile live in a byte array beside the tiles (same index). */
+
+typedef struct wc_gpu_launch {
+    const wc_gpu_job *jobs;        /* device */
+    const wc_gpu_tile *tiles;      /* device, n_blocks * WC_GPU_WARPS entries */
+    const uint8_t *modes;          /* device, same count */
+    const uint32_t *block_job;     /* device, n_blocks: job | 1u << 31 on a job's first block */
+    const uint8_t *data;           /* device base of stream offsets */
+    const uint8_t *desc;           /* device base of table / rowmap / scales offsets */
+    unsigned long long *errs;      /* device, one per job */
+    uint32_t n_blocks;
+    uint32_t smem_bytes;           /* max n_tables * table bytes over the jobs; 0: tables from global */
+    int multi_table;               /* some job has n_tables > 1 */
+    int general_tiles;             /* some job has tiles that are not contiguous in its output */
+} wc_gpu_launch;
+
+/* Launches the rANS decode (and the fused inverse transform) of every tile
+ * listed. Returns a cudaError_t value (0 = success). */
+int wc_gpu_launch_decode(const wc_gpu_launch *l, void *stream);
+
+/* Unfused inverse transform of every tile listed (for measurement and
+ * tests; the decode kernel does it itself). */
+int wc_gpu_launch_itx(const wc_gpu_launch *l, void *stream);
+
+/* Prediction over one whole tensor: `modes` holds each tile's mode byte
+ * (device, n_tiles), `q` the residuals on entry and values on return. */
+typedef struct wc_gpu_pred_job {
+    uint8_t *q;
+    const uint8_t *modes;
+    uint64_t rows, cols;
+    uint32_t tile_rows, tile_cols, tiles_across, top_distance;
+} wc_gpu_pred_job;
+int wc_gpu_launch_predict(const wc_gpu_pred_job *p, void *stream);
+
+/* Largest dynamic shared memory the decode kernel may use on this device. */
+int wc_gpu_decode_setup(int max_smem_optin);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

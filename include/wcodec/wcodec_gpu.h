@@ -1,0 +1,98 @@
+/* wcodec GPU decoder: one call decodes a tensor or a whole .wcodec file into
+ * caller-provided device memory on a CUDA device, or into host memory when
+ * no device can be used (the CPU reference decoder then does the work and
+ * wc_gpu_fallback_reason() says why).
+ *
+ * The file-to-GPU pipeline reads the file with several threads (pread) into
+ * a fixed ring of pinned host buffers, copies batch k+1 while batch k
+ * decodes, and the kernels write INT8 and scales straight into the caller's
+ * buffers. Host memory stays bounded by the ring (opts.ring_bytes).
+ *
+ * Every function returns 0 or a negative WC_E* code with a message in err:
+ * WC_ENODEV (no usable device, with opts.require_gpu), WC_ECUDA (a CUDA call
+ * failed), WC_ENOMEM (host or device memory), WC_ECORRUPT (a tile failed its
+ * rANS end-state check on the GPU), WC_ECHECKSUM, WC_EFORMAT, WC_EINVAL. */
+#ifndef WCODEC_GPU_H
+#define WCODEC_GPU_H
+
+#include "wcodec.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum wc_backend {
+    WC_BACKEND_CPU = 1,   /* host memory, CPU reference decoder */
+    WC_BACKEND_CUDA = 2,  /* device memory, CUDA kernels */
+} wc_backend;
+
+typedef struct wc_gpu_opts {
+    int device;             /* CUDA device index; -1 (default): the one with most free memory */
+    bool require_gpu;       /* fail with WC_ENODEV instead of falling back to the CPU */
+    bool force_cpu;         /* use the CPU decoder even with a device */
+    size_t ring_bytes;      /* pinned host ring, in all (default 256 MiB; at most 512 MiB) */
+    int ring_slots;         /* buffers in the ring (default 4, at least 2) */
+    int io_threads;         /* pread threads (default: min(8, online CPUs)) */
+    bool verify_checksums;  /* check each record's XXH3 before decoding (default true) */
+} wc_gpu_opts;
+
+typedef struct wc_gpu wc_gpu;
+
+WC_API void wc_gpu_opts_default(wc_gpu_opts *o);
+
+/* Picks the device (or the CPU) and allocates the ring, streams and device
+ * staging. A missing driver or device is not an error unless require_gpu:
+ * the decoder then works on the CPU and wc_gpu_fallback_reason() says why. */
+WC_API int wc_gpu_create(wc_gpu **out, const wc_gpu_opts *opts, wc_err *err);
+WC_API void wc_gpu_destroy(wc_gpu *g);
+
+WC_API wc_backend wc_gpu_backend(const wc_gpu *g);
+/* Why the CPU is used ("" on the CUDA backend). */
+WC_API const char *wc_gpu_fallback_reason(const wc_gpu *g);
+/* The CUDA device index in use, -1 on the CPU backend. */
+WC_API int wc_gpu_device(const wc_gpu *g);
+
+/* Decodes tensor i of f into out (out_size bytes, at least info.out_bytes)
+ * and, for coded tensors with scales, scales (n_scales floats; may be NULL).
+ * Pointers are device memory on WC_BACKEND_CUDA and host memory on
+ * WC_BACKEND_CPU. Returns when the data is in place. */
+WC_API int wc_gpu_decode_tensor(wc_gpu *g, const wc_file *f, size_t i, void *out, size_t out_size,
+                                float *scales, size_t n_scales, wc_err *err);
+
+/* Where one tensor of a whole-file decode goes; out == NULL skips it. */
+typedef struct wc_gpu_dst {
+    void *out;
+    size_t out_size;
+    float *scales;      /* may be NULL */
+    size_t n_scales;
+} wc_gpu_dst;
+
+/* Decodes every tensor i with dst[i].out != NULL (dst has
+ * wc_file_tensor_count(f) entries) through the pipeline. */
+WC_API int wc_gpu_decode_file(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, wc_err *err);
+
+/* ---- compressed bytes already on the device (CUDA backend only) ----
+ * wc_gpu_resident_create copies the whole file to device memory once and
+ * builds the kernels' descriptors for the tensors of dst; each
+ * wc_gpu_resident_run then decodes them again from device memory (what a
+ * daemon does with a cached compressed model, and what the kernel benchmark
+ * times). */
+typedef struct wc_gpu_resident wc_gpu_resident;
+WC_API int wc_gpu_resident_create(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst,
+                                  wc_gpu_resident **out, wc_err *err);
+/* The same for n_sets copies of the outputs (dst: n_sets x tensor count
+ * entries, set-major): one launch decodes the file n_sets times, into
+ * different buffers (throughput measurement on small files). */
+WC_API int wc_gpu_resident_create_sets(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, size_t n_sets,
+                                       wc_gpu_resident **out, wc_err *err);
+/* Launches the decode on the decoder's stream without waiting (sync=false)
+ * or waits and checks the tiles' integrity (sync=true). */
+WC_API int wc_gpu_resident_run(wc_gpu_resident *r, bool sync, wc_err *err);
+WC_API void wc_gpu_resident_destroy(wc_gpu_resident *r);
+/* The CUDA stream (a cudaStream_t) the decoder launches on. */
+WC_API void *wc_gpu_stream(const wc_gpu *g);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,538 @@
+/* GPU decoder against the CPU reference, checkasm style: random and real
+ * tensors, every mode, tile-size edges, whole files through the pipeline
+ * (small rings force batches and split tensors), the resident path, and
+ * every error path that can be forced (no device, out of device memory, a
+ * corrupt tile found on the GPU, bad pointers), each checked for leaks.
+ *
+ * Without a CUDA device the suite reports itself skipped (exit 77); run with
+ * --nodev (and CUDA_VISIBLE_DEVICES= set) it checks the CPU fallback. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <cuda_runtime_api.h>
+
+#include "format.h"
+#include "helpers.h"
+#include "reader.h"
+#include "wcodec/wcodec_gpu.h"
+
+static const char *g_weights; /* a real model, or NULL */
+static int g_quick;           /* WCT_GPU_QUICK=1: fewer sizes (for compute-sanitizer) */
+
+static float *randf(size_t n, uint64_t seed, float scale, int kind)
+{
+    float *p = malloc(4 * n + 4);
+    for (size_t i = 0; i < n; i++) {
+        double v = 0;
+        if (kind == 0) {
+            for (int k = 0; k < 4; k++) v += (double)(th_rand(&seed) >> 11) / 9007199254740992.0 - 0.5;
+        } else if (kind == 1) {
+            /* smooth along rows and repeated every 7 rows: prediction pays */
+            size_t c = i % 97;
+            v = 0.3 * ((double)((c * 13 + (i / 97) % 7 * 5) % 41) / 41.0 - 0.5) +
+                0.01 * ((double)(th_rand(&seed) >> 11) / 9007199254740992.0 - 0.5);
+        } else {
+            /* heavy tails: a few outliers */
+            v = (double)(th_rand(&seed) >> 11) / 9007199254740992.0 - 0.5;
+            if (th_rand(&seed) % 64 == 0) v *= 40;
+        }
+        p[i] = (float)(v * scale);
+    }
+    return p;
+}
+
+static size_t g_free_at_start;
+
+static size_t dev_free(void)
+{
+    size_t fr = 0, tot = 0;
+    assert_int_equal(cudaMemGetInfo(&fr, &tot), cudaSuccess);
+    return fr;
+}
+
+/* Decodes every tensor of `path` with the GPU (pipeline, per tensor, and
+ * resident) and compares with the CPU reference, byte for byte. */
+static void compare_file(const char *path, const wc_gpu_opts *go)
+{
+    wc_err e = {0};
+    wc_file *f;
+    assert_int_equal(wc_file_open(&f, path, &e), 0);
+    wc_gpu *g;
+    int r = wc_gpu_create(&g, go, &e);
+    if (r) fprintf(stderr, "%s\n", e.msg);
+    assert_int_equal(r, 0);
+    assert_int_equal(wc_gpu_backend(g), WC_BACKEND_CUDA);
+    size_t n = wc_file_tensor_count(f);
+    wc_gpu_dst *dst = calloc(n, sizeof *dst);
+    uint8_t **ref = calloc(n, sizeof *ref);
+    float **refs = calloc(n, sizeof *refs);
+    for (size_t i = 0; i < n; i++) {
+        wc_tensor_info ti;
+        assert_int_equal(wc_file_tensor_info(f, i, &ti), 0);
+        ref[i] = malloc(ti.out_bytes + 1);
+        refs[i] = malloc(4 * ti.n_scales + 4);
+        assert_int_equal(wc_decode_tensor(f, i, ref[i], ti.out_bytes, refs[i], ti.n_scales, &e), 0);
+        dst[i].out_size = ti.out_bytes;
+        assert_int_equal(cudaMalloc(&dst[i].out, ti.out_bytes + 1), cudaSuccess);
+        /* poison: every byte must be written */
+        assert_int_equal(cudaMemset(dst[i].out, 0xa5, ti.out_bytes + 1), cudaSuccess);
+        if (ti.n_scales) {
+            dst[i].n_scales = ti.n_scales;
+            assert_int_equal(cudaMalloc((void **)&dst[i].scales, 4 * ti.n_scales), cudaSuccess);
+            assert_int_equal(cudaMemset(dst[i].scales, 0xa5, 4 * ti.n_scales), cudaSuccess);
+        }
+    }
+    for (int pass = 0; pass < 3; pass++) {
+        wc_gpu_resident *res = NULL;
+        if (pass == 0) {
+            r = wc_gpu_decode_file(g, f, dst, &e);
+        } else if (pass == 1) {
+            r = 0;
+            for (size_t i = 0; i < n && !r; i++)
+                r = wc_gpu_decode_tensor(g, f, i, dst[i].out, dst[i].out_size, dst[i].scales, dst[i].n_scales, &e);
+        } else {
+            r = wc_gpu_resident_create(g, f, dst, &res, &e);
+            if (!r) r = wc_gpu_resident_run(res, true, &e);
+        }
+        if (r) fprintf(stderr, "pass %d: %s\n", pass, e.msg);
+        assert_int_equal(r, 0);
+        for (size_t i = 0; i < n; i++) {
+            uint8_t *got = malloc(dst[i].out_size + 1);
+            assert_int_equal(cudaMemcpy(got, dst[i].out, dst[i].out_size + 1, cudaMemcpyDeviceToHost), cudaSuccess);
+            if (memcmp(got, ref[i], dst[i].out_size)) {
+                size_t k = 0;
+                while (got[k] == ref[i][k]) k++;
+                wc_tensor_info ti;
+                wc_file_tensor_info(f, i, &ti);
+                fail_msg("%s pass %d: tensor '%s' [%llux%llu tiles %ux%u] differs at byte %zu: %d vs %d", path, pass,
+                         ti.name, (unsigned long long)ti.rows, (unsigned long long)ti.cols, ti.tile_rows,
+                         ti.tile_cols, k, got[k], ref[i][k]);
+            }
+            assert_int_equal(got[dst[i].out_size], 0xa5); /* nothing past the end */
+            if (dst[i].n_scales) {
+                float *s = malloc(4 * dst[i].n_scales);
+                assert_int_equal(cudaMemcpy(s, dst[i].scales, 4 * dst[i].n_scales, cudaMemcpyDeviceToHost), cudaSuccess);
+                assert_memory_equal(s, refs[i], 4 * dst[i].n_scales);
+                free(s);
+                cudaMemset(dst[i].scales, 0xa5, 4 * dst[i].n_scales);
+            }
+            cudaMemset(dst[i].out, 0xa5, dst[i].out_size + 1);
+            free(got);
+        }
+        wc_gpu_resident_destroy(res);
+    }
+    for (size_t i = 0; i < n; i++) {
+        cudaFree(dst[i].out);
+        cudaFree(dst[i].scales);
+        free(ref[i]);
+        free(refs[i]);
+    }
+    free(dst);
+    free(ref);
+    free(refs);
+    wc_gpu_destroy(g);
+    wc_file_close(f);
+}
+
+static void encode(const char *src, const char *out, uint32_t tile_weights, uint32_t bits, int pred, int tx,
+                   uint32_t max_tables)
+{
+    wc_encode_opts o;
+    wc_encode_opts_default(&o);
+    o.tile_weights = tile_weights;
+    o.prob_bits = bits;
+    o.min_weights = 1;
+    o.force_pred = pred;
+    o.force_tx = tx;
+    if (max_tables) o.max_tables = max_tables;
+    wc_err e = {0};
+    int r = wc_encode_file(src, out, &o, &e);
+    if (r) fprintf(stderr, "%s\n", e.msg);
+    assert_int_equal(r, 0);
+}
+
+static const struct { uint32_t nd; uint64_t s[4]; } shapes[] = {
+    {2, {1, 1}}, {2, {1, 33}}, {2, {33, 1}}, {2, {3, 5}}, {2, {17, 31}}, {2, {64, 64}}, {2, {5, 1000}},
+    {2, {1000, 3}}, {3, {7, 13, 3}}, {4, {6, 5, 3, 3}}, {2, {129, 257}}, {2, {300, 700}}, {1, {77}},
+};
+#define N_SHAPES (sizeof shapes / sizeof *shapes)
+
+static const char *make_model(int kind)
+{
+    static char path[3][512];
+    if (path[kind][0]) return path[kind];
+    th_tensor t[N_SHAPES];
+    float *data[N_SHAPES];
+    char names[N_SHAPES][32];
+    for (size_t i = 0; i < N_SHAPES; i++) {
+        uint64_t numel = 1;
+        for (uint32_t d = 0; d < shapes[i].nd; d++) numel *= shapes[i].s[d];
+        data[i] = randf(numel, 100 * kind + i, 0.1f * (float)(i + 1), kind);
+        snprintf(names[i], sizeof names[i], "layer%zu.weight", i);
+        t[i] = (th_tensor){names[i], WC_DT_F32, shapes[i].nd, {0}, data[i]};
+        memcpy(t[i].shape, shapes[i].s, sizeof shapes[i].s);
+    }
+    char name[64];
+    snprintf(name, sizeof name, "model%d.safetensors", kind);
+    snprintf(path[kind], sizeof path[kind], "%s", th_path(name));
+    assert_int_equal(th_write_safetensors(path[kind], t, N_SHAPES), 0);
+    for (size_t i = 0; i < N_SHAPES; i++) free(data[i]);
+    return path[kind];
+}
+
+/* Every shape edge with tiles from a single warp step to many rows. */
+static void test_tile_edges(void **state)
+{
+    (void)state;
+    const uint32_t tiles[] = {32, 33, 63, 100, 1024, 4096, 65536, 262144};
+    wc_gpu_opts go;
+    wc_gpu_opts_default(&go);
+    for (int kind = 0; kind < 3; kind++) {
+        const char *src = make_model(kind);
+        for (size_t k = 0; k < sizeof tiles / sizeof *tiles; k++) {
+            if (g_quick && (k % 3 || kind == 2)) continue;
+            const char *wc = th_path("edges.wcodec");
+            encode(src, wc, tiles[k], k % 2 ? 13 : 11 + (uint32_t)kind, 0, 0, 1);
+            compare_file(wc, &go);
+        }
+    }
+}
+
+/* Every prediction and transform forced on every tile, and the encoder's own
+ * choice; several tables per tensor. */
+static void test_modes(void **state)
+{
+    (void)state;
+    wc_gpu_opts go;
+    wc_gpu_opts_default(&go);
+    const uint32_t tiles[] = {33, 1000, 65536};
+    for (int kind = 0; kind < 3; kind++) {
+        const char *src = make_model(kind);
+        for (int pred = -1; pred <= 4; pred++)
+            for (int tx = -1; tx <= 2; tx++)
+                for (size_t k = 0; k < 3; k++) {
+                    if ((pred < 0) != (tx < 0) && k) continue;
+                    if (g_quick && (k != 1 || kind)) continue;
+                    const char *wc = th_path("modes.wcodec");
+                    encode(src, wc, tiles[k], 12, pred, tx, k == 2 ? 1 : 8);
+                    compare_file(wc, &go);
+                }
+    }
+}
+
+/* A tiny ring: many batches, tensors split across batches and slots. */
+static void test_small_ring(void **state)
+{
+    (void)state;
+    const uint64_t rows = 600, cols = 3000;
+    float *d = randf(rows * cols, 7, 0.2f, 0);
+    float *d2 = randf(rows * cols / 2, 8, 0.2f, 2);
+    uint16_t *raw = malloc(2 * 300000);
+    uint64_t s = 9;
+    for (size_t i = 0; i < 300000; i++) raw[i] = (uint16_t)th_rand(&s);
+    th_tensor t[] = {{"a.weight", WC_DT_F32, 2, {rows, cols}, d},
+                     {"b.bias", WC_DT_BF16, 1, {300000}, raw},
+                     {"c.weight", WC_DT_F32, 2, {rows / 2, cols}, d2}};
+    const char *src = th_path("ring.safetensors"), *wc = th_path("ring.wcodec");
+    assert_int_equal(th_write_safetensors(src, t, 3), 0);
+    wc_gpu_opts go;
+    wc_gpu_opts_default(&go);
+    go.ring_bytes = 2u << 20;
+    go.ring_slots = 2;
+    for (int k = 0; k < 3; k++) {
+        encode(src, wc, k == 0 ? 4096 : k == 1 ? 65536 : 1u << 20, 13, -1, -1, 8);
+        for (int th = 1; th <= 4; th += 3) {
+            go.io_threads = th;
+            compare_file(wc, &go);
+        }
+    }
+    go.ring_slots = 3;
+    go.ring_bytes = 5u << 20;
+    compare_file(wc, &go);
+    free(d);
+    free(d2);
+    free(raw);
+}
+
+static void test_real(void **state)
+{
+    (void)state;
+    if (!g_weights) {
+        fprintf(stderr, "no real weights given: skipped\n");
+        return;
+    }
+    wc_gpu_opts go;
+    wc_gpu_opts_default(&go);
+    const uint32_t tiles[] = {16384, 262144};
+    for (size_t k = 0; k < 2; k++) {
+        const char *wc = th_path("real.wcodec");
+        encode(g_weights, wc, tiles[k], 13, -1, -1, 0);
+        compare_file(wc, &go);
+    }
+}
+
+/* A damaged word in one tile (checksums recomputed so that only the rANS
+ * end-state check can find it): the GPU names the tile; nothing leaks. */
+static void test_corrupt_tile(void **state)
+{
+    (void)state;
+    const char *src = make_model(0), *wc = th_path("bad.wcodec"), *bad = th_path("bad2.wcodec");
+    encode(src, wc, 100, 13, 0, 0, 1);
+    size_t size;
+    uint8_t *img = th_read_file(wc, &size);
+    wc_err e = {0};
+    wc_file *f;
+    assert_int_equal(wc_file_open(&f, wc, &e), 0);
+    int victim = wc_file_find(f, "layer11.weight");
+    assert_true(victim >= 0);
+    const wc_entry *en = wc_file_entry(f, (size_t)victim);
+    /* tile 3: flip a byte in its words */
+    const uint8_t *rec = img + en->offset;
+    uint32_t b3 = wc_rd32(rec + en->index_off + 8 * 3), b4 = wc_rd32(rec + en->index_off + 8 * 4);
+    assert_true(b4 - b3 > 140);
+    img[en->offset + en->tiles_off + b3 + 136] ^= 0x5a;
+    wc_file_close(f);
+    th_rehash_record(img, (size_t)victim);
+    th_reseal(img, size);
+    assert_int_equal(th_write_file(bad, img, size), 0);
+    free(img);
+
+    assert_int_equal(wc_file_open(&f, bad, &e), 0);
+    wc_tensor_info ti;
+    wc_file_tensor_info(f, (size_t)victim, &ti);
+    uint8_t *host = malloc(ti.out_bytes);
+    assert_int_equal(wc_decode_tensor(f, (size_t)victim, host, ti.out_bytes, NULL, 0, &e), WC_ECORRUPT);
+    free(host);
+
+    size_t before = dev_free();
+    wc_gpu *g;
+    assert_int_equal(wc_gpu_create(&g, NULL, &e), 0);
+    void *out;
+    assert_int_equal(cudaMalloc(&out, ti.out_bytes), cudaSuccess);
+    memset(&e, 0, sizeof e);
+    assert_int_equal(wc_gpu_decode_tensor(g, f, (size_t)victim, out, ti.out_bytes, NULL, 0, &e), WC_ECORRUPT);
+    assert_true(th_msg_has(e.msg, "layer11.weight", "tile 3", "GPU", NULL));
+    fprintf(stderr, "corrupt: %s\n", e.msg);
+    /* the whole file too, and the resident path */
+    size_t n = wc_file_tensor_count(f);
+    wc_gpu_dst *dst = calloc(n, sizeof *dst);
+    dst[victim] = (wc_gpu_dst){out, ti.out_bytes, NULL, 0};
+    memset(&e, 0, sizeof e);
+    assert_int_equal(wc_gpu_decode_file(g, f, dst, &e), WC_ECORRUPT);
+    assert_true(th_msg_has(e.msg, "tile 3", NULL));
+    wc_gpu_resident *res = NULL;
+    assert_int_equal(wc_gpu_resident_create(g, f, dst, &res, &e), 0);
+    memset(&e, 0, sizeof e);
+    assert_int_equal(wc_gpu_resident_run(res, true, &e), WC_ECORRUPT);
+    assert_true(th_msg_has(e.msg, "tile 3", NULL));
+    wc_gpu_resident_destroy(res);
+    free(dst);
+    assert_int_equal(cudaFree(out), cudaSuccess);
+    /* after an error the decoder still works */
+    int ok = wc_file_find(f, "layer5.weight");
+    wc_file_tensor_info(f, (size_t)ok, &ti);
+    assert_int_equal(cudaMalloc(&out, ti.out_bytes), cudaSuccess);
+    assert_int_equal(wc_gpu_decode_tensor(g, f, (size_t)ok, out, ti.out_bytes, NULL, 0, &e), 0);
+    assert_int_equal(cudaFree(out), cudaSuccess);
+    wc_gpu_destroy(g);
+    wc_file_close(f);
+    assert_int_equal(dev_free(), before);
+}
+
+/* Out of device memory: the ring or the resident file cannot be allocated. */
+static void test_oom(void **state)
+{
+    (void)state;
+    size_t before = dev_free();
+    /* hold all but 64 MiB */
+    void *hog = NULL;
+    size_t take = before - (64u << 20);
+    while (cudaMalloc(&hog, take) != cudaSuccess) {
+        cudaGetLastError();
+        take -= 16u << 20;
+    }
+    wc_gpu_opts go;
+    wc_gpu_opts_default(&go);
+    go.ring_bytes = 256u << 20;
+    wc_gpu *g = NULL;
+    wc_err e = {0};
+    assert_int_equal(wc_gpu_create(&g, &go, &e), WC_ENOMEM);
+    assert_null(g);
+    assert_true(th_msg_has(e.msg, "CUDA", "cudaMalloc", "memory", NULL));
+    fprintf(stderr, "oom: %s\n", e.msg);
+    assert_int_equal(cudaFree(hog), cudaSuccess);
+    assert_int_equal(dev_free(), before);
+
+    /* resident: a file larger than what is left */
+    const uint64_t rows = 1000, cols = 4000;
+    float *big = randf(rows * cols, 3, 0.3f, 2);
+    th_tensor bt[] = {{"big.weight", WC_DT_F32, 2, {rows, cols}, big}};
+    const char *src = th_path("big.safetensors"), *wc = th_path("oom.wcodec");
+    assert_int_equal(th_write_safetensors(src, bt, 1), 0);
+    free(big);
+    encode(src, wc, 4096, 13, 0, 0, 1);
+    wc_file *f;
+    assert_int_equal(wc_file_open(&f, wc, &e), 0);
+    assert_true(wc_file_size(f) > (3u << 20));
+    go.ring_bytes = 8u << 20;
+    assert_int_equal(wc_gpu_create(&g, &go, &e), 0);
+    size_t n = wc_file_tensor_count(f);
+    wc_gpu_dst *dst = calloc(n, sizeof *dst);
+    for (size_t i = 0; i < n; i++) {
+        wc_tensor_info ti;
+        wc_file_tensor_info(f, i, &ti);
+        dst[i].out_size = ti.out_bytes;
+        assert_int_equal(cudaMalloc(&dst[i].out, ti.out_bytes + 1), cudaSuccess);
+    }
+    size_t mid = dev_free();
+    /* leave about 1 MiB: less than the compressed file */
+    void *hogs[4096];
+    int nh = 0;
+    for (size_t chunk = 1u << 30; chunk >= (1u << 20) && nh < 4096; chunk /= 2)
+        while (nh < 4096 && cudaMalloc(&hogs[nh], chunk) == cudaSuccess) nh++;
+    cudaGetLastError();
+    wc_gpu_resident *res = NULL;
+    int r = wc_gpu_resident_create(g, f, dst, &res, &e);
+    fprintf(stderr, "resident oom: %d %s\n", r, e.msg);
+    assert_int_equal(r, WC_ENOMEM);
+    assert_null(res);
+    for (int k = 0; k < nh; k++) assert_int_equal(cudaFree(hogs[k]), cudaSuccess);
+    assert_int_equal(dev_free(), mid);
+    /* and with memory back, the same call works */
+    assert_int_equal(wc_gpu_resident_create(g, f, dst, &res, &e), 0);
+    assert_int_equal(wc_gpu_resident_run(res, true, &e), 0);
+    wc_gpu_resident_destroy(res);
+    for (size_t i = 0; i < n; i++) cudaFree(dst[i].out);
+    free(dst);
+    wc_gpu_destroy(g);
+    wc_file_close(f);
+    assert_int_equal(dev_free(), before);
+}
+
+/* Bad arguments: host memory where device memory is needed, short buffers. */
+static void test_bad_args(void **state)
+{
+    (void)state;
+    const char *src = make_model(0), *wc = th_path("args.wcodec");
+    encode(src, wc, 4096, 13, 0, 0, 1);
+    wc_err e = {0};
+    wc_file *f;
+    assert_int_equal(wc_file_open(&f, wc, &e), 0);
+    wc_gpu *g;
+    assert_int_equal(wc_gpu_create(&g, NULL, &e), 0);
+    int i = wc_file_find(f, "layer11.weight");
+    wc_tensor_info ti;
+    wc_file_tensor_info(f, (size_t)i, &ti);
+    uint8_t *host = malloc(ti.out_bytes);
+    assert_int_equal(wc_gpu_decode_tensor(g, f, (size_t)i, host, ti.out_bytes, NULL, 0, &e), WC_EINVAL);
+    assert_true(th_msg_has(e.msg, "device memory", NULL));
+    void *out;
+    assert_int_equal(cudaMalloc(&out, ti.out_bytes), cudaSuccess);
+    assert_int_equal(wc_gpu_decode_tensor(g, f, (size_t)i, out, ti.out_bytes - 1, NULL, 0, &e), WC_EINVAL);
+    assert_int_equal(wc_gpu_decode_tensor(g, f, 1000, out, ti.out_bytes, NULL, 0, &e), WC_EINVAL);
+    cudaFree(out);
+    free(host);
+    wc_gpu_destroy(g);
+    wc_file_close(f);
+}
+
+static void test_leaks(void **state)
+{
+    (void)state;
+    assert_int_equal(dev_free(), g_free_at_start);
+}
+
+/* No device (run with CUDA_VISIBLE_DEVICES=): CPU fallback with its reason,
+ * require_gpu refused, and the CPU path decodes into host memory. */
+static int run_nodev(void)
+{
+    wc_err e = {0};
+    wc_gpu *g = NULL;
+    wc_gpu_opts go;
+    wc_gpu_opts_default(&go);
+    go.require_gpu = true;
+    int r = wc_gpu_create(&g, &go, &e);
+    if (r != WC_ENODEV || g) {
+        fprintf(stderr, "FAIL: require_gpu without a device gave %d\n", r);
+        return 1;
+    }
+    fprintf(stderr, "require_gpu: %s\n", e.msg);
+    go.require_gpu = false;
+    if (wc_gpu_create(&g, &go, &e) || wc_gpu_backend(g) != WC_BACKEND_CPU || !wc_gpu_fallback_reason(g)[0] ||
+        wc_gpu_device(g) != -1) {
+        fprintf(stderr, "FAIL: no CPU fallback\n");
+        return 1;
+    }
+    fprintf(stderr, "fallback reason: %s\n", wc_gpu_fallback_reason(g));
+    const char *src = make_model(2), *wc = th_path("nodev.wcodec");
+    wc_encode_opts o;
+    wc_encode_opts_default(&o);
+    o.tile_weights = 100;
+    o.min_weights = 1;
+    if (wc_encode_file(src, wc, &o, &e)) return 1;
+    wc_file *f;
+    if (wc_file_open(&f, wc, &e)) return 1;
+    size_t n = wc_file_tensor_count(f);
+    wc_gpu_dst *dst = calloc(n, sizeof *dst);
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        wc_tensor_info ti;
+        wc_file_tensor_info(f, i, &ti);
+        dst[i] = (wc_gpu_dst){malloc(ti.out_bytes), ti.out_bytes, malloc(4 * ti.n_scales + 4), ti.n_scales};
+    }
+    if (wc_gpu_decode_file(g, f, dst, &e)) bad = 1;
+    for (size_t i = 0; i < n && !bad; i++) {
+        uint8_t *ref = malloc(dst[i].out_size + 1);
+        wc_decode_tensor(f, i, ref, dst[i].out_size, NULL, 0, &e);
+        if (memcmp(ref, dst[i].out, dst[i].out_size)) bad = 1;
+        free(ref);
+    }
+    for (size_t i = 0; i < n; i++) free(dst[i].out), free(dst[i].scales);
+    free(dst);
+    wc_file_close(f);
+    wc_gpu_destroy(g);
+    th_cleanup();
+    fprintf(stderr, bad ? "FAIL: CPU fallback decode\n" : "CPU fallback: ok\n");
+    return bad;
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--nodev")) return run_nodev();
+        FILE *t = fopen(argv[i], "rb");
+        g_weights = t ? argv[i] : NULL;
+        if (t) fclose(t);
+        if (!t) g_weights = "";
+    }
+    if (g_weights && !g_weights[0]) g_weights = NULL;
+    else
+    if (!g_weights) {
+        static char p[1024];
+        snprintf(p, sizeof p, "%s/slice_mixed.safetensors", WCT_WEIGHTS_DIR);
+        FILE *t = fopen(p, "rb");
+        if (t) fclose(t), g_weights = p;
+    }
+    g_quick = getenv("WCT_GPU_QUICK") && atoi(getenv("WCT_GPU_QUICK"));
+    int n = 0;
+    cudaError_t ce = cudaGetDeviceCount(&n);
+    if (ce != cudaSuccess || n == 0) {
+        printf("no CUDA device (%s): GPU tests skipped\n", ce ? cudaGetErrorString(ce) : "none present");
+        return 77;
+    }
+    g_free_at_start = dev_free();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tile_edges), cmocka_unit_test(test_modes),   cmocka_unit_test(test_small_ring),
+        cmocka_unit_test(test_real),       cmocka_unit_test(test_corrupt_tile), cmocka_unit_test(test_oom),
+        cmocka_unit_test(test_bad_args),   cmocka_unit_test(test_leaks),
+    };
+    int r = cmocka_run_group_tests(tests, NULL, NULL);
+    th_cleanup();
+    return r ? 1 : 0;
+}
