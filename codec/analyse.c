@@ -315,6 +315,10 @@ int wc_plan_tensor(const uint8_t *q, const wc_entry *e, const wc_code_params *p,
                           plan->sym + (r0 + y) * e->cols + c0);
         wc_fwd_tx((enum wc_tx)WC_MODE_TX(m), plan->sym + r0 * e->cols + c0, e->cols, h, w);
     }
+    /* a distance no tile looks up would only confuse readers of `info` */
+    bool up = false;
+    for (uint32_t t = 0; t < e->n_tiles; t++) up |= WC_MODE_PRED(plan->modes[t]) >= WC_PRED_TOP;
+    if (!up && !p->top_distance) plan->top_distance = 1;
     r = choose_tables(e, p, plan);
 out:
     free(buf);

@@ -23,6 +23,12 @@ static const char encode_help[] =
     "                        parallel work, larger costs fewer bits)\n"
     "      --prob-bits N     rANS table precision, 8..14 (default 13)\n"
     "      --ints-as-float   quantize I16/I32 matrices like float ones\n"
+    "      --max-tables N    frequency tables per tensor, 1..16 (default 8)\n"
+    "      --pred P          force one prediction on every tile: none, left, top, avg,\n"
+    "                        planar (default: chosen per tile by estimated size)\n"
+    "      --tx T            force one transform: none, haar, wht4 (default: chosen)\n"
+    "      --top-distance D  rows between a value and its top prediction (default:\n"
+    "                        searched per tensor)\n"
     "  -q, --quiet           no progress bar\n"
     "  -h, --help            this text\n";
 
@@ -64,6 +70,8 @@ int wct_encode(int argc, char **argv)
         {"output", 1, 0, 'o'},      {"threads", 1, 0, 'j'},      {"force", 0, 0, 'f'},
         {"min-weights", 1, 0, 'M'}, {"tile-weights", 1, 0, 'T'}, {"prob-bits", 1, 0, 'P'},
         {"ints-as-float", 0, 0, 'I'}, {"quiet", 0, 0, 'q'},      {"help", 0, 0, 'h'},
+        {"max-tables", 1, 0, 'K'},  {"pred", 1, 0, 'R'},         {"tx", 1, 0, 'X'},
+        {"top-distance", 1, 0, 'D'},
         {0, 0, 0, 0}};
     wc_encode_opts o;
     wc_encode_opts_default(&o);
@@ -79,6 +87,10 @@ int wct_encode(int argc, char **argv)
         case 'T': o.tile_weights = (uint32_t)wct_parse_long("--tile-weights", optarg, 32, 1 << 24); break;
         case 'P': o.prob_bits = (uint32_t)wct_parse_long("--prob-bits", optarg, 8, 14); break;
         case 'I': o.ints_as_float = true; break;
+        case 'K': o.max_tables = (uint32_t)wct_parse_long("--max-tables", optarg, 1, 16); break;
+        case 'R': o.force_pred = wct_parse_name("--pred", optarg, wct_pred_names); break;
+        case 'X': o.force_tx = wct_parse_name("--tx", optarg, wct_tx_names); break;
+        case 'D': o.top_distance = (uint32_t)wct_parse_long("--top-distance", optarg, 1, 1L << 31); break;
         case 'q': quiet = true; break;
         case 'h': fputs(encode_help, stdout); return 0;
         default: fputs(encode_help, stderr); return 2;

@@ -14,5 +14,8 @@ int wct_bench(int argc, char **argv);
 int wct_report(const wc_err *e, int code);
 /* Parses a positive integer option value, or exits with usage. */
 long wct_parse_long(const char *opt, const char *v, long min, long max);
+/* Index of v in the NULL-ended names, or exits with usage. */
+int wct_parse_name(const char *opt, const char *v, const char *const *names);
+extern const char *const wct_pred_names[], *const wct_tx_names[];
 
 #endif

@@ -46,6 +46,19 @@ long wct_parse_long(const char *opt, const char *v, long min, long max)
     return x;
 }
 
+int wct_parse_name(const char *opt, const char *v, const char *const *names)
+{
+    for (int i = 0; names[i]; i++)
+        if (!strcmp(v, names[i])) return i;
+    fprintf(stderr, "wcodec: %s takes one of:", opt);
+    for (int i = 0; names[i]; i++) fprintf(stderr, " %s", names[i]);
+    fprintf(stderr, "; not '%s'\n", v);
+    exit(2);
+}
+
+const char *const wct_pred_names[] = {"none", "left", "top", "avg", "planar", NULL};
+const char *const wct_tx_names[] = {"none", "haar", "wht4", NULL};
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {

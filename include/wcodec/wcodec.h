@@ -138,6 +138,22 @@ WC_API int wc_file_verify(const wc_file *f, wc_err *err);
  * applied to the source (or to the source's INT8 values and N_scale). */
 WC_API int wc_file_compare_source(const wc_file *f, const char *source, wc_err *err);
 
+/* How a coded tensor's tiles were coded, and what that bought. */
+#define WC_N_PRED 5 /* none, left, top, avg, planar */
+#define WC_N_TX 3   /* none, haar, wht4 */
+typedef struct wc_tensor_stats {
+    uint32_t tiles[WC_N_PRED][WC_N_TX];  /* tiles per prediction and transform */
+    /* Per mode: the bits its tiles would take coded value by value with the
+     * tensor's order-0 distribution, minus the bits their streams take. */
+    double saved_bits[WC_N_PRED][WC_N_TX];
+    double h0_bits;                      /* order-0 entropy of the values, in bits */
+    double stream_bits;                  /* bits of all tile streams */
+    double overhead_bits;                /* tables, row map and tile index */
+} wc_tensor_stats;
+
+/* Decodes tensor i and fills s. */
+WC_API int wc_tensor_stats_get(const wc_file *f, size_t i, wc_tensor_stats *s, wc_err *err);
+
 /* ---- writing ---- */
 
 typedef void (*wc_progress_fn)(void *user, uint64_t done, uint64_t total);
