@@ -15,7 +15,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'examples
 from make_example import save  # noqa: E402
 
 rng = np.random.default_rng(7)
+ROWS = rng.standard_normal((24, 64)).astype(np.float32)
+ROWS[::3] *= 0.01  # rows of another spread: a second table pays
 MODELS = {
+    'tables': {'t.weight': ROWS},
     'mixed': {'a.weight': rng.standard_normal((8, 40)).astype(np.float32),
               'a.bias': rng.standard_normal(5).astype(np.float32),
               'q.weight': rng.integers(-127, 128, (6, 50)).astype(np.int8),
@@ -37,6 +40,12 @@ def main():
             wc = os.path.join(out, f'{name}-t{tile}.wcodec')
             subprocess.run([wcodec, 'encode', '-q', '-f', '--min-weights', '16', '--tile-weights',
                             str(tile), st, '-o', wc], check=True)
+    # every prediction and transform, several tables and a top distance
+    st = os.path.join(out, 'mixed.safetensors')
+    for pred, tx in (('left', 'haar'), ('top', 'wht4'), ('avg', 'none'), ('planar', 'haar')):
+        wc = os.path.join(out, f'mixed-{pred}-{tx}.wcodec')
+        subprocess.run([wcodec, 'encode', '-q', '-f', '--min-weights', '16', '--tile-weights', '64',
+                        '--pred', pred, '--tx', tx, '--top-distance', '3', st, '-o', wc], check=True)
 
 
 if __name__ == '__main__':
