@@ -1,7 +1,8 @@
 /* Size and CPU speed of the coding, per 2-D tensor and in total, beside the
  * order-0 entropy of the same INT8 values and zstd -19 of the same bytes.
  *
- * usage: bench_size [-j N] [--ints-as-float] [--prob-bits B] [--tile-weights N] MODEL.safetensors...
+ * usage: bench_size [-j N] [--ints-as-float] [--prob-bits B] [--tile-weights N]
+ *                   [--pred P] [--tx T] [--max-tables K] [--no-timing] MODEL.safetensors...
  * Prints one table per model; everything it prints is measured in this run. */
 #include <getopt.h>
 #include <math.h>
@@ -48,6 +49,8 @@ typedef struct sums {
         secs = t_ / reps_;                                      \
     } while (0)
 
+static bool timing = true;
+
 static int bench_model(const char *path, int threads, bool ints, const wc_encode_opts *base)
 {
     char out[] = "/tmp/bench-size-XXXXXX.wcodec";
@@ -84,10 +87,12 @@ static int bench_model(const char *path, int threads, bool ints, const wc_encode
         float *s = malloc(4 * t.n_scales + 4);
         if (wc_decode_tensor(f, i, q, n, s, t.n_scales, &e)) return fprintf(stderr, "%s\n", e.msg), 1;
         size_t zn = ZSTD_compress(z, ZSTD_compressBound(n), q, n, 19);
-        double dec, cpy, zd;
-        TIME_LOOP(dec, wc_decode_tensor(f, i, q, n, s, t.n_scales, &e));
-        TIME_LOOP(cpy, memcpy(c, q, n); __asm__ volatile("" ::"r"(c) : "memory"));
-        TIME_LOOP(zd, ZSTD_decompress(c, n, z, zn));
+        double dec = NAN, cpy = NAN, zd = NAN;
+        if (timing) {
+            TIME_LOOP(dec, wc_decode_tensor(f, i, q, n, s, t.n_scales, &e));
+            TIME_LOOP(cpy, memcpy(c, q, n); __asm__ volatile("" ::"r"(c) : "memory"));
+            TIME_LOOP(zd, ZSTD_decompress(c, n, z, zn));
+        }
         double h0 = entropy_bits(q, n), coded = 8.0 * (double)(t.stored_bytes - 4 * t.n_scales);
         printf("| %s | %llux%llu | %llu | %.3f | %.3f | %.3f | %+.3f | %.3f | %.1f | %.2f |\n", t.name,
                (unsigned long long)t.rows, (unsigned long long)t.cols, (unsigned long long)n, h0 / n,
@@ -121,6 +126,8 @@ int main(int argc, char **argv)
 {
     static const struct option lo[] = {{"threads", 1, 0, 'j'}, {"ints-as-float", 0, 0, 'I'},
                                        {"prob-bits", 1, 0, 'P'}, {"tile-weights", 1, 0, 'T'},
+                                       {"pred", 1, 0, 'R'}, {"tx", 1, 0, 'X'},
+                                       {"max-tables", 1, 0, 'K'}, {"no-timing", 0, 0, 'N'},
                                        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), c;
     bool ints = false;
@@ -131,8 +138,13 @@ int main(int argc, char **argv)
         else if (c == 'I') ints = true;
         else if (c == 'P') o.prob_bits = (uint32_t)atoi(optarg);
         else if (c == 'T') o.tile_weights = (uint32_t)atoi(optarg);
+        else if (c == 'R') o.force_pred = atoi(optarg);
+        else if (c == 'X') o.force_tx = atoi(optarg);
+        else if (c == 'K') o.max_tables = (uint32_t)atoi(optarg);
+        else if (c == 'N') timing = false;
         else {
-            printf("usage: bench_size [-j N] [--ints-as-float] [--prob-bits B] [--tile-weights N] MODEL.safetensors...\n"
+            printf("usage: bench_size [-j N] [--ints-as-float] [--prob-bits B] [--tile-weights N]\n"
+                   "                  [--pred P] [--tx T] [--max-tables K] [--no-timing] MODEL.safetensors...\n"
                    "Per coded tensor: order-0 entropy, zstd -19 and wcodec in bits per weight;\n"
                    "decode speed of the reference decoder (one core) beside memcpy and zstd -d.\n");
             return c == 'h' ? 0 : 2;

@@ -60,46 +60,51 @@ static void row_residuals(const uint8_t *q, const wc_entry *e, uint32_t dist, ui
     wc_residual_row(pred, row, up, n, c0 ? row[-1] : 0, c0 && up ? up[-1] : 0, res);
 }
 
-/* Bits per value of top prediction at distance d, on `rows` rows spread
- * over the lower half of the matrix and their first n columns: every d is
- * measured on the same rows, so small samples bias all alike. */
-static double distance_cost(const uint8_t *q, const wc_entry *e, uint64_t d, uint64_t rows, size_t n)
+/* Bits per value of top prediction at distance d on the given rows and
+ * their first n columns. */
+static double distance_cost(const uint8_t *q, const wc_entry *e, uint64_t d, const uint64_t *rows,
+                            size_t n_rows, size_t n)
 {
     uint8_t res[256];
     uint32_t h[256] = {0};
-    const uint64_t half = e->rows / 2, step = half / rows ? half / rows : 1;
-    uint64_t count = 0;
-    for (uint64_t r = e->rows - half; r < e->rows && count < rows * n; r += step) {
-        row_residuals(q, e, (uint32_t)d, r, 0, n, WC_PRED_TOP, res);
+    for (size_t k = 0; k < n_rows; k++) {
+        row_residuals(q, e, (uint32_t)d, rows[k], 0, n, WC_PRED_TOP, res);
         for (size_t c = 0; c < n; c++) h[res[c]]++;
-        count += n;
     }
-    return hist_bits(h, (double)count) / (double)count;
+    return hist_bits(h, (double)(n_rows * n)) / (double)(n_rows * n);
 }
 
-/* The distance D (1..min(4096, rows / 2)) whose top prediction costs least; 1 unless
- * another is clearly better. Finds structure such as a model's rows
- * repeating with a period. A coarse pass over every distance on a small
- * sample keeps the best few, which a larger sample then ranks. */
+/* The distance D (1..min(4096, rows / 2)) whose top prediction costs least;
+ * 1 unless another is clearly better. Finds structure such as a model's
+ * rows repeating with a period. A coarse pass over every distance on a few
+ * rows keeps the best few, which more rows then rank. Every distance is
+ * measured on the same rows of the lower half, picked at random: rows at a
+ * fixed stride can all fall on the same phase of the period (all unused
+ * features, say) and fool the estimate. */
 static uint32_t choose_distance(const uint8_t *q, const wc_entry *e)
 {
-    enum { KEEP = 8 };
-    const uint64_t max_d = e->rows / 2 < 4096 ? e->rows / 2 : 4096;
+    enum { KEEP = 8, COARSE = 8, FINE = 64 };
+    const uint64_t max_d = e->rows / 2 < 4096 ? e->rows / 2 : 4096, half = e->rows - e->rows / 2;
     const size_t n = e->cols < 256 ? (size_t)e->cols : 256;
+    uint64_t rows[FINE], seed = 0x9e3779b97f4a7c15ull;
+    for (size_t k = 0; k < FINE; k++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        rows[k] = e->rows / 2 + (seed >> 33) % half;
+    }
     uint64_t cand[KEEP];
     double cost[KEEP];
     int kept = 0;
     for (uint64_t d = 1; d <= max_d; d++) {
-        double c = distance_cost(q, e, d, 8, n < 128 ? n : 128);
+        double c = distance_cost(q, e, d, rows, COARSE, n < 128 ? n : 128);
         if (kept == KEEP && c >= cost[KEEP - 1]) continue;
         int at = kept < KEEP ? kept++ : KEEP - 1;
         for (; at > 0 && cost[at - 1] > c; at--) cand[at] = cand[at - 1], cost[at] = cost[at - 1];
         cand[at] = d, cost[at] = c;
     }
-    double one = distance_cost(q, e, 1, 64, n), best = one;
+    double one = distance_cost(q, e, 1, rows, FINE, n), best = one;
     uint32_t best_d = 1;
     for (int k = 0; k < kept; k++) {
-        double c = cand[k] == 1 ? one : distance_cost(q, e, cand[k], 64, n);
+        double c = cand[k] == 1 ? one : distance_cost(q, e, cand[k], rows, FINE, n);
         if (c < best) best = c, best_d = (uint32_t)cand[k];
     }
     return best < one - 0.02 ? best_d : 1;
