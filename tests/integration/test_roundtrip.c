@@ -233,9 +233,11 @@ static const char *structured_model(void)
 {
     static float per[96 * 200], smooth[50 * 300], noise[40 * 123];
     uint64_t seed = 99;
+    float *base = randf(12 * 200, 77, 80.0f); /* 12 random rows, repeated with noise */
     for (size_t r = 0; r < 96; r++)
         for (size_t c = 0; c < 200; c++)
-            per[r * 200 + c] = (float)((int)((r % 12) * 7 + c % 13) - 40) + (float)(th_rand(&seed) % 3);
+            per[r * 200 + c] = base[(r % 12) * 200 + c] + (float)(th_rand(&seed) % 3);
+    free(base);
     for (size_t r = 0; r < 50; r++)
         for (size_t c = 0; c < 300; c++) smooth[r * 300 + c] = (float)(c + r) * 0.25f - 50.0f;
     float *n = randf(40 * 123, 5, 1.0f);
