@@ -178,7 +178,8 @@ int wc_decode_tensor_ex(const wc_file *f, size_t i, void *out, size_t out_size, 
         memcpy(out, rec, e->size);
         return 0;
     }
-    return wc_record_decode(wc_dsp_get(o && o->reference), e, rec, out, scales, f->label, err);
+    return wc_record_decode(wc_dsp_get(o && o->reference), e, rec, out, scales,
+                            o && o->threads > 1 ? o->threads : 1, f->label, err);
 }
 
 int wc_file_verify(const wc_file *f, wc_err *err)

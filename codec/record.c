@@ -1,4 +1,6 @@
 /* Writing one tensor's record from the encoder's plan, and decoding it. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "record.h"
@@ -160,43 +162,91 @@ static int read_tables(const wc_entry *e, const uint8_t *rec, wc_rans_dec_table 
     return 0;
 }
 
-int wc_record_decode(const wc_dsp *dsp, const wc_entry *e, const uint8_t *rec, uint8_t *out,
-                     float *scales, const char *label, wc_err *err)
+/* Decodes tiles [t : t += step] into out: the entropy and transform stages,
+ * which tiles do on their own. */
+typedef struct tile_job {
+    const wc_dsp *dsp;
+    const wc_entry *e;
+    const uint8_t *rec, *map, *modes;
+    const wc_rans_dec_table *dec;
+    uint8_t *out;
+    _Atomic uint32_t *next;
+    _Atomic uint32_t *failed; /* first failing tile + 1, or 0 */
+} tile_job;
+
+static void *decode_tiles(void *arg)
 {
-    if (scales && (e->flags & WC_ENTRY_HAS_SCALES)) memcpy(scales, rec, 4 * e->rows);
-    wc_rans_dec_table *dec = malloc(sizeof *dec * e->n_tables);
-    uint8_t *tile = malloc((size_t)e->tile_rows * e->tile_cols), *modes = malloc(e->n_tiles);
-    int r = 0;
-    if (!dec || !tile || !modes) {
-        r = wc_fail(err, WC_ENOMEM, "out of memory");
-        goto out;
-    }
-    if ((r = read_tables(e, rec, dec, modes, label, err))) goto out;
-    const uint8_t *map = e->n_tables > 1 ? rec + wc_entry_scales_size(e) : NULL;
+    const tile_job *j = arg;
+    const wc_entry *e = j->e;
+    uint8_t *tile = malloc((size_t)e->tile_rows * e->tile_cols);
     const uint64_t stream_bytes = e->size - e->tiles_off;
-    for (uint32_t t = 0; t < e->n_tiles; t++) {
-        const uint8_t *ent = rec + e->index_off + (uint64_t)WC_TILE_ENTRY * t;
+    for (uint32_t t; tile && (t = atomic_fetch_add(j->next, 1)) < e->n_tiles && !*j->failed;) {
+        const uint8_t *ent = j->rec + e->index_off + (uint64_t)WC_TILE_ENTRY * t;
         uint64_t begin = wc_rd32(ent), end = t + 1 < e->n_tiles ? wc_rd32(ent + WC_TILE_ENTRY) : stream_bytes;
         uint64_t r0, c0;
         uint32_t h, w;
         wc_tile_rect(e, t, &r0, &c0, &h, &w);
-        if (dsp->rans_decode(dec, map ? map + r0 : NULL, w, rec + e->tiles_off + begin, end - begin,
-                             tile, (size_t)h * w)) {
-            r = wc_fail(err, WC_ECORRUPT,
-                        "%s: tensor '%s': tile %u (rows %llu.., cols %llu..) at offset %llu fails "
-                        "its rANS end-state check",
-                        label, e->name, t, (unsigned long long)r0, (unsigned long long)c0,
-                        (unsigned long long)(e->offset + e->tiles_off + begin));
-            goto out;
+        /* full-width tiles decode straight into place */
+        uint8_t *dst = w == e->cols ? j->out + r0 * e->cols : tile;
+        if (j->dsp->rans_decode(j->dec, j->map ? j->map + r0 : NULL, w, j->rec + e->tiles_off + begin,
+                                end - begin, dst, (size_t)h * w)) {
+            uint32_t none = 0;
+            atomic_compare_exchange_strong(j->failed, &none, t + 1);
+            break;
         }
-        dsp->itx[WC_MODE_TX(modes[t])](tile, w, h, w);
-        for (uint32_t y = 0; y < h; y++)
-            memcpy(out + (r0 + y) * e->cols + c0, tile + (size_t)y * w, w);
+        j->dsp->itx[WC_MODE_TX(j->modes[t])](dst, w, h, w);
+        if (dst == tile)
+            for (uint32_t y = 0; y < h; y++)
+                memcpy(j->out + (r0 + y) * e->cols + c0, tile + (size_t)y * w, w);
     }
-    predict_all(dsp, e, modes, out);
+    if (!tile) {
+        uint32_t none = 0;
+        atomic_compare_exchange_strong(j->failed, &none, UINT32_MAX);
+    }
+    free(tile);
+    return NULL;
+}
+
+int wc_record_decode(const wc_dsp *dsp, const wc_entry *e, const uint8_t *rec, uint8_t *out,
+                     float *scales, int threads, const char *label, wc_err *err)
+{
+    if (scales && (e->flags & WC_ENTRY_HAS_SCALES)) memcpy(scales, rec, 4 * e->rows);
+    wc_rans_dec_table *dec = malloc(sizeof *dec * e->n_tables);
+    uint8_t *modes = malloc(e->n_tiles);
+    int r = 0;
+    if (!dec || !modes) {
+        r = wc_fail(err, WC_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((r = read_tables(e, rec, dec, modes, label, err))) goto out;
+    _Atomic uint32_t next = 0, failed = 0;
+    tile_job job = {dsp, e, rec, e->n_tables > 1 ? rec + wc_entry_scales_size(e) : NULL, modes,
+                    dec, out, &next, &failed};
+    if (threads > (int)e->n_tiles) threads = (int)e->n_tiles;
+    pthread_t th[64];
+    int started = 0;
+    for (; started < threads - 1 && started < 64; started++)
+        if (pthread_create(&th[started], NULL, decode_tiles, &job)) break;
+    decode_tiles(&job);
+    for (int k = 0; k < started; k++) pthread_join(th[k], NULL);
+    if (failed == UINT32_MAX) {
+        r = wc_fail(err, WC_ENOMEM, "out of memory");
+    } else if (failed) {
+        uint32_t t = failed - 1;
+        uint64_t r0, c0;
+        uint32_t h, w;
+        wc_tile_rect(e, t, &r0, &c0, &h, &w);
+        r = wc_fail(err, WC_ECORRUPT,
+                    "%s: tensor '%s': tile %u (rows %llu.., cols %llu..) at offset %llu fails its "
+                    "rANS end-state check",
+                    label, e->name, t, (unsigned long long)r0, (unsigned long long)c0,
+                    (unsigned long long)(e->offset + e->tiles_off +
+                                         wc_rd32(rec + e->index_off + (uint64_t)WC_TILE_ENTRY * t)));
+    } else {
+        predict_all(dsp, e, modes, out);
+    }
 out:
     free(dec);
-    free(tile);
     free(modes);
     return r;
 }

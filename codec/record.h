@@ -47,8 +47,9 @@ void wc_residual_row(enum wc_pred pred, const uint8_t *q, const uint8_t *up, siz
                      uint8_t upleft, uint8_t *res);
 
 /* Decode of a RANS_I8 record (already checksummed) into out (rows*cols
- * bytes) and scales (rows floats, or NULL), with the routines of dsp. */
+ * bytes) and scales (rows floats, or NULL), with the routines of dsp; tiles
+ * are shared among `threads` threads (the caller's among them). */
 int wc_record_decode(const wc_dsp *dsp, const wc_entry *e, const uint8_t *rec, uint8_t *out,
-                     float *scales, const char *label, wc_err *err);
+                     float *scales, int threads, const char *label, wc_err *err);
 
 #endif

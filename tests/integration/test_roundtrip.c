@@ -76,6 +76,28 @@ static void check_decoded(const char *src_path, const char *out_path, uint64_t m
     wc_st_close(&out);
 }
 
+/* The reference decoder, the fast one and the threaded one give the same
+ * bytes on every tensor. */
+static void check_decoders_agree(const wc_file *f)
+{
+    const wc_decode_opts how[] = {{.reference = true}, {.threads = 1}, {.threads = 3}};
+    for (size_t i = 0; i < wc_file_tensor_count(f); i++) {
+        wc_tensor_info t;
+        wc_file_tensor_info(f, i, &t);
+        uint8_t *want = malloc(t.out_bytes + 1), *got = malloc(t.out_bytes + 1);
+        float *ws = malloc(4 * t.n_scales + 4), *gs = malloc(4 * t.n_scales + 4);
+        wc_err e = {0};
+        assert_int_equal(wc_decode_tensor_ex(f, i, want, t.out_bytes, ws, t.n_scales, &how[0], &e), 0);
+        for (size_t k = 1; k < 3; k++) {
+            memset(got, 0x55, t.out_bytes);
+            assert_int_equal(wc_decode_tensor_ex(f, i, got, t.out_bytes, gs, t.n_scales, &how[k], &e), 0);
+            assert_memory_equal(got, want, t.out_bytes);
+            assert_memory_equal(gs, ws, 4 * t.n_scales);
+        }
+        free(want), free(got), free(ws), free(gs);
+    }
+}
+
 static void encode_decode_opts(const char *src, const wc_encode_opts *opts)
 {
     wc_encode_opts o = *opts;
@@ -89,6 +111,7 @@ static void encode_decode_opts(const char *src, const wc_encode_opts *opts)
     assert_int_equal(wc_file_open(&f, wc, &e), 0);
     assert_int_equal(wc_file_verify(f, &e), 0);
     assert_int_equal(wc_file_compare_source(f, src, &e), 0);
+    check_decoders_agree(f);
     wc_file_close(f);
     assert_int_equal(wc_decode_file(wc, back, NULL, NULL, &e), 0);
     check_decoded(src, back, min_weights);
