@@ -19,9 +19,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cuda_runtime_api.h>
+#include <xxhash.h>
 
 #include "wcodec/wcodec_gpu.h"
 #include "kernels.cuh"
@@ -38,6 +40,7 @@ static uint64_t a16(uint64_t n) { return (n + 15) & ~(uint64_t)15; }
 static int cuda_fail(wc_err *err, cudaError_t e, const char *what)
 {
     int code = e == cudaErrorMemoryAllocation ? WC_ENOMEM : WC_ECUDA;
+    (void)cudaGetLastError(); /* reported here: not left for a later call to find */
     return wc_fail(err, code, "CUDA: %s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
 }
 
@@ -76,10 +79,30 @@ typedef struct io_pool {
     const uint8_t *map;
 } io_pool;
 
+/* XXH3 of a record read through the map, chunk by chunk, each chunk's pages
+ * dropped from this process after use (the page cache keeps them), so that
+ * the resident set stays bounded whatever the file size. */
+static int hash_record(const uint8_t *map, uint64_t off, uint64_t len, uint64_t want)
+{
+    XXH3_state_t *st = XXH3_createState();
+    if (!st) return WC_ENOMEM;
+    XXH3_64bits_reset(st);
+    for (uint64_t a = 0; a < len; a += IO_CHUNK) {
+        uint64_t l = len - a < IO_CHUNK ? len - a : IO_CHUNK;
+        XXH3_64bits_update(st, map + off + a, l);
+        uintptr_t p0 = (uintptr_t)(map + off + a) & ~(uintptr_t)4095;
+        uintptr_t p1 = (uintptr_t)(map + off + a + l) & ~(uintptr_t)4095;
+        if (p1 > p0) madvise((void *)p0, p1 - p0, MADV_DONTNEED);
+    }
+    uint64_t h = XXH3_64bits_digest(st);
+    XXH3_freeState(st);
+    return h != want ? WC_ECHECKSUM : 0;
+}
+
 static void io_do(io_pool *p, io_task *t)
 {
     if (t->kind == 1) {
-        t->result = wc_hash_differs(t->hash, p->map + t->off, t->len) ? WC_ECHECKSUM : 0;
+        t->result = hash_record(p->map, t->off, t->len, t->hash);
         return;
     }
     if (p->fd < 0) {
@@ -665,7 +688,7 @@ static int build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *
         j++;
     }
     L->end = o;
-    if (L->smem > (uint32_t)g->max_smem - 1024) L->smem = 0; /* tables from global memory */
+    if (L->smem > (uint32_t)g->max_smem - WC_GPU_STATIC_SMEM - 1024) L->smem = 0; /* tables from global memory */
     return 0;
 }
 
@@ -778,28 +801,6 @@ static int run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_e
     io->map = wc_file_base(f);
     io->fd = open(wc_file_label(f), O_RDONLY | O_CLOEXEC);  /* else: copy from the map */
 
-    if (g->o.verify_checksums) {
-        /* every record's checksum, in parallel, before any of it is decoded */
-        tasks = calloc(n_rq ? n_rq : 1, sizeof *tasks);
-        if (!tasks) {
-            r = wc_fail(err, WC_ENOMEM, "out of memory");
-            goto out;
-        }
-        task_cap = n_rq ? n_rq : 1;
-        for (size_t k = 0; k < n_rq; k++)
-            tasks[k] = (io_task){.kind = 1, .off = rq[k].e->offset, .len = rq[k].e->size,
-                                 .hash = rq[k].e->hash, .tensor = k};
-        io_run(io, tasks, n_rq);
-        for (size_t k = 0; k < n_rq; k++)
-            if (tasks[k].result) {
-                const wc_entry *e = rq[k].e;
-                r = wc_fail(err, WC_ECHECKSUM, "%s: tensor '%s': checksum mismatch over its record [%llu, %llu)",
-                            wc_file_label(f), e->name, (unsigned long long)e->offset,
-                            (unsigned long long)(e->offset + e->size));
-                goto out;
-            }
-    }
-
     while (c.t < n_rq) {
         slot *sl = &g->slots[batch % (uint64_t)g->n_slots];
         if ((r = retire_slot(g, sl, f, rq, err))) goto out;
@@ -817,6 +818,22 @@ static int run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_e
         if (!src_base) {
             r = wc_fail(err, WC_ENOMEM, "out of memory");
             goto out;
+        }
+        /* each record's checksum, on the io threads beside the reads of the
+         * batch that holds its first piece: checked before it is decoded */
+        for (long i = 0; i < np && g->o.verify_checksums; i++) {
+            if (!ps[i].first) continue;
+            if (nt == task_cap) {
+                size_t ncap = task_cap ? 2 * task_cap : 256;
+                io_task *nt2 = realloc(tasks, ncap * sizeof *nt2);
+                if (!nt2) {
+                    r = wc_fail(err, WC_ENOMEM, "out of memory");
+                    goto out;
+                }
+                tasks = nt2, task_cap = ncap;
+            }
+            const wc_entry *e = rq[ps[i].t].e;
+            tasks[nt++] = (io_task){.kind = 1, .off = e->offset, .len = e->size, .hash = e->hash, .tensor = ps[i].t};
         }
         for (long i = 0; i < np; i++) {
             const piece *p = &ps[i];
@@ -844,7 +861,13 @@ static int run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_e
             goto out;
         io_run(io, tasks, nt);
         for (size_t k = 0; k < nt; k++)
-            if (tasks[k].result) {
+            if (tasks[k].result && tasks[k].kind == 1) {
+                const wc_entry *e = rq[tasks[k].tensor].e;
+                r = wc_fail(err, tasks[k].result, "%s: tensor '%s': checksum mismatch over its record [%llu, %llu)",
+                            wc_file_label(f), e->name, (unsigned long long)e->offset,
+                            (unsigned long long)(e->offset + e->size));
+                goto out;
+            } else if (tasks[k].result) {
                 r = wc_fail(err, WC_EIO, "%s: read of %llu bytes at offset %llu failed: %s", wc_file_label(f),
                             (unsigned long long)tasks[k].len, (unsigned long long)tasks[k].off,
                             tasks[k].sys_errno ? strerror(tasks[k].sys_errno) : "unexpected end of file");

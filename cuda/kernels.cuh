@@ -23,6 +23,8 @@ extern "C" {
 
 #define WC_GPU_WARPS 16                      /* tiles (warps) per block */
 #define WC_GPU_THREADS (32 * WC_GPU_WARPS)
+#define WC_GPU_RING_WORDS 512                /* per-warp word ring (rans_decode.cu) */
+#define WC_GPU_STATIC_SMEM (WC_GPU_WARPS * WC_GPU_RING_WORDS * 2)
 #define WC_GPU_TABLE_BYTES(bits) (1024u + (1u << (bits)))
 #define WC_GPU_NO_ROWMAP UINT64_MAX
 #define WC_GPU_NO_SCALES UINT64_MAX
@@ -82,7 +84,8 @@ typedef struct wc_gpu_pred_job {
 } wc_gpu_pred_job;
 int wc_gpu_launch_predict(const wc_gpu_pred_job *p, void *stream);
 
-/* Largest dynamic shared memory the decode kernel may use on this device. */
+/* Allows the decode kernel max_smem_optin - WC_GPU_STATIC_SMEM bytes of
+ * dynamic shared memory (the tables). */
 int wc_gpu_decode_setup(int max_smem_optin);
 
 #ifdef __cplusplus

@@ -102,6 +102,7 @@ extern "C" int wc_gpu_launch_predict(const wc_gpu_pred_job *p, void *stream)
     const uint64_t chains = p->top_distance < p->rows ? p->top_distance : p->rows;
     const unsigned grid = (unsigned)(chains < 4096 ? chains : 4096);
     if (!grid) return 0;
+    (void)cudaGetLastError();
     wc_predict_kernel<<<grid, PT, 0, (cudaStream_t)stream>>>(*p);
     return (int)cudaGetLastError();
 }

@@ -22,6 +22,7 @@
 #define RING_SEGS 8
 #define AHEAD 6
 #define RING_WORDS (SEG_WORDS * RING_SEGS)
+static_assert(RING_WORDS == WC_GPU_RING_WORDS, "ring size");
 
 __device__ __forceinline__ void seg_issue(uint16_t *ring, const uint16_t *words, uint32_t nw, uint32_t seg,
                                           uint32_t lane)
@@ -185,6 +186,7 @@ __global__ void __launch_bounds__(WC_GPU_THREADS, 3) wc_decode_kernel(wc_gpu_lau
 template <bool S, bool M, bool G>
 static int launch_one(const wc_gpu_launch *l, cudaStream_t st)
 {
+    (void)cudaGetLastError(); /* a failure of an earlier call is not this launch's */
     wc_decode_kernel<S, M, G><<<l->n_blocks, WC_GPU_THREADS, S ? l->smem_bytes : 0, st>>>(*l);
     return (int)cudaGetLastError();
 }
@@ -194,7 +196,7 @@ extern "C" int wc_gpu_decode_setup(int max_smem_optin)
     int r;
 #define SET(S, M, G)                                                                               \
     if ((r = (int)cudaFuncSetAttribute(wc_decode_kernel<S, M, G>,                                  \
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem_optin))) \
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem_optin - WC_GPU_STATIC_SMEM))) \
         return r;
     SET(true, false, false) SET(true, false, true) SET(true, true, false) SET(true, true, true)
 #undef SET

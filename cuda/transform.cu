@@ -25,6 +25,7 @@ __global__ void __launch_bounds__(WC_GPU_THREADS) wc_itx_kernel(wc_gpu_launch l)
 extern "C" int wc_gpu_launch_itx(const wc_gpu_launch *l, void *stream)
 {
     if (!l->n_blocks) return 0;
+    (void)cudaGetLastError();
     wc_itx_kernel<<<l->n_blocks, WC_GPU_THREADS, 0, (cudaStream_t)stream>>>(*l);
     return (int)cudaGetLastError();
 }

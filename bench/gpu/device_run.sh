@@ -24,23 +24,24 @@ test)
     ;;
 sanitize)
     for tool in memcheck racecheck; do
-        WCT_GPU_QUICK=1 timeout 500 compute-sanitizer --tool $tool --error-exitcode 9 $B/tests/gpu/test_gpu $W/none \
+        WCT_GPU_QUICK=1 timeout 500 compute-sanitizer --tool $tool --report-api-errors no --error-exitcode 9 $B/tests/gpu/test_gpu $W/none \
             > $OUT/sanitizer_$tool.log 2>&1
         echo "compute-sanitizer $tool rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' $OUT/sanitizer_$tool.log | tail -1)" | tee -a $summary
     done
     ;;
 kernel)
-    for tw in 262144 65536 16384; do
+    for tw in 262144 65536 16384 4096; do
         $B/tools/wcodec encode -q -f --tile-weights $tw $W/slice_mixed.safetensors -o $T/slice_$tw.wcodec
-        $B/tools/wcodec info $T/slice_$tw.wcodec > $OUT/info_slice_$tw.txt 2>&1
-        $B/bench/gpu/bench_gpu kernel $T/slice_$tw.wcodec 50 | tee -a $summary
+        $B/tools/wcodec info $T/slice_$tw.wcodec >> $OUT/info_slice.txt 2>&1
+        $B/bench/gpu/bench_gpu kernel $T/slice_$tw.wcodec 50 1 | tee -a $summary
+        $B/bench/gpu/bench_gpu kernel $T/slice_$tw.wcodec 20 100 | tee -a $summary
     done
     $B/bench/gpu/bench_gpu e2e $T/slice_16384.wcodec 5 | tee -a $summary
     ;;
 ncu)
     ncu --section SpeedOfLight --section Occupancy --section SchedulerStats --section WarpStateStats \
         --section MemoryWorkloadAnalysis --section LaunchStats -k regex:wc_decode -c 1 \
-        $B/bench/gpu/bench_gpu kernel $T/slice_16384.wcodec 1 > $OUT/ncu.txt 2>&1
+        $B/bench/gpu/bench_gpu kernel $T/slice_16384.wcodec 1 100 > $OUT/ncu.txt 2>&1
     grep -E "Duration|Throughput|Achieved Occupancy|Registers|Theoretical Occ|Issue Slots|Eligible|No Eligible|Stall|Block Limit" $OUT/ncu.txt | head -40
     ;;
 synth)
@@ -61,6 +62,18 @@ synthbench)
     python3 bench/gpu/st_load.py $T/synth7b_int8.safetensors 3 | tee -a $summary
     python3 bench/gpu/st_load.py $T/synth7b_bf16.safetensors 3 | tee -a $summary
     $B/bench/gpu/bench_gpu sizes $T/sizes.wcodec | tee -a $summary
+    ;;
+synthmin)
+    PYTHONUNBUFFERED=1 python3 bench/gpu/make_synth.py $T 2>&1 | tee -a $summary
+    $B/tools/wcodec encode -q -f --tile-weights 262144 $T/synth7b_int8.safetensors -o $T/synth7b_262144.wcodec
+    ;;
+e2e)
+    f=$T/synth7b_262144.wcodec
+    for cfg in "256 8 1" "256 12 1" "256 12 0" "384 14 1" "384 14 0"; do
+        set -- $cfg
+        $B/bench/gpu/bench_gpu e2e $f 3 $1 $2 $3 | tee -a $summary
+    done
+    python3 bench/gpu/st_load.py $T/synth7b_int8.safetensors 3 | tee -a $summary
     ;;
 esac
 done
