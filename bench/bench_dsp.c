@@ -4,6 +4,10 @@
  * does, coded in 256 K-weight tiles with one table per tensor).
  *
  * usage: bench_dsp [--prob-bits B] MODEL.safetensors...
+ *        bench_dsp --wcodec FILE.wcodec...
+ * The second form times wc_decode_tensor (checksum, rANS, inverse
+ * transforms, predictions: the public API on one thread) per coded tensor
+ * of an encoded file.
  * Times are the thread's CPU time (CLOCK_THREAD_CPUTIME_ID), best of 7
  * passes, so that other work on the machine does not count; everything
  * printed is measured in this run. */
@@ -12,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 #include <zstd.h>
+
+#include <wcodec/wcodec.h>
 
 #include "dsp.h"
 #include "inputs.h"
@@ -51,10 +57,41 @@ static int decode_all(const wc_dsp *d, const ca_set *set, const ca_coded *cd, ui
     return 0;
 }
 
+/* GB/s of INT8 output of wc_decode_tensor per coded tensor of each file. */
+static int bench_files(int argc, char **argv)
+{
+    for (int a = 0; a < argc; a++) {
+        wc_file *f;
+        wc_err e = {0};
+        if (wc_file_open(&f, argv[a], &e)) return fprintf(stderr, "%s\n", e.msg), 1;
+        printf("\n%s\n\n| tensor | weights | tables | decode GB/s |\n|---|---|---|---|\n", argv[a]);
+        double big_b = 0, big_s = 0;
+        for (size_t i = 0; i < wc_file_tensor_count(f); i++) {
+            wc_tensor_info t;
+            wc_file_tensor_info(f, i, &t);
+            if (t.coding != WC_CODING_RANS_I8) continue;
+            uint8_t *q = malloc(t.out_bytes);
+            float *s = malloc(4 * t.n_scales + 4);
+            double secs;
+            int bad = 0;
+            BEST_OF_7(secs, bad |= wc_decode_tensor(f, i, q, t.out_bytes, s, t.n_scales, &e));
+            if (bad) return fprintf(stderr, "%s\n", e.msg), 1;
+            printf("| %s | %llu | %u | %.3f |\n", t.name, (unsigned long long)t.out_bytes, t.n_tables,
+                   t.out_bytes / secs / 1e9);
+            if (t.out_bytes >= 256 * 1024) big_b += (double)t.out_bytes, big_s += secs;
+            free(q), free(s);
+        }
+        if (big_s > 0) printf("| **tensors >= 256K weights** | %.0f | | %.3f |\n", big_b, big_b / big_s / 1e9);
+        wc_file_close(f);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     uint32_t bits = 13;
     int first = 1;
+    if (argc > 1 && !strcmp(argv[1], "--wcodec")) return bench_files(argc - 2, argv + 2);
     if (argc > 2 && !strcmp(argv[1], "--prob-bits")) bits = (uint32_t)atoi(argv[2]), first = 3;
     if (first >= argc) return fprintf(stderr, "usage: %s [--prob-bits B] MODEL.safetensors...\n", argv[0]), 2;
     wc_dsp ref, best;
