@@ -328,7 +328,11 @@ static int call(wc_client *c, Wcodec__V1__Request *q, const char *what, frame **
     int64_t deadline = c->timeout_ms ? now_ms() + c->timeout_ms : 0;
     int r = send_request(c, q);
     pthread_mutex_lock(&c->mu);
-    if (r) set_broken(c, r, "sending to wcodecd at %s: %s", c->path, strerror(errno));
+    /* A daemon that refuses a connection sends its reason and closes; a send
+     * that finds the socket closed (EPIPE, ECONNRESET) must not hide that
+     * reason: the peer is gone, so reading below ends at once with its last
+     * frame or with the end of the stream. */
+    if (r && r != WC_EDISCONNECTED) set_broken(c, r, "sending to wcodecd at %s: %s", c->path, strerror(errno));
     while (!w.done && !c->broken) {
         if (c->reading) {
             if (deadline) {
