@@ -273,7 +273,9 @@ static int choose_tables(const wc_entry *e, const wc_code_params *p, wc_plan *pl
     rh.start[rows] = nb;
     double best = INFINITY;
     wc_rans_table tables[WC_MAX_TABLES];
-    for (uint32_t k = 1; k <= p->max_tables && k <= rows; k *= 2) {
+    /* a table costs a few hundred bytes: one that covers fewer than 8K
+     * weights rarely pays for itself, so those are not tried */
+    for (uint32_t k = 1; k <= p->max_tables && k <= rows && (k == 1 || rows * cols / k >= 8192); k *= 2) {
         double bits = cluster_rows(&rh, rows, k, p->prob_bits, labels, tables);
         if (bits < best) {
             best = bits;

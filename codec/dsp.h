@@ -43,6 +43,7 @@ typedef struct wc_dsp {
 
 /* CPU feature bits, for wc_dsp_init's mask (checkasm forces each level). */
 #define WC_CPU_AVX2 1u
+#define WC_CPU_AVX512 2u /* AVX-512 F + VL (with AVX2): the rANS decoder */
 
 unsigned wc_cpu_flags(void);
 /* Fills d with the reference routines, then the fastest of those allowed by

@@ -35,6 +35,14 @@ static void fill_cum(wc_rans_table *t)
     }
 }
 
+/* The value of moving a frequency f one step in direction dir (see
+ * wc_rans_normalize); NaN where the step is not allowed. */
+static double step_value(uint64_t count, uint32_t f, int dir)
+{
+    if (!count || (dir < 0 && f <= 1)) return NAN;
+    return dir > 0 ? (double)count * log2((f + 1.0) / f) : (double)count * log2(f / (f - 1.0));
+}
+
 int wc_rans_normalize(const uint64_t hist[256], uint32_t prob_bits, wc_rans_table *t)
 {
     if (prob_bits < WC_RANS_MIN_PROB_BITS || prob_bits > WC_RANS_MAX_PROB_BITS) return WC_EINVAL;
@@ -55,25 +63,19 @@ int wc_rans_normalize(const uint64_t hist[256], uint32_t prob_bits, wc_rans_tabl
     }
     /* Fix the total one step at a time, each time where it costs the fewest
      * bits: the gain of f -> f+1 is c*log2((f+1)/f), the loss of f -> f-1 is
-     * c*log2(f/(f-1)). */
+     * c*log2(f/(f-1)). Each symbol's value is cached and recomputed only
+     * when its frequency moves. */
+    const int dir = sum < m ? 1 : -1;
+    double v[256];
+    for (int s = 0; s < 256; s++) v[s] = step_value(hist[s], t->freq[s], dir);
     while (sum != m) {
         int best = -1;
-        double best_v = 0;
-        for (int s = 0; s < 256; s++) {
-            uint32_t f = t->freq[s];
-            if (!hist[s]) continue;
-            double v;
-            if (sum < m) {
-                v = (double)hist[s] * log2((f + 1.0) / f);
-                if (best < 0 || v > best_v) best = s, best_v = v;
-            } else if (f > 1) {
-                v = (double)hist[s] * log2(f / (f - 1.0));
-                if (best < 0 || v < best_v) best = s, best_v = v;
-            }
-        }
+        for (int s = 0; s < 256; s++)
+            if (v[s] == v[s] && (best < 0 || (dir > 0 ? v[s] > v[best] : v[s] < v[best]))) best = s;
         if (best < 0) return WC_EINVAL; /* more than m distinct symbols */
-        t->freq[best] = (uint16_t)(t->freq[best] + (sum < m ? 1 : -1));
-        sum += sum < m ? 1 : -1;
+        t->freq[best] = (uint16_t)(t->freq[best] + dir);
+        sum += dir;
+        v[best] = step_value(hist[best], t->freq[best], dir);
     }
     fill_cum(t);
     return 0;

@@ -37,6 +37,7 @@ static void choose_tiles(wc_entry *e, uint32_t tile_weights)
 /* Appends n zero bytes. */
 static int pad_to(wc_buf *b, size_t len)
 {
+    if (len == b->len) return 0; /* an empty buffer may have no data yet */
     int r = wc_buf_reserve(b, len - b->len);
     if (r) return r;
     memset(b->data + b->len, 0, len - b->len);

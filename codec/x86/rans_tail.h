@@ -1,0 +1,52 @@
+/* The parts of the SIMD rANS decoders (codec/x86) that stay scalar: the
+ * last, partial step, and the end-of-stream checks. Same results, writes
+ * and failure points as wc_rans_decode_ref (codec/dsp_ref.c). */
+#ifndef WC_X86_RANS_TAIL_H
+#define WC_X86_RANS_TAIL_H
+
+#include <stdbool.h>
+
+#include "dsp.h"
+
+/* The reference's loop from step base/32 on, with lane states st and read
+ * position *pos_io. */
+static inline int wc_rans_decode_tail(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
+                                      const uint8_t *words, size_t nw, size_t *pos_io, uint32_t *st,
+                                      size_t base, uint8_t *out, size_t n)
+{
+    size_t pos = *pos_io;
+    uint32_t bad = 0;
+    const uint32_t bits = tables[0].t.prob_bits, mask = (1u << bits) - 1;
+    for (; base < n; base += WC_RANS_LANES) {
+        const int lanes = n - base < WC_RANS_LANES ? (int)(n - base) : WC_RANS_LANES;
+        for (int l = 0; l < lanes; l++) {
+            const size_t i = base + (size_t)l;
+            const wc_rans_dec_table *d = &tables[row_table ? row_table[i / w] : 0];
+            uint32_t x = st[l], slot = x & mask;
+            uint8_t s = d->slot_sym[slot];
+            x = d->t.freq[s] * (x >> bits) + slot - d->t.cum[s];
+            uint32_t need = x < WC_RANS_L, have = pos < nw;
+            uint32_t word = have ? wc_rd16(words + 2 * pos) : 0;
+            bad |= need & !have;
+            st[l] = need ? x << 16 | word : x;
+            pos += need;
+            out[i] = s;
+        }
+        if (bad) return WC_ECORRUPT;
+    }
+    *pos_io = pos;
+    return 0;
+}
+
+/* Every lane back at the encoder's initial state, every word consumed
+ * (but the zero pad word after an odd count). */
+static inline int wc_rans_decode_end(const uint8_t *words, size_t nw, size_t pos, const uint32_t *st)
+{
+    for (int l = 0; l < WC_RANS_LANES; l++)
+        if (st[l] != WC_RANS_L) return WC_ECORRUPT;
+    if (pos == nw) return 0;
+    if (pos + 1 == nw && (pos & 1) && wc_rd16(words + 2 * pos) == 0) return 0;
+    return WC_ECORRUPT;
+}
+
+#endif
