@@ -139,13 +139,25 @@ int wc_rans_table_read(const uint8_t *p, size_t avail, uint32_t prob_bits, wc_ra
 void wc_rans_dec_table_init(wc_rans_dec_table *d, const wc_rans_table *t)
 {
     d->t = *t;
-    for (int s = 0; s < 256; s++)
-        memset(d->slot_sym + t->cum[s], s, t->freq[s]);
     d->packed = 1;
     for (int s = 0; s < 256; s++) d->packed &= t->freq[s] <= 4096;
-    for (uint32_t slot = 0; slot < 1u << t->prob_bits; slot++) {
-        uint32_t s = d->slot_sym[slot], f = t->freq[s], b = slot - t->cum[s];
-        d->slot_dec[slot] = d->packed ? (f - 1) << 20 | b << 8 | s : f << 16 | b;
+    /* Symbol by symbol, each run of slots an arithmetic sequence written
+     * four at a time (one vector store): the decode of a small tensor
+     * with eight tables spent a third of its time building them. */
+    const uint32_t sh = d->packed ? 8 : 0;
+    for (uint32_t s = 0; s < 256; s++) {
+        const uint32_t f = t->freq[s], c = t->cum[s];
+        memset(d->slot_sym + c, (int)s, f);
+        uint32_t *dec = d->slot_dec + c;
+        const uint32_t e = d->packed ? (f - 1) << 20 | s : f << 16;
+        uint32_t b = 0;
+        for (; b + 4 <= f; b += 4) {
+            dec[b] = e | b << sh;
+            dec[b + 1] = e | (b + 1) << sh;
+            dec[b + 2] = e | (b + 2) << sh;
+            dec[b + 3] = e | (b + 3) << sh;
+        }
+        for (; b < f; b++) dec[b] = e | b << sh;
     }
 }
 

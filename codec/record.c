@@ -102,11 +102,13 @@ out:
     return r;
 }
 
-/* Stage 3 of FORMAT.md: predictions over the whole matrix, row by row. */
-static void predict_all(const wc_dsp *dsp, const wc_entry *e, const uint8_t *modes, uint8_t *out)
+/* Stage 3 of FORMAT.md: predictions of rows [r0, r1), row by row, once
+ * every row above is done. */
+static void predict_rows(const wc_dsp *dsp, const wc_entry *e, const uint8_t *modes, uint8_t *out, uint64_t r0,
+                         uint64_t r1)
 {
     const uint64_t d = e->top_distance;
-    for (uint64_t r = 0; r < e->rows; r++) {
+    for (uint64_t r = r0; r < r1; r++) {
         uint8_t *row = out + r * e->cols;
         const uint8_t *up = r >= d ? row - d * e->cols : NULL;
         const uint8_t *tmode = modes + (r / e->tile_rows) * e->tiles_across;
@@ -173,6 +175,10 @@ typedef struct tile_job {
     uint8_t *out;
     _Atomic uint32_t *next;
     _Atomic uint32_t *failed; /* first failing tile + 1, or 0 */
+    /* One thread takes the tiles in order, so each row of tiles can be
+     * predicted as soon as it is decoded, while it is still in cache,
+     * rather than in a second pass over the whole output. */
+    bool predict;
 } tile_job;
 
 static void *decode_tiles(void *arg)
@@ -199,6 +205,8 @@ static void *decode_tiles(void *arg)
         if (dst == tile)
             for (uint32_t y = 0; y < h; y++)
                 memcpy(j->out + (r0 + y) * e->cols + c0, tile + (size_t)y * w, w);
+        if (j->predict && t % e->tiles_across == e->tiles_across - 1)
+            predict_rows(j->dsp, e, j->modes, j->out, r0, r0 + h);
     }
     if (!tile) {
         uint32_t none = 0;
@@ -221,9 +229,9 @@ int wc_record_decode(const wc_dsp *dsp, const wc_entry *e, const uint8_t *rec, u
     }
     if ((r = read_tables(e, rec, dec, modes, label, err))) goto out;
     _Atomic uint32_t next = 0, failed = 0;
-    tile_job job = {dsp, e, rec, e->n_tables > 1 ? rec + wc_entry_scales_size(e) : NULL, modes,
-                    dec, out, &next, &failed};
     if (threads > (int)e->n_tiles) threads = (int)e->n_tiles;
+    tile_job job = {dsp, e, rec, e->n_tables > 1 ? rec + wc_entry_scales_size(e) : NULL, modes,
+                    dec, out, &next, &failed, threads <= 1};
     pthread_t th[64];
     int started = 0;
     for (; started < threads - 1 && started < 64; started++)
@@ -243,8 +251,8 @@ int wc_record_decode(const wc_dsp *dsp, const wc_entry *e, const uint8_t *rec, u
                     label, e->name, t, (unsigned long long)r0, (unsigned long long)c0,
                     (unsigned long long)(e->offset + e->tiles_off +
                                          wc_rd32(rec + e->index_off + (uint64_t)WC_TILE_ENTRY * t)));
-    } else {
-        predict_all(dsp, e, modes, out);
+    } else if (!job.predict) {
+        predict_rows(dsp, e, modes, out, 0, e->rows);
     }
 out:
     free(dec);

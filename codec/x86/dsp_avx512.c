@@ -230,6 +230,43 @@ decode_steps(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t
     return r;
 }
 
+/* Several tables, rows of at least RUN_MIN_W symbols: the whole steps
+ * inside a stretch of tile rows of one table are a run, decoded by the
+ * one-table loop with that table as its only one (in its own packed form
+ * or not). A choice of table per step inside the rotated loop halved its
+ * speed (gcc then issues the four renormalisations, the table choice and
+ * the four gathers apart). A step across two rows of different tables, at
+ * most one per row, goes through the scalar tail. Each run costs a drain
+ * of the loop, hence the minimum width. Same results, writes and failure
+ * point as the reference: both parts fail at the end of the step that ran
+ * out. */
+#define RUN_MIN_W 256
+
+static int decode_runs(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w, const uint8_t *words,
+                       size_t nw, size_t *pos, uint32_t *st, size_t *base_io, uint8_t *out, size_t n)
+{
+    size_t base = *base_io;
+    int r = 0;
+    while (!r && base + WC_RANS_LANES <= n) {
+        /* rows row .. y - 1 share row's table */
+        const size_t row = base / w;
+        size_t y = row + 1;
+        while (y * w < n && row_table[y] == row_table[row]) y++;
+        const size_t steps = ((y * w < n ? y * w : n) - base) / WC_RANS_LANES;
+        if (steps) {
+            const wc_rans_dec_table *t = &tables[row_table[row]];
+            const size_t end = base + steps * WC_RANS_LANES;
+            r = t->packed ? decode_steps(t, NULL, w, words, nw, pos, st, &base, out, end, true, false)
+                          : decode_steps(t, NULL, w, words, nw, pos, st, &base, out, end, false, false);
+        } else {
+            r = wc_rans_decode_tail(tables, row_table, w, words, nw, pos, st, base, out, base + WC_RANS_LANES);
+            base += WC_RANS_LANES;
+        }
+    }
+    *base_io = base;
+    return r;
+}
+
 static int rans_decode_avx512(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
                               const uint8_t *stream, size_t len, uint8_t *out, size_t n)
 {
@@ -244,7 +281,9 @@ static int rans_decode_avx512(const wc_rans_dec_table *tables, const uint8_t *ro
     size_t pos = 0, base = 0;
     int r = 0;
 
-    if (n >= WC_RANS_LANES) {
+    if (n >= WC_RANS_LANES && row_table && w >= RUN_MIN_W) {
+        r = decode_runs(tables, row_table, w, words, nw, &pos, st, &base, out, n);
+    } else if (n >= WC_RANS_LANES) {
         /* the one-gather form needs it in every table the tile's rows use */
         bool packed = tables[0].packed;
         for (size_t y = 0; row_table && y <= (n - 1) / w; y++) packed &= tables[row_table[y]].packed != 0;

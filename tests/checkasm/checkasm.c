@@ -144,12 +144,13 @@ static void damage(check *c, uint64_t *rng, wc_rans_decode_fn ref, wc_rans_decod
 }
 
 /* Tile shapes (h, w): single symbols, every edge of the 32 lanes and of
- * the vectors' eight, rows shorter and longer than a step, a whole default
- * tile, and one row longer than a tile. */
+ * the vectors' eight, rows shorter and longer than a step, rows at and
+ * around the width from which AVX-512 decodes several tables row by row
+ * (256), a whole default tile, and one row longer than a tile. */
 static const uint32_t SHAPES[][2] = {
     {1, 1},    {1, 2},     {1, 31},  {1, 32},  {1, 33},  {1, 63},   {1, 64},  {1, 65},   {2, 16},
     {3, 7},    {31, 1},    {33, 1},  {5, 13},  {7, 33},  {100, 3},  {64, 31}, {16, 64},  {9, 100},
-    {3, 1000}, {1, 4097},  {40, 1001}, {17, 2}, {256, 1024}, {1, 262147},
+    {3, 1000}, {1, 4097},  {40, 1001}, {17, 2}, {9, 255}, {9, 256}, {7, 300}, {8, 480}, {256, 1024}, {1, 262147},
 };
 
 static void check_rans_random(check *c, wc_rans_decode_fn ref, wc_rans_decode_fn fast)
