@@ -395,6 +395,7 @@ typedef struct treq {
     const uint8_t *rec;       /* mapped */
     wc_gpu_dst dst;
     int coded, has_pred, any_tx, general;
+    int packed;               /* one table, packed layout (kernels.cuh) */
     uint64_t stream_bytes;
     uint64_t scales_size;
 } treq;
@@ -433,6 +434,15 @@ static int prep_tensor(const wc_file *f, treq *t, wc_err *err)
                                label, e->name, (unsigned long long)r, map[r], e->n_tables,
                                (unsigned long long)(e->offset + t->scales_size + r));
     }
+    if (e->n_tables == 1) {
+        wc_rans_table tab;
+        size_t used;
+        if (wc_rans_table_read(rec + e->tables_off, e->index_off - e->tables_off, e->prob_bits, &tab, &used))
+            return wc_fail(err, WC_EFORMAT, "%s: tensor '%s': frequency table 0 at offset %llu is invalid", label,
+                           e->name, (unsigned long long)(e->offset + e->tables_off));
+        t->packed = 1;
+        for (int s = 0; s < 256; s++) t->packed &= tab.freq[s] <= 4096;
+    }
     for (uint32_t k = 0; k < e->n_tiles; k++) {
         const uint8_t *ent = rec + e->index_off + (uint64_t)WC_TILE_ENTRY * k;
         uint64_t begin = wc_rd32(ent);
@@ -453,7 +463,14 @@ static int prep_tensor(const wc_file *f, treq *t, wc_err *err)
     return 0;
 }
 
-/* Expands the tensor's tables into dst (n_tables * WC_GPU_TABLE_BYTES). */
+/* Bytes of the tensor's expanded tables (kernels.cuh). */
+static uint64_t tables_bytes(const treq *t)
+{
+    const wc_entry *e = t->e;
+    return t->packed ? WC_GPU_PACKED_BYTES(e->prob_bits) : (uint64_t)e->n_tables * WC_GPU_TABLE_BYTES(e->prob_bits);
+}
+
+/* Expands the tensor's tables into dst (tables_bytes(t) bytes). */
 static int expand_tables(const wc_file *f, const treq *t, uint8_t *dst, wc_err *err)
 {
     const wc_entry *e = t->e;
@@ -465,6 +482,14 @@ static int expand_tables(const wc_file *f, const treq *t, uint8_t *dst, wc_err *
         if (wc_rans_table_read(t->rec + pos, e->index_off - pos, e->prob_bits, &tab, &used))
             return wc_fail(err, WC_EFORMAT, "%s: tensor '%s': frequency table %u at offset %llu is invalid",
                            wc_file_label(f), e->name, k, (unsigned long long)(e->offset + pos));
+        if (t->packed) {
+            wc_rans_dec_table *dt = malloc(sizeof *dt);
+            if (!dt) return wc_fail(err, WC_ENOMEM, "out of memory");
+            wc_rans_dec_table_init(dt, &tab);
+            memcpy(dst, dt->slot_dec, WC_GPU_PACKED_BYTES(e->prob_bits));
+            free(dt);
+            return 0;
+        }
         uint8_t *d = dst + (uint64_t)k * tb;
         uint32_t fc[256];
         for (int s = 0; s < 256; s++) {
@@ -498,11 +523,11 @@ static uint64_t piece_desc(const treq *t, uint32_t n, int first, int last)
 {
     const wc_entry *e = t->e;
     uint64_t np = (n + WC_GPU_WARPS - 1) / WC_GPU_WARPS * WC_GPU_WARPS;
-    uint64_t d = sizeof(wc_gpu_job) + 8 + 4 * (np / WC_GPU_WARPS) + (sizeof(wc_gpu_tile) + 1) * np + 64;
-    d += a16((uint64_t)e->n_tables * WC_GPU_TABLE_BYTES(e->prob_bits));
+    uint64_t d = sizeof(wc_gpu_job) + 8 + 4 * (np / WC_GPU_WARPS) + (sizeof(wc_gpu_tile) + 1) * np + 112; /* a16 slack of the 7 shared regions */
+    d += a16(tables_bytes(t));
     if (e->n_tables > 1) d += a16(e->rows);
     if (first && t->scales_size) d += a16(t->scales_size);
-    if (last && t->has_pred) d += a16(e->n_tiles);
+    if (last && t->has_pred) d += a16(e->n_tiles) + sizeof(wc_gpu_pred_job);
     return d;
 }
 
@@ -582,8 +607,9 @@ static long plan_batch(const treq *rq, size_t n_rq, cursor *c, uint64_t data_cap
 typedef struct layout {
     uint64_t jobs, errs, block_job, tiles, modes, end;
     uint32_t n_jobs, n_blocks, smem, multi, general;
-    /* per coded piece with prediction on its last piece: the predict launch */
-    uint64_t *pred_modes_off;  /* per job, UINT64_MAX when none */
+    /* the prediction jobs (pieces that end a tensor with prediction): one launch */
+    uint64_t preds, max_chains;
+    uint32_t n_preds;
 } layout;
 
 /* Writes the descriptors of the coded pieces into desc (cap bytes). `src_base`
@@ -593,11 +619,12 @@ static int build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *
                       const uint64_t *src_base, uint8_t *desc, uint64_t cap, layout *L,
                       size_t **job_tensor, size_t *job_cap, wc_err *err)
 {
-    uint32_t nj = 0, nb = 0;
+    uint32_t nj = 0, nb = 0, npred = 0;
     for (size_t i = 0; i < np; i++) {
         if (!rq[ps[i].t].coded) continue;
         nj++;
         nb += (ps[i].t1 - ps[i].t0 + WC_GPU_WARPS - 1) / WC_GPU_WARPS;
+        npred += ps[i].last && rq[ps[i].t].has_pred;
     }
     memset(L, 0, sizeof *L);
     L->n_jobs = nj, L->n_blocks = nb;
@@ -607,14 +634,13 @@ static int build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *
         *job_tensor = nt;
         *job_cap = nj + 1;
     }
-    L->pred_modes_off = malloc((nj + 1) * sizeof *L->pred_modes_off);
-    if (!L->pred_modes_off) return wc_fail(err, WC_ENOMEM, "out of memory");
     uint64_t o = 0;
     L->jobs = o, o = a16(o + (uint64_t)nj * sizeof(wc_gpu_job));
     L->errs = o, o = a16(o + 8ull * nj);
     L->block_job = o, o = a16(o + 4ull * nb);
     L->tiles = o, o = a16(o + sizeof(wc_gpu_tile) * (uint64_t)nb * WC_GPU_WARPS);
     L->modes = o, o = a16(o + (uint64_t)nb * WC_GPU_WARPS);
+    L->preds = o, o = a16(o + (uint64_t)npred * sizeof(wc_gpu_pred_job));
     if (o > cap) return wc_fail(err, WC_EINVAL, "GPU decoder: descriptor area overflow");
     wc_gpu_job *jobs = (wc_gpu_job *)(desc + L->jobs);
     uint32_t *bj = (uint32_t *)(desc + L->block_job);
@@ -634,7 +660,8 @@ static int build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *
         jb->rows = e->rows, jb->cols = e->cols;
         jb->tile_rows = e->tile_rows, jb->tile_cols = e->tile_cols, jb->tiles_across = e->tiles_across;
         jb->prob_bits = e->prob_bits, jb->n_tables = e->n_tables, jb->any_tx = (uint32_t)t->any_tx;
-        const uint64_t tsz = (uint64_t)e->n_tables * WC_GPU_TABLE_BYTES(e->prob_bits);
+        jb->packed = (uint32_t)t->packed;
+        const uint64_t tsz = tables_bytes(t);
         if (o + a16(tsz) > cap) return wc_fail(err, WC_EINVAL, "GPU decoder: descriptor area overflow");
         jb->tables_off = o;
         if ((r = expand_tables(f, t, desc + o, err))) return r;
@@ -656,12 +683,23 @@ static int build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *
             jb->scales_dst = t->dst.scales;
             o = a16(o + t->scales_size);
         }
-        L->pred_modes_off[j] = UINT64_MAX;
         if (p->last && t->has_pred) {
             if (o + a16(e->n_tiles) > cap) return wc_fail(err, WC_EINVAL, "GPU decoder: descriptor area overflow");
             for (uint32_t k = 0; k < e->n_tiles; k++)
                 desc[o + k] = t->rec[e->index_off + (uint64_t)WC_TILE_ENTRY * k + 4];
-            L->pred_modes_off[j] = o;
+            const uint64_t D = e->top_distance ? e->top_distance : 1;
+            ((wc_gpu_pred_job *)(desc + L->preds))[L->n_preds++] = (wc_gpu_pred_job){
+                .q = t->dst.out,
+                .modes_off = o,
+                .rows = e->rows,
+                .cols = e->cols,
+                .tile_rows = e->tile_rows,
+                .tile_cols = e->tile_cols,
+                .tiles_across = e->tiles_across,
+                .top_distance = (uint32_t)D,
+            };
+            const uint64_t chains = D < e->rows ? D : e->rows;
+            if (chains > L->max_chains) L->max_chains = chains;
             o = a16(o + e->n_tiles);
         }
         if (t->general) L->general = 1;
@@ -711,26 +749,12 @@ static wc_gpu_launch make_launch(const layout *L, const uint8_t *d_desc, const u
 }
 
 /* Launches the predictions of the jobs whose tensor ends in this launch. */
-static int launch_preds(wc_gpu *g, const treq *rq, const layout *L, const size_t *job_tensor,
-                        const uint8_t *d_desc, wc_err *err)
+static int launch_preds(wc_gpu *g, const layout *L, const uint8_t *d_desc, wc_err *err)
 {
-    for (uint32_t j = 0; j < L->n_jobs; j++) {
-        if (L->pred_modes_off[j] == UINT64_MAX) continue;
-        const wc_entry *e = rq[job_tensor[j]].e;
-        wc_gpu_pred_job p = {
-            .q = rq[job_tensor[j]].dst.out,
-            .modes = d_desc + L->pred_modes_off[j],
-            .rows = e->rows,
-            .cols = e->cols,
-            .tile_rows = e->tile_rows,
-            .tile_cols = e->tile_cols,
-            .tiles_across = e->tiles_across,
-            .top_distance = e->top_distance ? e->top_distance : 1,
-        };
-        int ce = wc_gpu_launch_predict(&p, g->compute);
-        if (ce) return cuda_fail(err, (cudaError_t)ce, "prediction kernel launch");
-    }
-    return 0;
+    if (!L->n_preds) return 0;
+    int ce = wc_gpu_launch_predict((const wc_gpu_pred_job *)(d_desc + L->preds), L->n_preds, L->max_chains, d_desc,
+                                   g->compute);
+    return ce ? cuda_fail(err, (cudaError_t)ce, "prediction kernel launch") : 0;
 }
 
 /* Turns the error words of a finished launch into the first error. */
@@ -894,7 +918,7 @@ static int run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_e
                 r = cuda_fail(err, (cudaError_t)ce, "decode kernel launch");
                 goto fail;
             }
-            if ((r = launch_preds(g, rq, &L, sl->job_tensor, sl->d_desc, err))) goto fail;
+            if ((r = launch_preds(g, &L, sl->d_desc, err))) goto fail;
             CK(cudaMemcpyAsync(sl->h_desc + L.errs, sl->d_desc + L.errs, 8ull * L.n_jobs, cudaMemcpyDeviceToHost,
                                g->compute), "cudaMemcpyAsync (error words)");
         }
@@ -902,8 +926,6 @@ static int run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_e
         sl->in_use = 1;
         sl->errs_off = L.errs;
         sl->n_jobs = L.n_jobs;
-        free(L.pred_modes_off);
-        L.pred_modes_off = NULL;
         batch++;
     }
     for (int s = 0; s < g->n_slots; s++) {
@@ -921,7 +943,6 @@ out:
     cudaStreamSynchronize(g->compute);
     if (io->fd >= 0) close(io->fd);
     io->fd = -1;
-    free(L.pred_modes_off);
     free(ps);
     free(tasks);
     free(src_base);
@@ -1013,7 +1034,6 @@ void wc_gpu_resident_destroy(wc_gpu_resident *r)
     free(r->h_desc);
     free(r->rq);
     free(r->job_tensor);
-    free(r->L.pred_modes_off);
     free(r);
 }
 
@@ -1112,7 +1132,7 @@ int wc_gpu_resident_run(wc_gpu_resident *R, bool sync, wc_err *err)
     wc_gpu_launch l = make_launch(L, R->d_desc, R->d_file);
     int ce = wc_gpu_launch_decode(&l, g->compute);
     if (ce) return cuda_fail(err, (cudaError_t)ce, "decode kernel launch");
-    if ((r = launch_preds(g, R->rq, L, R->job_tensor, R->d_desc, err))) return r;
+    if ((r = launch_preds(g, L, R->d_desc, err))) return r;
     if (!sync) return 0;
     CK(cudaStreamSynchronize(g->compute), "decoding");
     unsigned long long *errs = malloc(8ull * L->n_jobs + 8);

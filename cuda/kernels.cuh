@@ -11,7 +11,11 @@
  * Expanded table layout (in the descriptor area, 16-byte aligned), per table:
  *   256 x u32  fc[s] = freq[s] | cum[s] << 16
  *   M   x u8   slot_sym[slot]
- * so one table takes WC_GPU_TABLE_BYTES(prob_bits) bytes. */
+ * so one table takes WC_GPU_TABLE_BYTES(prob_bits) bytes. A tensor of one
+ * table whose frequencies are all <= 4096 gets the packed layout instead
+ * (wc_gpu_job.packed), the CPU decoders' slot_dec (codec/rans.h):
+ *   M   x u32  (freq - 1) << 20 | (slot - cum) << 8 | symbol
+ * so that a step costs one shared load instead of two dependent ones. */
 #ifndef WC_CUDA_KERNELS_CUH
 #define WC_CUDA_KERNELS_CUH
 
@@ -26,6 +30,7 @@ extern "C" {
 #define WC_GPU_RING_WORDS 512                /* per-warp word ring (rans_decode.cu) */
 #define WC_GPU_STATIC_SMEM (WC_GPU_WARPS * WC_GPU_RING_WORDS * 2)
 #define WC_GPU_TABLE_BYTES(bits) (1024u + (1u << (bits)))
+#define WC_GPU_PACKED_BYTES(bits) (4u << (bits))
 #define WC_GPU_NO_ROWMAP UINT64_MAX
 #define WC_GPU_NO_SCALES UINT64_MAX
 #define WC_GPU_TILE_PAD UINT32_MAX          /* wc_gpu_tile.tile of a padding entry */
@@ -41,7 +46,7 @@ typedef struct wc_gpu_job {
     uint64_t rowmap_off;     /* offset of the row map (rows bytes) in the descriptor area */
     uint64_t rows, cols;
     uint32_t tile_rows, tile_cols, tiles_across, prob_bits;
-    uint32_t n_tables, any_tx, pad0, pad1;
+    uint32_t n_tables, any_tx, packed, pad1; /* packed: one table, packed layout */
 } wc_gpu_job;
 
 typedef struct wc_gpu_tile {
@@ -74,15 +79,20 @@ int wc_gpu_launch_decode(const wc_gpu_launch *l, void *stream);
  * tests; the decode kernel does it itself). */
 int wc_gpu_launch_itx(const wc_gpu_launch *l, void *stream);
 
-/* Prediction over one whole tensor: `modes` holds each tile's mode byte
- * (device, n_tiles), `q` the residuals on entry and values on return. */
+/* Prediction over whole tensors, after the decode of all their tiles: one
+ * launch for every job of a batch. `modes_off` locates each tile's mode
+ * byte (n_tiles of them) in the descriptor area; q holds the residuals on
+ * entry and the values on return. */
 typedef struct wc_gpu_pred_job {
     uint8_t *q;
-    const uint8_t *modes;
+    uint64_t modes_off;
     uint64_t rows, cols;
     uint32_t tile_rows, tile_cols, tiles_across, top_distance;
 } wc_gpu_pred_job;
-int wc_gpu_launch_predict(const wc_gpu_pred_job *p, void *stream);
+/* jobs: device, n of them in the descriptor area at desc; max_chains: the
+ * largest min(top_distance, rows) among them. */
+int wc_gpu_launch_predict(const wc_gpu_pred_job *jobs, uint32_t n, uint64_t max_chains, const uint8_t *desc,
+                          void *stream);
 
 /* Allows the decode kernel max_smem_optin - WC_GPU_STATIC_SMEM bytes of
  * dynamic shared memory (the tables). */

@@ -56,8 +56,11 @@ __device__ uint32_t block_prefix(uint8_t *q, uint32_t n, uint32_t carry)
     return carry;
 }
 
-__global__ void __launch_bounds__(PT) wc_predict_kernel(wc_gpu_pred_job p)
+/* Block (x, y) walks chains x, x + gridDim.x, ... of job y. */
+__global__ void __launch_bounds__(PT) wc_predict_kernel(const wc_gpu_pred_job *jobs, const uint8_t *desc)
 {
+    const wc_gpu_pred_job p = jobs[blockIdx.y];
+    const uint8_t *modes = desc + p.modes_off;
     const uint64_t D = p.top_distance;
     const uint64_t chains = D < p.rows ? D : p.rows;
     for (uint64_t j = blockIdx.x; j < chains; j += gridDim.x) {
@@ -66,7 +69,7 @@ __global__ void __launch_bounds__(PT) wc_predict_kernel(wc_gpu_pred_job p)
             const uint8_t *upr = r >= D ? row - D * p.cols : nullptr;
             const uint64_t trow = (r / p.tile_rows) * p.tiles_across;
             for (uint32_t tc = 0; tc < p.tiles_across; tc++) {
-                const uint32_t pm = p.modes[trow + tc] & 15;
+                const uint32_t pm = modes[trow + tc] & 15;
                 const uint64_t c0 = (uint64_t)tc * p.tile_cols;
                 const uint32_t w = (uint32_t)min((uint64_t)p.tile_cols, p.cols - c0);
                 uint8_t *q = row + c0;
@@ -97,12 +100,16 @@ __global__ void __launch_bounds__(PT) wc_predict_kernel(wc_gpu_pred_job p)
     }
 }
 
-extern "C" int wc_gpu_launch_predict(const wc_gpu_pred_job *p, void *stream)
+extern "C" int wc_gpu_launch_predict(const wc_gpu_pred_job *jobs, uint32_t n, uint64_t max_chains,
+                                     const uint8_t *desc, void *stream)
 {
-    const uint64_t chains = p->top_distance < p->rows ? p->top_distance : p->rows;
-    const unsigned grid = (unsigned)(chains < 4096 ? chains : 4096);
-    if (!grid) return 0;
+    const unsigned gx = (unsigned)(max_chains < 4096 ? max_chains : 4096);
     (void)cudaGetLastError();
-    wc_predict_kernel<<<grid, PT, 0, (cudaStream_t)stream>>>(*p);
-    return (int)cudaGetLastError();
+    for (uint32_t j0 = 0; j0 < n && gx; j0 += 65535) { /* gridDim.y's limit */
+        const unsigned gy = n - j0 < 65535 ? n - j0 : 65535;
+        wc_predict_kernel<<<dim3(gx, gy), PT, 0, (cudaStream_t)stream>>>(jobs + j0, desc);
+        const cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess) return (int)e;
+    }
+    return 0;
 }

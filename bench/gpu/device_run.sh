@@ -1,7 +1,7 @@
 #!/bin/bash
 # Runs on the GPU machine (the `device` tool), from the checkout's root, with
 # build-gpu, .devdeps and .gpudata carried. Stages: test, sanitize, kernel,
-# synth. Logs go to $OUT; a short table is printed last.
+# ncu, synth, synthk, ncusynth, synthbench, synthmin, e2e. Logs go to $OUT; a short table is printed last.
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p /tmp/deps "$OUT"
@@ -62,6 +62,20 @@ synthbench)
     python3 bench/gpu/st_load.py $T/synth7b_int8.safetensors 3 | tee -a $summary
     python3 bench/gpu/st_load.py $T/synth7b_bf16.safetensors 3 | tee -a $summary
     $B/bench/gpu/bench_gpu sizes $T/sizes.wcodec | tee -a $summary
+    ;;
+synthk)
+    # synthetic model (no bf16 copy), both tile sizes, kernel throughput only
+    PYTHONUNBUFFERED=1 python3 bench/gpu/make_synth.py $T 2>&1 | tail -2 | tee -a $summary
+    for tw in 16384 262144; do
+        $B/tools/wcodec encode -q -f --tile-weights $tw $T/synth7b_int8.safetensors -o $T/synth7b_$tw.wcodec
+        $B/bench/gpu/bench_gpu kernel $T/synth7b_$tw.wcodec 10 | tee -a $summary
+    done
+    ;;
+ncusynth)
+    ncu --section SpeedOfLight --section Occupancy --section SchedulerStats --section WarpStateStats \
+        --section LaunchStats -k regex:wc_decode -c 1 \
+        $B/bench/gpu/bench_gpu kernel $T/synth7b_16384.wcodec 1 > $OUT/ncu_synth.txt 2>&1
+    grep -E "Duration|Throughput|Achieved Occupancy|Registers|Theoretical Occ|Issue Slots|Eligible|No Eligible|Stall|Block Limit" $OUT/ncu_synth.txt | head -40
     ;;
 synthmin)
     PYTHONUNBUFFERED=1 python3 bench/gpu/make_synth.py $T 2>&1 | tee -a $summary

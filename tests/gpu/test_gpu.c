@@ -88,6 +88,7 @@ static void compare_file(const char *path, const wc_gpu_opts *go)
             assert_int_equal(cudaMemset(dst[i].scales, 0xa5, 4 * ti.n_scales), cudaSuccess);
         }
     }
+    assert_int_equal(cudaDeviceSynchronize(), cudaSuccess);
     for (int pass = 0; pass < 3; pass++) {
         wc_gpu_resident *res = NULL;
         if (pass == 0) {
@@ -106,6 +107,16 @@ static void compare_file(const char *path, const wc_gpu_opts *go)
             uint8_t *got = malloc(dst[i].out_size + 1);
             assert_int_equal(cudaMemcpy(got, dst[i].out, dst[i].out_size + 1, cudaMemcpyDeviceToHost), cudaSuccess);
             if (memcmp(got, ref[i], dst[i].out_size)) {
+                /* every tensor that differs, before failing on the first */
+                for (size_t j = i; j < n; j++) {
+                    uint8_t *g2 = malloc(dst[j].out_size + 1);
+                    cudaMemcpy(g2, dst[j].out, dst[j].out_size, cudaMemcpyDeviceToHost);
+                    size_t bad = 0, untouched = 0;
+                    for (size_t b = 0; b < dst[j].out_size; b++) bad += g2[b] != ref[j][b], untouched += g2[b] == 0xa5;
+                    if (bad) fprintf(stderr, "pass %d: tensor %zu: %zu of %zu bytes differ, %zu still 0xa5\n", pass, j, bad,
+                                     dst[j].out_size, untouched);
+                    free(g2);
+                }
                 size_t k = 0;
                 while (got[k] == ref[i][k]) k++;
                 wc_tensor_info ti;
@@ -125,6 +136,9 @@ static void compare_file(const char *path, const wc_gpu_opts *go)
             cudaMemset(dst[i].out, 0xa5, dst[i].out_size + 1);
             free(got);
         }
+        /* the poison is on the legacy stream, the decoder works on its own
+         * non-blocking streams: it must have landed before the next pass */
+        assert_int_equal(cudaDeviceSynchronize(), cudaSuccess);
         wc_gpu_resident_destroy(res);
     }
     for (size_t i = 0; i < n; i++) {
@@ -533,6 +547,7 @@ int main(int argc, char **argv)
         if (t) fclose(t), g_weights = p;
     }
     g_quick = getenv("WCT_GPU_QUICK") && atoi(getenv("WCT_GPU_QUICK"));
+    if (getenv("WCT_GPU_ONLY")) cmocka_set_test_filter(getenv("WCT_GPU_ONLY")); /* one test, by name */
     /* load every kernel up front: lazy loading takes device memory on first
      * launch, which the leak checks would count */
     setenv("CUDA_MODULE_LOADING", "EAGER", 0);
