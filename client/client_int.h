@@ -1,0 +1,64 @@
+/* What the two halves of libwcodec-client share: the connection (conn.c:
+ * socket, framing, the leader/follower reading of replies) and the requests
+ * built on it (client.c). Not installed. */
+#ifndef WC_CLIENT_INT_H
+#define WC_CLIENT_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <wcodec/wcodec_client.h>
+
+#include "wcodec.pb-c.h"
+
+#define MAX_REPLY_FRAME (64u << 20)
+#define MAX_FDS_PER_READ 253
+
+typedef struct frame {
+    Wcodec__V1__Reply *r;
+    int *fds;
+    uint32_t nfds;
+} frame;
+
+typedef struct waiter {
+    uint64_t id;
+    const char *what;
+    bool done;
+    frame *frames;
+    size_t n_frames;
+    struct waiter *next;
+} waiter;
+
+struct wc_client {
+    int fd;
+    pthread_mutex_t mu;        /* everything below but rbuf/fdq, which only the reader touches */
+    pthread_mutex_t send_mu;   /* frames go out whole */
+    pthread_cond_t cv;
+    bool reading;
+    int broken;
+    char broken_msg[512];
+    uint64_t next_id;
+    waiter *waiters;
+    uint8_t *rbuf;
+    size_t rlen, rcap;
+    int *fdq;
+    size_t fdq_len, fdq_cap;
+    int timeout_ms;
+    unsigned spin_backoff;     /* waits left before the reader spins again */
+    wc_client_server_info info;
+    char path[108];
+    wc_client_tensor *tensors;   /* mapped and not yet released */
+};
+
+/* Fills err (when not NULL) and returns code. */
+int wcc_fail(wc_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Drops n reply frames: their descriptors are closed. */
+void wcc_frames_free(frame *f, size_t n);
+/* One round trip. On success *frames holds the reply's frames (the caller
+ * frees them with wcc_frames_free); every frame has status 0. */
+int wcc_call(wc_client *c, Wcodec__V1__Request *q, const char *what, frame **frames, size_t *n_frames, wc_err *err);
+/* 0 when every frame has the reply body `body`; frees them otherwise. */
+int wcc_expect_body(frame *f, size_t n, int body, const char *what, wc_err *err);
+
+#endif
