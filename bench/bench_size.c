@@ -146,7 +146,7 @@ int main(int argc, char **argv)
             printf("usage: bench_size [-j N] [--ints-as-float] [--prob-bits B] [--tile-weights N]\n"
                    "                  [--pred P] [--tx T] [--max-tables K] [--no-timing] MODEL.safetensors...\n"
                    "Per coded tensor: order-0 entropy, zstd -19 and wcodec in bits per weight;\n"
-                   "decode speed of the reference decoder (one core) beside memcpy and zstd -d.\n");
+                   "decode speed through wc_decode_tensor (one core, fastest CPU path) beside memcpy and zstd -d.\n");
             return c == 'h' ? 0 : 2;
         }
     }

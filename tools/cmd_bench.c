@@ -15,8 +15,8 @@ static const char bench_help[] =
     "\n"
     "Encodes MODEL (default: the example model shipped with wcodec), decodes it, checks\n"
     "every tensor against the quantized source, and prints tensors, sizes before and after,\n"
-    "bits per weight and encode/decode speeds (decode: one core, reference decoder, beside\n"
-    "memcpy of the same bytes).\n"
+    "bits per weight and encode/decode speeds (decode: one core, the fastest CPU decoder of\n"
+    "this machine, beside memcpy of the same bytes).\n"
     "\n"
     "  -j, --threads N   encoder threads for the parallel run (default: one per CPU)\n"
     "  -k, --keep FILE   keep the .wcodec file here (default: a temporary file, removed)\n"
@@ -154,7 +154,7 @@ int wct_bench(int argc, char **argv)
                    "coded INT8", t.weights / 1e6, 8.0 * t.coded_bytes / t.weights,
                    t.h0_bits / t.weights, t.scale_bytes / 1e6);
             printf("  %-22s %.3f GB/s of INT8 output on one core (memcpy of the same bytes: %.2f GB/s)\n",
-                   "decode (reference)", t.out_bytes / t.decode_s / 1e9, t.out_bytes / t.memcpy_s / 1e9);
+                   "decode", t.out_bytes / t.decode_s / 1e9, t.out_bytes / t.memcpy_s / 1e9);
         }
         printf("  %-22s %.1f MB/s of input on 1 thread", "encode", in_size / enc1 / 1e6);
         if (threads > 1) printf(", %.1f MB/s on %d threads", in_size / encn / 1e6, threads);
