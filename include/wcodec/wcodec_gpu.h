@@ -8,6 +8,12 @@
  * decodes, and the kernels write INT8 and scales straight into the caller's
  * buffers. Host memory stays bounded by the ring (opts.ring_bytes).
  *
+ * The decoder works on CUDA streams of its own, created non-blocking: it
+ * does not wait for work the caller has queued on the output buffers in
+ * other streams, the legacy default stream included (a cudaMemset there,
+ * say). Synchronise such work before the call; every call returns with its
+ * output in place.
+ *
  * Every function returns 0 or a negative WC_E* code with a message in err:
  * WC_ENODEV (no usable device, with opts.require_gpu), WC_ECUDA (a CUDA call
  * failed), WC_ENOMEM (host or device memory), WC_ECORRUPT (a tile failed its
