@@ -6,6 +6,7 @@
 #include <immintrin.h>
 
 #include "dsp.h"
+#include "rans_tail.h"
 
 void wc_dsp_init_avx2(wc_dsp *d);
 
@@ -32,37 +33,6 @@ void wc_dsp_init_avx2(wc_dsp *d);
 #define R16(m) R4(m), R4((m) + 4), R4((m) + 8), R4((m) + 12)
 #define R64(m) R16(m), R16((m) + 16), R16((m) + 32), R16((m) + 48)
 static const uint8_t EXPAND[256][8] = {R64(0), R64(64), R64(128), R64(192)};
-
-/* The reference's loop from step base/32 on, with lane states st and read
- * position *pos: the last, partial step, which the vectors leave. Same
- * results, same writes, same failure point as wc_rans_decode_ref. */
-static int decode_scalar(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
-                         const uint8_t *words, size_t nw, size_t *pos_io, uint32_t *st,
-                         size_t base, uint8_t *out, size_t n)
-{
-    size_t pos = *pos_io;
-    uint32_t bad = 0;
-    const uint32_t bits = tables[0].t.prob_bits, mask = (1u << bits) - 1;
-    for (; base < n; base += WC_RANS_LANES) {
-        const int lanes = n - base < WC_RANS_LANES ? (int)(n - base) : WC_RANS_LANES;
-        for (int l = 0; l < lanes; l++) {
-            const size_t i = base + (size_t)l;
-            const wc_rans_dec_table *d = &tables[row_table ? row_table[i / w] : 0];
-            uint32_t x = st[l], slot = x & mask;
-            uint8_t s = d->slot_sym[slot];
-            x = d->t.freq[s] * (x >> bits) + slot - d->t.cum[s];
-            uint32_t need = x < WC_RANS_L, have = pos < nw;
-            uint32_t word = have ? wc_rd16(words + 2 * pos) : 0;
-            bad |= need & !have;
-            st[l] = need ? x << 16 | word : x;
-            pos += need;
-            out[i] = s;
-        }
-        if (bad) return WC_ECORRUPT;
-    }
-    *pos_io = pos;
-    return 0;
-}
 
 /* Per-lane table facts of one step: lane l decodes symbol base + l, in tile
  * row row + (col + l) / w. off4 counts uint32 (slot_dec gathers) and off1
@@ -272,21 +242,15 @@ decode_steps(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t
 static int rans_decode_avx2(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
                             const uint8_t *stream, size_t len, uint8_t *out, size_t n)
 {
-    if (len < WC_RANS_HEADER_BYTES || (len - WC_RANS_HEADER_BYTES) % 4) return WC_ECORRUPT;
     uint32_t st[WC_RANS_LANES];
-    for (int l = 0; l < WC_RANS_LANES; l++) {
-        st[l] = wc_rd32(stream + 4 * l);
-        if (st[l] < WC_RANS_L) return WC_ECORRUPT;
-    }
-    const uint8_t *words = stream + WC_RANS_HEADER_BYTES;
-    const size_t nw = (len - WC_RANS_HEADER_BYTES) / 2;
-    size_t pos = 0, base = 0;
-    int r = 0;
+    const uint8_t *words;
+    size_t nw, pos = 0, base = 0;
+    int r = wc_rans_decode_head(stream, len, st, &words, &nw);
+    if (r) return r;
 
     if (n >= WC_RANS_LANES) {
         /* the one-gather form needs it in every table the tile's rows use */
-        bool packed = tables[0].packed;
-        for (size_t y = 0; row_table && y <= (n - 1) / w; y++) packed &= tables[row_table[y]].packed != 0;
+        const bool packed = wc_rans_tables_packed(tables, row_table, w, n);
         if (row_table)
             r = packed ? decode_steps(tables, row_table, w, words, nw, &pos, st, &base, out, n, true, true)
                        : decode_steps(tables, row_table, w, words, nw, &pos, st, &base, out, n, false, true);
@@ -294,14 +258,9 @@ static int rans_decode_avx2(const wc_rans_dec_table *tables, const uint8_t *row_
             r = packed ? decode_steps(tables, NULL, w, words, nw, &pos, st, &base, out, n, true, false)
                        : decode_steps(tables, NULL, w, words, nw, &pos, st, &base, out, n, false, false);
     }
-    if (!r) r = decode_scalar(tables, row_table, w, words, nw, &pos, st, base, out, n);
+    if (!r) r = wc_rans_decode_tail(tables, row_table, w, words, nw, &pos, st, base, out, n);
     if (r) return r;
-
-    for (int l = 0; l < WC_RANS_LANES; l++)
-        if (st[l] != WC_RANS_L) return WC_ECORRUPT;
-    if (pos == nw) return 0;
-    if (pos + 1 == nw && (pos & 1) && wc_rd16(words + 2 * pos) == 0) return 0;
-    return WC_ECORRUPT;
+    return wc_rans_decode_end(words, nw, pos, st);
 }
 
 /* ---- inverse transforms -------------------------------------------------- */

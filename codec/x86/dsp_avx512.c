@@ -270,23 +270,17 @@ static int decode_runs(const wc_rans_dec_table *tables, const uint8_t *row_table
 static int rans_decode_avx512(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
                               const uint8_t *stream, size_t len, uint8_t *out, size_t n)
 {
-    if (len < WC_RANS_HEADER_BYTES || (len - WC_RANS_HEADER_BYTES) % 4) return WC_ECORRUPT;
     uint32_t st[WC_RANS_LANES];
-    for (int l = 0; l < WC_RANS_LANES; l++) {
-        st[l] = wc_rd32(stream + 4 * l);
-        if (st[l] < WC_RANS_L) return WC_ECORRUPT;
-    }
-    const uint8_t *words = stream + WC_RANS_HEADER_BYTES;
-    const size_t nw = (len - WC_RANS_HEADER_BYTES) / 2;
-    size_t pos = 0, base = 0;
-    int r = 0;
+    const uint8_t *words;
+    size_t nw, pos = 0, base = 0;
+    int r = wc_rans_decode_head(stream, len, st, &words, &nw);
+    if (r) return r;
 
     if (n >= WC_RANS_LANES && row_table && w >= RUN_MIN_W) {
         r = decode_runs(tables, row_table, w, words, nw, &pos, st, &base, out, n);
     } else if (n >= WC_RANS_LANES) {
         /* the one-gather form needs it in every table the tile's rows use */
-        bool packed = tables[0].packed;
-        for (size_t y = 0; row_table && y <= (n - 1) / w; y++) packed &= tables[row_table[y]].packed != 0;
+        const bool packed = wc_rans_tables_packed(tables, row_table, w, n);
         if (row_table)
             r = packed ? decode_steps(tables, row_table, w, words, nw, &pos, st, &base, out, n, true, true)
                        : decode_steps(tables, row_table, w, words, nw, &pos, st, &base, out, n, false, true);

@@ -1,6 +1,6 @@
 /* The parts of the SIMD rANS decoders (codec/x86) that stay scalar: the
- * last, partial step, and the end-of-stream checks. Same results, writes
- * and failure points as wc_rans_decode_ref (codec/dsp_ref.c). */
+ * stream's head, the last, partial step, and the end-of-stream checks. Same
+ * results, writes and failure points as wc_rans_decode_ref (codec/dsp_ref.c). */
 #ifndef WC_X86_RANS_TAIL_H
 #define WC_X86_RANS_TAIL_H
 
@@ -8,9 +8,34 @@
 
 #include "dsp.h"
 
+/* The lanes' initial states from the stream's head; *words and *nw: the
+ * renormalisation words that follow. */
+static inline int wc_rans_decode_head(const uint8_t *stream, size_t len, uint32_t *st, const uint8_t **words,
+                                      size_t *nw)
+{
+    if (len < WC_RANS_HEADER_BYTES || (len - WC_RANS_HEADER_BYTES) % 4) return WC_ECORRUPT;
+    for (int l = 0; l < WC_RANS_LANES; l++) {
+        st[l] = wc_rd32(stream + 4 * l);
+        if (st[l] < WC_RANS_L) return WC_ECORRUPT;
+    }
+    *words = stream + WC_RANS_HEADER_BYTES;
+    *nw = (len - WC_RANS_HEADER_BYTES) / 2;
+    return 0;
+}
+
+/* Whether every table the tile's n symbols use has the packed (one-gather)
+ * form. */
+static inline bool wc_rans_tables_packed(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
+                                         size_t n)
+{
+    bool packed = tables[0].packed;
+    for (size_t y = 0; row_table && y <= (n - 1) / w; y++) packed &= tables[row_table[y]].packed != 0;
+    return packed;
+}
+
 /* The reference's loop from step base/32 on, with lane states st and read
- * position *pos_io. */
-static inline int wc_rans_decode_tail(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
+ * position *pos_io. Kept out of line: inlined, it cost the AVX2 loop about 2%. */
+static __attribute__((noinline)) int wc_rans_decode_tail(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
                                       const uint8_t *words, size_t nw, size_t *pos_io, uint32_t *st,
                                       size_t base, uint8_t *out, size_t n)
 {
