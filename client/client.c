@@ -69,7 +69,7 @@ int wc_client_list(wc_client *c, uint64_t model_id, const char *prefix, wc_clien
     wc_client_tensor_info *a = calloc(total ? total : 1, sizeof *a);
     if (!a) {
         wcc_frames_free(f, n);
-        return wcc_fail(err, WC_ENOMEM, "list: out of memory");
+        return wc_fail(err, WC_ENOMEM, "list: out of memory");
     }
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
@@ -78,7 +78,7 @@ int wc_client_list(wc_client *c, uint64_t model_id, const char *prefix, wc_clien
             if (!(a[k].name = strdup(f[i].r->list->tensor[j]->name))) {
                 wcc_frames_free(f, n);
                 wc_client_list_free(a, k);
-                return wcc_fail(err, WC_ENOMEM, "list: out of memory");
+                return wc_fail(err, WC_ENOMEM, "list: out of memory");
             }
         }
     wcc_frames_free(f, n);
@@ -116,27 +116,27 @@ static int map_tensor(const Wcodec__V1__Tensor *t, const frame *f, uint64_t mode
 {
     const Wcodec__V1__Location *l = t->location;
     const char *name = t->info && t->info->name ? t->info->name : "?";
-    if (!t->info || !l) return wcc_fail(err, WC_EPROTO, "get: tensor %s: reply without info or location", name);
+    if (!t->info || !l) return wc_fail(err, WC_EPROTO, "get: tensor %s: reply without info or location", name);
     if (l->kind != WCODEC__V1__LOCATION_KIND__LOCATION_MEMFD)
-        return wcc_fail(err, WC_EUNSUPPORTED, "get: tensor %s: location kind %d is not supported by this client",
+        return wc_fail(err, WC_EUNSUPPORTED, "get: tensor %s: location kind %d is not supported by this client",
                     name, (int)l->kind);
     if (l->fd_index >= f->nfds || f->fds[l->fd_index] < 0)
-        return wcc_fail(err, WC_EPROTO, "get: tensor %s: descriptor %u missing", name, l->fd_index);
+        return wc_fail(err, WC_EPROTO, "get: tensor %s: descriptor %u missing", name, l->fd_index);
     if (!l->map_length || l->offset > l->map_length || l->length > l->map_length - l->offset ||
         l->scales_offset > l->map_length || l->n_scales > (l->map_length - l->scales_offset) / sizeof(float) ||
         l->length != t->info->out_bytes || l->scales_offset % sizeof(float) || l->map_length > SIZE_MAX)
-        return wcc_fail(err, WC_EPROTO, "get: tensor %s: location out of bounds", name);
+        return wc_fail(err, WC_EPROTO, "get: tensor %s: location out of bounds", name);
     int fd = f->fds[l->fd_index];
     struct stat sb;
     if (fstat(fd, &sb) < 0 || (uint64_t)sb.st_size < l->map_length)
-        return wcc_fail(err, WC_EPROTO, "get: tensor %s: the shared memory is smaller than announced", name);
+        return wc_fail(err, WC_EPROTO, "get: tensor %s: the shared memory is smaller than announced", name);
     size_t nl = strlen(name);
     wc_client_tensor *ct = calloc(1, sizeof *ct + nl + 1);
-    if (!ct) return wcc_fail(err, WC_ENOMEM, "get: out of memory");
+    if (!ct) return wc_fail(err, WC_ENOMEM, "get: out of memory");
     void *p = mmap(NULL, (size_t)l->map_length, PROT_READ, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
         free(ct);
-        return wcc_fail(err, WC_EIO, "get: tensor %s: mmap of %llu bytes: %s", name,
+        return wc_fail(err, WC_EIO, "get: tensor %s: mmap of %llu bytes: %s", name,
                     (unsigned long long)l->map_length, strerror(errno));
     }
     memcpy((char *)(ct + 1), name, nl + 1);
@@ -196,14 +196,14 @@ int wc_client_get(wc_client *c, uint64_t model_id, wc_client_select sel, const c
     g.model_id = model_id;
     switch (sel) {
     case WC_SELECT_NAMES:
-        if (!n_names) return wcc_fail(err, WC_EINVAL, "get: no names");
+        if (!n_names) return wc_fail(err, WC_EINVAL, "get: no names");
         nm.n_name = n_names;
         nm.name = (char **)names;
         g.select_case = WCODEC__V1__GET_TENSORS__SELECT_NAMES;
         g.names = &nm;
         break;
     case WC_SELECT_PREFIX:
-        if (!names || !names[0]) return wcc_fail(err, WC_EINVAL, "get: no prefix");
+        if (!names || !names[0]) return wc_fail(err, WC_EINVAL, "get: no prefix");
         g.select_case = WCODEC__V1__GET_TENSORS__SELECT_PREFIX;
         g.prefix = (char *)names[0];
         break;
@@ -212,7 +212,7 @@ int wc_client_get(wc_client *c, uint64_t model_id, wc_client_select sel, const c
         g.all = 1;
         break;
     default:
-        return wcc_fail(err, WC_EINVAL, "get: unknown selection %d", (int)sel);
+        return wc_fail(err, WC_EINVAL, "get: unknown selection %d", (int)sel);
     }
     Wcodec__V1__Request q = WCODEC__V1__REQUEST__INIT;
     q.body_case = WCODEC__V1__REQUEST__BODY_GET;
@@ -227,7 +227,7 @@ int wc_client_get(wc_client *c, uint64_t model_id, wc_client_select sel, const c
     wc_client_tensor **ts = calloc(total ? total : 1, sizeof *ts);
     uint64_t *ids = calloc(total ? total : 1, sizeof *ids);
     size_t k = 0;
-    if (!ts || !ids) r = wcc_fail(err, WC_ENOMEM, "get: out of memory");
+    if (!ts || !ids) r = wc_fail(err, WC_ENOMEM, "get: out of memory");
     for (size_t i = 0; !r && i < nf; i++)
         for (size_t j = 0; !r && j < f[i].r->get->n_tensor; j++) {
             ids[k] = f[i].r->get->tensor[j]->lease_id;
@@ -270,7 +270,7 @@ int wc_client_release(wc_client *c, wc_client_tensor *const *tensors, size_t n, 
     if (!n) return 0;
     uint64_t stackids[64];
     uint64_t *ids = n <= 64 ? stackids : malloc(n * sizeof *ids);
-    if (!ids) return wcc_fail(err, WC_ENOMEM, "release: out of memory");
+    if (!ids) return wc_fail(err, WC_ENOMEM, "release: out of memory");
     for (size_t i = 0; i < n; i++) ids[i] = tensors[i]->lease_id;
     /* The mappings are ours: drop them whatever the daemon answers. */
     untrack_unmap(c, tensors, n);

@@ -51,8 +51,6 @@ struct wc_client {
     wc_client_tensor *tensors;   /* mapped and not yet released */
 };
 
-/* Fills err (when not NULL) and returns code. */
-int wcc_fail(wc_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Drops n reply frames: their descriptors are closed. */
 void wcc_frames_free(frame *f, size_t n);
 /* One round trip. On success *frames holds the reply's frames (the caller

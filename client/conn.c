@@ -22,18 +22,6 @@
 
 #include "client_int.h"
 
-int wcc_fail(wc_err *err, int code, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-        err->code = code;
-    }
-    return code;
-}
-
 static void frame_drop(frame *f)
 {
     for (uint32_t j = 0; j < f->nfds; j++)
@@ -277,7 +265,7 @@ int wcc_call(wc_client *c, Wcodec__V1__Request *q, const char *what, frame **fra
     pthread_mutex_lock(&c->mu);
     if (c->broken) {
         int code = c->broken;
-        wcc_fail(err, code, "%s: %s", what, c->broken_msg);
+        wc_fail(err, code, "%s: %s", what, c->broken_msg);
         pthread_mutex_unlock(&c->mu);
         return code;
     }
@@ -331,7 +319,7 @@ int wcc_call(wc_client *c, Wcodec__V1__Request *q, const char *what, frame **fra
     int code = 0;
     if (!w.done) {
         code = c->broken;
-        wcc_fail(err, code, "%s: %s", what, c->broken_msg);
+        wc_fail(err, code, "%s: %s", what, c->broken_msg);
     }
     /* The next reader must come from the threads still waiting. */
     pthread_cond_broadcast(&c->cv);
@@ -343,7 +331,7 @@ int wcc_call(wc_client *c, Wcodec__V1__Request *q, const char *what, frame **fra
     for (size_t i = 0; i < w.n_frames; i++)
         if (w.frames[i].r->status) {
             code = w.frames[i].r->status;
-            wcc_fail(err, code, "%s: %s", what, w.frames[i].r->message[0] ? w.frames[i].r->message : wc_client_strerror(code));
+            wc_fail(err, code, "%s: %s", what, w.frames[i].r->message[0] ? w.frames[i].r->message : wc_client_strerror(code));
             wcc_frames_free(w.frames, w.n_frames);
             return code >= 0 ? WC_EPROTO : code;
         }
@@ -358,7 +346,7 @@ int wcc_expect_body(frame *f, size_t n, int body, const char *what, wc_err *err)
     for (size_t i = 0; i < n; i++)
         if ((int)f[i].r->body_case != body) {
             wcc_frames_free(f, n);
-            return wcc_fail(err, WC_EPROTO, "%s: wcodecd sent a reply of another kind", what);
+            return wc_fail(err, WC_EPROTO, "%s: wcodecd sent a reply of another kind", what);
         }
     return 0;
 }
@@ -370,14 +358,14 @@ int wc_client_connect(wc_client **out, const char *socket_path, wc_err *err)
     if (!socket_path || !*socket_path) socket_path = WC_CLIENT_DEFAULT_SOCKET;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(socket_path) >= sizeof sa.sun_path)
-        return wcc_fail(err, WC_EINVAL, "socket path %s is too long", socket_path);
+        return wc_fail(err, WC_EINVAL, "socket path %s is too long", socket_path);
     strcpy(sa.sun_path, socket_path);
     wc_client *c = calloc(1, sizeof *c);
-    if (!c) return wcc_fail(err, WC_ENOMEM, "out of memory");
+    if (!c) return wc_fail(err, WC_ENOMEM, "out of memory");
     c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
         free(c);
-        return wcc_fail(err, WC_EIO, "socket: %s", strerror(errno));
+        return wc_fail(err, WC_EIO, "socket: %s", strerror(errno));
     }
     pthread_mutex_init(&c->mu, NULL);
     pthread_mutex_init(&c->send_mu, NULL);
@@ -388,8 +376,8 @@ int wc_client_connect(wc_client **out, const char *socket_path, wc_err *err)
         int e = errno;
         wc_client_close(c);
         if (e == EACCES || e == EPERM)
-            return wcc_fail(err, WC_EDENIED, "cannot connect to wcodecd at %s: %s", socket_path, strerror(e));
-        return wcc_fail(err, WC_EDISCONNECTED, "cannot connect to wcodecd at %s: %s (is wcodecd running?)",
+            return wc_fail(err, WC_EDENIED, "cannot connect to wcodecd at %s: %s", socket_path, strerror(e));
+        return wc_fail(err, WC_EDISCONNECTED, "cannot connect to wcodecd at %s: %s (is wcodecd running?)",
                     socket_path, strerror(e));
     }
     Wcodec__V1__Hello h = WCODEC__V1__HELLO__INIT;

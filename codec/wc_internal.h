@@ -10,9 +10,6 @@
 
 #define WC_ATTR_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
-/* Formats a message into err (if any) and returns code, so that a failing
- * path reads `return wc_fail(err, WC_EFORMAT, "...", ...);`. */
-int wc_fail(wc_err *err, int code, const char *fmt, ...) WC_ATTR_PRINTF(3, 4);
 
 static inline uint16_t wc_rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 static inline uint32_t wc_rd32(const uint8_t *p)

@@ -10,18 +10,6 @@
 
 #include "wcd.h"
 
-static int fail(wc_err *err, int code, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-        err->code = code;
-    }
-    return code;
-}
-
 void wcd_cache_init(wcd_cache *c, uv_loop_t *loop, const wcd_backend *b, uint64_t budget)
 {
     memset(c, 0, sizeof *c);
@@ -108,7 +96,7 @@ int wcd_cache_add_model(wcd_cache *c, dev_t dev, ino_t ino, const char *label, w
 {
     if (c->n_models >= max_models) {
         wc_file_close(f);
-        return fail(err, WC_ELIMIT, "%s: %u models are open, the configured maximum", label, c->n_models);
+        return wc_fail(err, WC_ELIMIT, "%s: %u models are open, the configured maximum", label, c->n_models);
     }
     size_t n = wc_file_tensor_count(f);
     wcd_model *m = calloc(1, sizeof *m);
@@ -120,7 +108,7 @@ int wcd_cache_add_model(wcd_cache *c, dev_t dev, ino_t ino, const char *label, w
         if (m) { free(m->label); free(m->entries); }
         free(m);
         wc_file_close(f);
-        return fail(err, WC_ENOMEM, "%s: out of memory", label);
+        return wc_fail(err, WC_ENOMEM, "%s: out of memory", label);
     }
     m->id = c->next_model_id++;
     m->dev = dev;
@@ -163,19 +151,19 @@ int wcd_cache_acquire(wcd_cache *c, wcd_model *m, uint32_t index, wcd_slot *slot
     }
     wc_tensor_info ti;
     int r = wc_file_tensor_info(m->f, index, &ti);
-    if (r) return fail(err, r, "%s: tensor %u: no info", m->label, index);
+    if (r) return wc_fail(err, r, "%s: tensor %u: no info", m->label, index);
     uint64_t need = c->backend->footprint(&ti);
     if (need > c->budget)
-        return fail(err, WC_EBUDGET, "%s: tensor %s needs %llu bytes, more than the whole budget of %llu",
+        return wc_fail(err, WC_EBUDGET, "%s: tensor %s needs %llu bytes, more than the whole budget of %llu",
                     m->label, ti.name, (unsigned long long)need, (unsigned long long)c->budget);
     while (c->used + need > c->budget && c->lru_head) evict_lru(c);
     if (c->used + need > c->budget)
-        return fail(err, WC_EBUDGET,
+        return wc_fail(err, WC_EBUDGET,
                     "%s: tensor %s needs %llu bytes; budget %llu, of which %llu are leased or being decoded",
                     m->label, ti.name, (unsigned long long)need, (unsigned long long)c->budget,
                     (unsigned long long)c->used);
     e = calloc(1, sizeof *e);
-    if (!e) return fail(err, WC_ENOMEM, "%s: tensor %s: out of memory", m->label, ti.name);
+    if (!e) return wc_fail(err, WC_ENOMEM, "%s: tensor %s: out of memory", m->label, ti.name);
     e->model = m;
     e->index = index;
     e->state = WCD_DECODING;
@@ -197,7 +185,7 @@ int wcd_cache_acquire(wcd_cache *c, wcd_model *m, uint32_t index, wcd_slot *slot
         entry_free(c, e);
         c->in_flight--;
         slot->e = NULL;
-        return fail(err, WC_EIO, "%s: tensor %s: cannot queue the decode: %s", m->label, ti.name, uv_strerror(r));
+        return wc_fail(err, WC_EIO, "%s: tensor %s: cannot queue the decode: %s", m->label, ti.name, uv_strerror(r));
     }
     return 1;
 }

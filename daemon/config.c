@@ -14,18 +14,6 @@
 
 #include "wcd.h"
 
-static int fail(wc_err *err, int code, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-        err->code = code;
-    }
-    return code;
-}
-
 void wcd_config_defaults(wcd_config *c)
 {
     memset(c, 0, sizeof *c);
@@ -94,18 +82,18 @@ static int parse_ids(const char *value, bool groups, void **arr, size_t *n, bool
         unsigned long id;
         if (!strcmp(tok, "*")) {
             if (any) *any = true;
-            else r = fail(err, WC_EINVAL, "allow_gids: '*' is only meaningful for allow_uids");
+            else r = wc_fail(err, WC_EINVAL, "allow_gids: '*' is only meaningful for allow_uids");
             if (r) break;
             continue;
         }
         if (parse_uint(tok, 10, UINT32_MAX - 1, &id)) {
             if (groups) {
                 struct group *g = getgrnam(tok);
-                if (!g) { r = fail(err, WC_EINVAL, "allow_gids: no group '%s'", tok); break; }
+                if (!g) { r = wc_fail(err, WC_EINVAL, "allow_gids: no group '%s'", tok); break; }
                 id = g->gr_gid;
             } else {
                 struct passwd *p = getpwnam(tok);
-                if (!p) { r = fail(err, WC_EINVAL, "allow_uids: no user '%s'", tok); break; }
+                if (!p) { r = wc_fail(err, WC_EINVAL, "allow_uids: no user '%s'", tok); break; }
                 id = p->pw_uid;
             }
         }
@@ -125,7 +113,7 @@ static int parse_roots(wcd_config *c, const char *value, wc_err *err)
     int r = 0;
     char *save = NULL;
     for (char *tok = strtok_r(copy, ":, \t", &save); tok; tok = strtok_r(NULL, ":, \t", &save)) {
-        if (tok[0] != '/') { r = fail(err, WC_EINVAL, "roots: '%s' is not an absolute path", tok); break; }
+        if (tok[0] != '/') { r = wc_fail(err, WC_EINVAL, "roots: '%s' is not an absolute path", tok); break; }
         char **a = realloc(c->roots, (c->n_roots + 1) * sizeof *a);
         if (!a) { r = WC_ENOMEM; break; }
         c->roots = a;
@@ -145,23 +133,23 @@ int wcd_config_set(wcd_config *c, const char *section, const char *key, const ch
     uint64_t sz;
     if (KEY("daemon", "socket")) {
         if (value[0] != '/' || strlen(value) >= 108)
-            return fail(err, WC_EINVAL, "socket: '%s' must be an absolute path under 108 bytes", value);
+            return wc_fail(err, WC_EINVAL, "socket: '%s' must be an absolute path under 108 bytes", value);
         free(c->socket_path);
         return (c->socket_path = strdup(value)) ? 0 : WC_ENOMEM;
     }
     if (KEY("daemon", "socket_mode")) {
-        if (parse_uint(value, 8, 0777, &v)) return fail(err, WC_EINVAL, "socket_mode: '%s' is not an octal mode", value);
+        if (parse_uint(value, 8, 0777, &v)) return wc_fail(err, WC_EINVAL, "socket_mode: '%s' is not an octal mode", value);
         c->socket_mode = (unsigned)v;
         return 0;
     }
     if (KEY("daemon", "threads")) {
-        if (parse_uint(value, 10, 1024, &v)) return fail(err, WC_EINVAL, "threads: '%s' is not 0..1024", value);
+        if (parse_uint(value, 10, 1024, &v)) return wc_fail(err, WC_EINVAL, "threads: '%s' is not 0..1024", value);
         c->threads = (unsigned)v;
         return 0;
     }
     if (KEY("daemon", "log_level")) {
         int l = wcd_log_level_parse(value);
-        if (l < 0) return fail(err, WC_EINVAL, "log_level: '%s' is not error, warning, notice, info or debug", value);
+        if (l < 0) return wc_fail(err, WC_EINVAL, "log_level: '%s' is not error, warning, notice, info or debug", value);
         c->log_level = l;
         return 0;
     }
@@ -171,37 +159,37 @@ int wcd_config_set(wcd_config *c, const char *section, const char *key, const ch
         return parse_ids(value, true, (void **)&c->allow_gids, &c->n_allow_gids, NULL, err);
     if (KEY("security", "roots")) return parse_roots(c, value, err);
     if (KEY("cache", "budget")) {
-        if (wcd_parse_size(value, &sz) || !sz) return fail(err, WC_EINVAL, "budget: '%s' is not a size such as 8G", value);
+        if (wcd_parse_size(value, &sz) || !sz) return wc_fail(err, WC_EINVAL, "budget: '%s' is not a size such as 8G", value);
         c->budget = sz;
         return 0;
     }
     if (KEY("cache", "max_models")) {
-        if (parse_uint(value, 10, 1u << 20, &v) || !v) return fail(err, WC_EINVAL, "max_models: '%s'", value);
+        if (parse_uint(value, 10, 1u << 20, &v) || !v) return wc_fail(err, WC_EINVAL, "max_models: '%s'", value);
         c->max_models = (unsigned)v;
         return 0;
     }
     if (KEY("limits", "max_frame")) {
         if (wcd_parse_size(value, &sz) || sz < 1024 || sz > (64u << 20))
-            return fail(err, WC_EINVAL, "max_frame: '%s' is not a size from 1K to 64M", value);
+            return wc_fail(err, WC_EINVAL, "max_frame: '%s' is not a size from 1K to 64M", value);
         c->max_frame = (uint32_t)sz;
         return 0;
     }
     if (KEY("limits", "max_leases")) {
-        if (parse_uint(value, 10, 1u << 24, &v) || !v) return fail(err, WC_EINVAL, "max_leases: '%s'", value);
+        if (parse_uint(value, 10, 1u << 24, &v) || !v) return wc_fail(err, WC_EINVAL, "max_leases: '%s'", value);
         c->max_leases = (unsigned)v;
         return 0;
     }
     if (KEY("limits", "max_connections")) {
-        if (parse_uint(value, 10, 1u << 20, &v) || !v) return fail(err, WC_EINVAL, "max_connections: '%s'", value);
+        if (parse_uint(value, 10, 1u << 20, &v) || !v) return wc_fail(err, WC_EINVAL, "max_connections: '%s'", value);
         c->max_connections = (unsigned)v;
         return 0;
     }
     if (KEY("limits", "max_inflight")) {
-        if (parse_uint(value, 10, 1u << 16, &v) || !v) return fail(err, WC_EINVAL, "max_inflight: '%s'", value);
+        if (parse_uint(value, 10, 1u << 16, &v) || !v) return wc_fail(err, WC_EINVAL, "max_inflight: '%s'", value);
         c->max_inflight = (unsigned)v;
         return 0;
     }
-    return fail(err, WC_EINVAL, "unknown setting [%s] %s", section, key);
+    return wc_fail(err, WC_EINVAL, "unknown setting [%s] %s", section, key);
 }
 
 struct load_state {
@@ -219,7 +207,7 @@ static int on_ini(void *user, const char *section, const char *key, const char *
     int r = wcd_config_set(st->c, section, key, value, &e);
     if (r) {
         st->status = r;
-        fail(st->err, r, "%s: %s", st->path, e.msg[0] ? e.msg : wc_client_strerror(r));
+        wc_fail(st->err, r, "%s: %s", st->path, e.msg[0] ? e.msg : wc_client_strerror(r));
         return 0;
     }
     return 1;
@@ -229,8 +217,8 @@ int wcd_config_load(wcd_config *c, const char *path, wc_err *err)
 {
     struct load_state st = {c, err, 0, path};
     int line = ini_parse(path, on_ini, &st);
-    if (line == -1) return fail(err, WC_EIO, "%s: cannot open: %s", path, strerror(errno));
-    if (line == -2) return fail(err, WC_ENOMEM, "%s: out of memory", path);
+    if (line == -1) return wc_fail(err, WC_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (line == -2) return wc_fail(err, WC_ENOMEM, "%s: out of memory", path);
     if (st.status) {
         /* Point at the line: inih stops at the first failing one. */
         if (line > 0 && err) {
@@ -240,13 +228,13 @@ int wcd_config_load(wcd_config *c, const char *path, wc_err *err)
         }
         return st.status;
     }
-    if (line > 0) return fail(err, WC_EINVAL, "%s: line %d: syntax error", path, line);
+    if (line > 0) return wc_fail(err, WC_EINVAL, "%s: line %d: syntax error", path, line);
     return 0;
 }
 
 int wcd_config_check(const wcd_config *c, wc_err *err)
 {
-    if (!c->n_roots) return fail(err, WC_EINVAL, "no model roots configured (security.roots, --root)");
+    if (!c->n_roots) return wc_fail(err, WC_EINVAL, "no model roots configured (security.roots, --root)");
     return 0;
 }
 

@@ -17,18 +17,6 @@
 
 #include "wcd.h"
 
-static int fail(wc_err *err, int code, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-        err->code = code;
-    }
-    return code;
-}
-
 int wcd_roots_open(const wcd_config *cfg, wcd_root **out, size_t *n, wc_err *err)
 {
     wcd_root *r = calloc(cfg->n_roots ? cfg->n_roots : 1, sizeof *r);
@@ -46,7 +34,7 @@ int wcd_roots_open(const wcd_config *cfg, wcd_root **out, size_t *n, wc_err *err
             int e = errno;
             free(r[i].path);
             wcd_roots_close(r, i);
-            return fail(err, WC_EIO, "model root %s: %s", cfg->roots[i], strerror(e));
+            return wc_fail(err, WC_EIO, "model root %s: %s", cfg->roots[i], strerror(e));
         }
     }
     *out = r;
@@ -68,14 +56,14 @@ static int open_fallback(const wcd_root *root, const char *rel, int *fd, wc_err 
 {
     char full[PATH_MAX], real[PATH_MAX], rootreal[PATH_MAX];
     if (snprintf(full, sizeof full, "%s/%s", root->path, rel) >= (int)sizeof full)
-        return fail(err, WC_EINVAL, "%s: path too long", shown);
-    if (!realpath(root->path, rootreal)) return fail(err, WC_EIO, "root %s: %s", root->path, strerror(errno));
-    if (!realpath(full, real)) return fail(err, WC_EIO, "%s: %s", shown, strerror(errno));
+        return wc_fail(err, WC_EINVAL, "%s: path too long", shown);
+    if (!realpath(root->path, rootreal)) return wc_fail(err, WC_EIO, "root %s: %s", root->path, strerror(errno));
+    if (!realpath(full, real)) return wc_fail(err, WC_EIO, "%s: %s", shown, strerror(errno));
     size_t l = strlen(rootreal);
     if (strncmp(real, rootreal, l) || (real[l] != '/' && !(l == 1 && rootreal[0] == '/')))
-        return fail(err, WC_EDENIED, "%s: resolves to %s, outside the model root %s", shown, real, root->path);
+        return wc_fail(err, WC_EDENIED, "%s: resolves to %s, outside the model root %s", shown, real, root->path);
     *fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-    if (*fd < 0) return fail(err, WC_EIO, "%s: %s", shown, strerror(errno));
+    if (*fd < 0) return wc_fail(err, WC_EIO, "%s: %s", shown, strerror(errno));
     return 0;
 }
 
@@ -94,19 +82,19 @@ static int open_in_root(const wcd_root *root, const char *rel, int *fd, wc_err *
     case ENOSYS: return open_fallback(root, rel, fd, err, shown);
     case EXDEV:
     case ELOOP:
-        return fail(err, WC_EDENIED, "%s: resolves outside the model root %s (through '..' or a symlink)",
+        return wc_fail(err, WC_EDENIED, "%s: resolves outside the model root %s (through '..' or a symlink)",
                     shown, root->path);
-    case ENOENT: return fail(err, WC_ENOTFOUND, "%s: no such file beneath %s", shown, root->path);
-    default: return fail(err, WC_EIO, "%s: %s", shown, strerror(errno));
+    case ENOENT: return wc_fail(err, WC_ENOTFOUND, "%s: no such file beneath %s", shown, root->path);
+    default: return wc_fail(err, WC_EIO, "%s: %s", shown, strerror(errno));
     }
 }
 
 int wcd_open_beneath(const wcd_root *roots, size_t n, const char *path, int *fd, wc_err *err)
 {
     *fd = -1;
-    if (!path[0]) return fail(err, WC_EINVAL, "empty model path");
-    if (strlen(path) >= PATH_MAX) return fail(err, WC_EINVAL, "model path longer than %d bytes", PATH_MAX);
-    if (!n) return fail(err, WC_EDENIED, "%s: no model roots configured", path);
+    if (!path[0]) return wc_fail(err, WC_EINVAL, "empty model path");
+    if (strlen(path) >= PATH_MAX) return wc_fail(err, WC_EINVAL, "model path longer than %d bytes", PATH_MAX);
+    if (!n) return wc_fail(err, WC_EDENIED, "%s: no model roots configured", path);
     int r;
     if (path[0] == '/') {
         /* The root the path names lexically; the kernel then resolves the
@@ -119,7 +107,7 @@ int wcd_open_beneath(const wcd_root *roots, size_t n, const char *path, int *fd,
                 if (l >= best) { best = l; root = &roots[i]; }
             }
         }
-        if (!root) return fail(err, WC_EDENIED, "%s: not beneath any configured model root", path);
+        if (!root) return wc_fail(err, WC_EDENIED, "%s: not beneath any configured model root", path);
         const char *rel = path + (best == 1 ? 1 : best);
         while (*rel == '/') rel++;
         if (!*rel) rel = ".";
@@ -132,7 +120,7 @@ int wcd_open_beneath(const wcd_root *roots, size_t n, const char *path, int *fd,
     if (fstat(*fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
         close(*fd);
         *fd = -1;
-        return fail(err, WC_EINVAL, "%s: not a regular file", path);
+        return wc_fail(err, WC_EINVAL, "%s: not a regular file", path);
     }
     return 0;
 }

@@ -46,6 +46,10 @@ typedef struct wc_err {
 } wc_err;
 
 WC_API const char *wc_strerror(int code);
+/* Formats a message into err (when not NULL) and returns code, so that a
+ * failing path reads `return wc_fail(err, WC_EFORMAT, "...", ...);`. The
+ * daemon and the client library build their messages with it too. */
+WC_API int wc_fail(wc_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Element types, named as safetensors names them. The numeric values are
  * stored in .wcodec files and never change. */
