@@ -2,7 +2,8 @@
  * lane l owning interleaved state l; the lanes that need a renormalisation
  * word take consecutive words in lane order (ballot + popc). A block's warps
  * decode tiles of one tensor and share its expanded frequency tables in
- * shared memory (fc[s] = freq | cum << 16, then the slot -> symbol bytes).
+ * shared memory (kernels.cuh: fc[s] = freq | cum << 16 and the slot ->
+ * symbol bytes, or for one table the packed slot entries).
  * The inverse transform of the tile's mode follows in the same kernel. */
 #include <cuda_runtime.h>
 

@@ -18,8 +18,10 @@ static const char bench_help[] =
     "bits per weight and encode/decode speeds (decode: one core, the fastest CPU decoder of\n"
     "this machine, beside memcpy of the same bytes).\n"
     "\n"
-    "  -j, --threads N   encoder threads for the parallel run (default: one per CPU)\n"
+    "  -j, --threads N   threads for the parallel encode and decode runs (default: one per\n"
+    "                    CPU)\n"
     "  -k, --keep FILE   keep the .wcodec file here (default: a temporary file, removed)\n"
+    "      --ints-as-float  quantize I16/I32 matrices like float ones (as encode does)\n"
     "  -h, --help        this text\n";
 
 static const char *default_model(void)
@@ -44,8 +46,9 @@ typedef struct totals {
     double h0_bits, decode_s, memcpy_s;
 } totals;
 
-/* Decodes every coded tensor `reps` times on this thread. */
-static int decode_pass(const wc_file *f, totals *t, bool first, int reps, wc_err *e)
+/* Decodes every coded tensor `reps` times, its tiles on `threads` threads
+ * (1: on this thread). */
+static int decode_pass(const wc_file *f, totals *t, bool first, int reps, int threads, wc_err *e)
 {
     for (size_t i = 0; i < wc_file_tensor_count(f); i++) {
         wc_tensor_info ti;
@@ -62,8 +65,9 @@ static int decode_pass(const wc_file *f, totals *t, bool first, int reps, wc_err
             return WC_ENOMEM;
         }
         int r = 0;
+        const wc_decode_opts o = {.threads = threads};
         double t0 = wct_now();
-        for (int k = 0; k < reps && !r; k++) r = wc_decode_tensor(f, i, out, ti.out_bytes, sc, ti.n_scales, e);
+        for (int k = 0; k < reps && !r; k++) r = wc_decode_tensor_ex(f, i, out, ti.out_bytes, sc, ti.n_scales, &o, e);
         double t1 = wct_now();
         for (int k = 0; k < reps; k++) {
             memcpy(copy, out, ti.out_bytes);
@@ -85,11 +89,12 @@ static int decode_pass(const wc_file *f, totals *t, bool first, int reps, wc_err
     return 0;
 }
 
-static int encode_timed(const char *in, const char *out, int threads, double *secs, wc_err *e)
+static int encode_timed(const char *in, const char *out, int threads, bool ints, double *secs, wc_err *e)
 {
     wc_encode_opts o;
     wc_encode_opts_default(&o);
     o.threads = threads;
+    o.ints_as_float = ints;
     wct_progress p;
     wct_progress_init(&p, "encode", false);
     o.progress = wct_progress_cb;
@@ -103,13 +108,15 @@ static int encode_timed(const char *in, const char *out, int threads, double *se
 
 int wct_bench(int argc, char **argv)
 {
-    static const struct option lo[] = {{"threads", 1, 0, 'j'}, {"keep", 1, 0, 'k'},
+    static const struct option lo[] = {{"threads", 1, 0, 'j'}, {"keep", 1, 0, 'k'}, {"ints-as-float", 0, 0, 'I'},
                                        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), c;
     const char *keep = NULL;
+    bool ints = false;
     while ((c = getopt_long(argc, argv, "j:k:h", lo, NULL)) != -1) {
         if (c == 'j') threads = (int)wct_parse_long("-j", optarg, 1, 1024);
         else if (c == 'k') keep = optarg;
+        else if (c == 'I') ints = true;
         else if (c == 'h') return fputs(bench_help, stdout), 0;
         else return fputs(bench_help, stderr), 2;
     }
@@ -125,17 +132,19 @@ int wct_bench(int argc, char **argv)
     wc_file *f = NULL;
     totals t = {0};
     double enc1 = 0, encn = 0;
-    int r = encode_timed(model, out, 1, &enc1, &e);
-    if (!r && threads > 1) r = encode_timed(model, out, threads, &encn, &e);
+    int r = encode_timed(model, out, 1, ints, &enc1, &e);
+    if (!r && threads > 1) r = encode_timed(model, out, threads, ints, &encn, &e);
     if (!r) r = wc_file_open(&f, out, &e);
-    if (!r) r = decode_pass(f, &t, true, 1, &e);
+    if (!r) r = decode_pass(f, &t, true, 1, 1, &e);
     /* repeat until the timing is long enough to trust */
     int reps = t.decode_s > 0 ? (int)(0.5 / t.decode_s) : 1;
     if (!r && reps > 1) {
         totals again = {0};
-        r = decode_pass(f, &again, false, reps, &e);
+        r = decode_pass(f, &again, false, reps, 1, &e);
         t.decode_s = again.decode_s, t.memcpy_s = again.memcpy_s, t.out_bytes = again.out_bytes;
     }
+    totals par = {0};
+    if (!r && threads > 1) r = decode_pass(f, &par, false, reps > 1 ? reps : 1, threads, &e);
     if (!r) r = wc_file_compare_source(f, model, &e);
     if (r) {
         wct_report(&e, r);
@@ -155,6 +164,9 @@ int wct_bench(int argc, char **argv)
                    t.h0_bits / t.weights, t.scale_bytes / 1e6);
             printf("  %-22s %.3f GB/s of INT8 output on one core (memcpy of the same bytes: %.2f GB/s)\n",
                    "decode", t.out_bytes / t.decode_s / 1e9, t.out_bytes / t.memcpy_s / 1e9);
+            if (threads > 1)
+                printf("  %-22s %.3f GB/s on %d threads (a tensor's tiles split between them)\n", "",
+                       par.out_bytes / par.decode_s / 1e9, threads);
         }
         printf("  %-22s %.1f MB/s of input on 1 thread", "encode", in_size / enc1 / 1e6);
         if (threads > 1) printf(", %.1f MB/s on %d threads", in_size / encn / 1e6, threads);
