@@ -1,0 +1,68 @@
+/* The GPU decoder as an application gets it: through the installed
+ * libwcodec.so and wcodec_gpu.h only (no CUDA runtime of its own, nothing
+ * internal). Run without a device (CUDA_VISIBLE_DEVICES= in meson.build),
+ * the decoder must fall back to the CPU, say why, refuse require_gpu, and
+ * decode every tensor of a file equal to wc_decode_tensor. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <wcodec/wcodec_gpu.h>
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "FAIL (%s:%d): ", __FILE__, __LINE__);                                 \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+int main(int argc, char **argv)
+{
+    CHECK(argc == 2, "usage: %s MODEL.wcodec", argv[0]);
+    wc_err e = {0};
+    wc_gpu_opts o;
+    wc_gpu_opts_default(&o);
+    o.require_gpu = true;
+    wc_gpu *g = NULL;
+    int r = wc_gpu_create(&g, &o, &e);
+    CHECK(r == WC_ENODEV && !g, "require_gpu without a device gave %d (%s)", r, e.msg);
+    o.require_gpu = false;
+    CHECK(!wc_gpu_create(&g, &o, &e), "%s", e.msg);
+    CHECK(wc_gpu_backend(g) == WC_BACKEND_CPU && wc_gpu_device(g) == -1, "not the CPU backend");
+    CHECK(wc_gpu_fallback_reason(g)[0], "no fallback reason");
+    printf("fallback: %s\n", wc_gpu_fallback_reason(g));
+
+    wc_file *f;
+    CHECK(!wc_file_open(&f, argv[1], &e), "%s", e.msg);
+    const size_t n = wc_file_tensor_count(f);
+    wc_gpu_dst *dst = calloc(n, sizeof *dst);
+    CHECK(dst, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        wc_tensor_info ti;
+        CHECK(!wc_file_tensor_info(f, i, &ti), "tensor %zu: no info", i);
+        dst[i] = (wc_gpu_dst){malloc(ti.out_bytes + 1), ti.out_bytes, malloc(4 * ti.n_scales + 4), ti.n_scales};
+        CHECK(dst[i].out && dst[i].scales, "out of memory");
+    }
+    CHECK(!wc_gpu_decode_file(g, f, dst, &e), "%s", e.msg);
+    size_t coded = 0;
+    for (size_t i = 0; i < n; i++) {
+        wc_tensor_info ti;
+        wc_file_tensor_info(f, i, &ti);
+        uint8_t *ref = malloc(ti.out_bytes + 1);
+        float *rs = malloc(4 * ti.n_scales + 4);
+        CHECK(ref && rs, "out of memory");
+        CHECK(!wc_decode_tensor(f, i, ref, ti.out_bytes, rs, ti.n_scales, &e), "%s", e.msg);
+        CHECK(!memcmp(ref, dst[i].out, ti.out_bytes), "tensor '%s' differs", ti.name);
+        CHECK(!memcmp(rs, dst[i].scales, 4 * ti.n_scales), "tensor '%s': scales differ", ti.name);
+        coded += ti.coding == WC_CODING_RANS_I8;
+        free(ref), free(rs), free(dst[i].out), free(dst[i].scales);
+    }
+    printf("%zu tensors (%zu coded) equal to wc_decode_tensor\n", n, coded);
+    free(dst);
+    wc_file_close(f);
+    wc_gpu_destroy(g);
+    return 0;
+}
