@@ -1,0 +1,161 @@
+/* What the files of the GPU decoder's host side share (not installed):
+ *   gpu_decoder.c   device selection and CPU fallback, the pipeline, the API
+ *   gpu_io.c        the pread threads and the record checksums
+ *   gpu_desc.c      per-tensor checks, batches and the kernels' descriptors
+ *   gpu_resident.c  the whole file on the device
+ * Internal names carry the wcg_ prefix. */
+#ifndef WC_CUDA_GPU_INT_H
+#define WC_CUDA_GPU_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#include "wcodec/wcodec_gpu.h"
+#include "kernels.cuh"
+#include "reader.h"
+
+#define MiB (1024ull * 1024)
+#define RING_MAX (512 * MiB)
+#define IO_CHUNK (4 * MiB)
+#define MAX_SLOTS 16
+
+static inline uint64_t a16(uint64_t n) { return (n + 15) & ~(uint64_t)15; }
+
+/* Reports a failed CUDA call into err and clears the runtime's error state;
+ * WC_ENOMEM for an allocation, WC_ECUDA otherwise. */
+int wcg_cuda_fail(wc_err *err, cudaError_t e, const char *what);
+
+/* For functions with an `int r`, a `wc_err *err` and a `fail:` label. */
+#define CK(call, what)                                                                             \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) {                                                                   \
+            r = wcg_cuda_fail(err, e_, what);                                                          \
+            goto fail;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+/* ---- io thread pool (gpu_io.c) ---- */
+
+typedef struct io_task {
+    int kind;                /* 0: read into dst, 1: check the record hash */
+    uint64_t off, len;       /* file range */
+    uint8_t *dst;
+    uint64_t hash;
+    size_t tensor;
+    int result;              /* 0, or a WC_E* code */
+    int sys_errno;
+} io_task;
+
+typedef struct io_pool {
+    pthread_t *th;
+    int n;
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    unsigned gen;
+    int quit, active;
+    io_task *tasks;
+    size_t n_tasks;
+    atomic_size_t next;
+    int fd;                  /* -1: copy from the map instead */
+    const uint8_t *map;
+} io_pool;
+
+/* Runs the n tasks on the pool's threads and the caller's, returns when all
+ * are done (each task's result in it). */
+void wcg_io_run(io_pool *p, io_task *tasks, size_t n);
+/* Starts n threads (0: the caller does all the work). */
+int wcg_io_start(io_pool *p, int n);
+void wcg_io_stop(io_pool *p);
+
+/* ---- the decoder (gpu_decoder.c) ---- */
+
+typedef struct slot {
+    uint8_t *h_data, *h_desc;     /* pinned */
+    uint8_t *d_data, *d_desc;
+    cudaStream_t copy;
+    cudaEvent_t copied, done;
+    int in_use;                   /* a batch was queued and not yet checked */
+    /* what the batch's error words refer to */
+    uint64_t errs_off;
+    uint32_t n_jobs;
+    size_t *job_tensor;
+    size_t job_cap;
+} slot;
+
+struct wc_gpu {
+    wc_gpu_opts o;
+    wc_backend backend;
+    int device;
+    char reason[512];
+    int max_smem;
+    cudaStream_t compute;
+    int n_slots;
+    uint64_t data_cap, desc_cap;
+    slot slots[MAX_SLOTS];
+    io_pool io;
+};
+
+/* ---- tensors, batches and descriptors (gpu_desc.c) ---- */
+
+typedef struct treq {
+    size_t idx;
+    const wc_entry *e;
+    const uint8_t *rec;       /* mapped */
+    wc_gpu_dst dst;
+    int coded, has_pred, any_tx, general;
+    int packed;               /* one table, packed layout (kernels.cuh) */
+    uint64_t stream_bytes;
+    uint64_t scales_size;
+} treq;
+
+typedef struct piece {
+    size_t t;                 /* index into the request array */
+    uint32_t t0, t1;          /* coded: tiles [t0, t1) */
+    uint64_t b0, b1;          /* coded: stream bytes [b0, b1) rel. tiles_off; raw: record bytes */
+    uint64_t data_off;        /* in the data area */
+    int first, last;
+} piece;
+
+typedef struct cursor {
+    size_t t;                 /* request */
+    uint64_t at;              /* coded: next tile; raw: next byte */
+} cursor;
+
+/* Where things went in a descriptor area. */
+typedef struct layout {
+    uint64_t jobs, errs, block_job, tiles, modes, end;
+    uint32_t n_jobs, n_blocks, smem, multi, general;
+    /* the prediction jobs (pieces that end a tensor with prediction): one launch */
+    uint64_t preds, max_chains;
+    uint32_t n_preds;
+} layout;
+
+/* Checks the destinations and the record heads of the n tensors `which`;
+ * *out: their requests (the caller frees it). */
+int wcg_prep_all(const wc_file *f, const wc_gpu_dst *dst, const size_t *which, size_t n, treq **out,
+                 wc_err *err);
+/* Offset of tile k's stream from the tensor's tiles_off (the stream bytes for k = n_tiles). */
+uint64_t wcg_tile_begin(const treq *t, uint32_t k);
+/* Fixed descriptor bytes of a coded piece of n tiles. */
+uint64_t wcg_piece_desc(const treq *t, uint32_t n, int first, int last);
+/* Fills pieces for one batch from the cursor within the data and descriptor
+ * budgets. Returns the number of pieces, or a negative WC_E* code. */
+long wcg_plan_batch(const treq *rq, size_t n_rq, cursor *c, uint64_t data_cap, uint64_t desc_cap, piece **pp,
+                    size_t *cap, const wc_file *f, wc_err *err);
+/* Writes the descriptors of the coded pieces into desc (cap bytes); the
+ * stream of tile k of piece i lies at src_base[i] + begin(k) in the data area. */
+int wcg_build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *ps, size_t np,
+                   const uint64_t *src_base, uint8_t *desc, uint64_t cap, layout *L, size_t **job_tensor,
+                   size_t *job_cap, wc_err *err);
+wc_gpu_launch wcg_make_launch(const layout *L, const uint8_t *d_desc, const uint8_t *d_data);
+/* Launches the predictions of the jobs whose tensor ends in this launch. */
+int wcg_launch_preds(wc_gpu *g, const layout *L, const uint8_t *d_desc, wc_err *err);
+/* Turns the error words of a finished launch into the first error. */
+int wcg_check_errs(const wc_file *f, const treq *rq, const unsigned long long *errs, uint32_t n_jobs,
+                   const size_t *job_tensor, wc_err *err);
+
+#endif

@@ -1,0 +1,148 @@
+/* The GPU decoder's resident path: the whole compressed file copied to the
+ * device once, decoded again from there (include/wcodec/wcodec_gpu.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "gpu_int.h"
+#include "rans.h"
+
+/* ---- resident: the whole file on the device ---- */
+
+struct wc_gpu_resident {
+    wc_gpu *g;
+    const wc_file *f;
+    treq *rq;
+    size_t n_rq;
+    uint8_t *d_file, *d_desc, *h_desc;
+    layout L;
+    size_t *job_tensor;
+    size_t job_cap;
+};
+
+void wc_gpu_resident_destroy(wc_gpu_resident *r)
+{
+    if (!r) return;
+    if (r->g && r->g->compute) cudaStreamSynchronize(r->g->compute);
+    if (r->d_file) cudaFree(r->d_file);
+    if (r->d_desc) cudaFree(r->d_desc);
+    free(r->h_desc);
+    free(r->rq);
+    free(r->job_tensor);
+    free(r);
+}
+
+int wc_gpu_resident_create(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, wc_gpu_resident **out, wc_err *err)
+{
+    return wc_gpu_resident_create_sets(g, f, dst, 1, out, err);
+}
+
+int wc_gpu_resident_create_sets(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, size_t n_sets,
+                                wc_gpu_resident **out, wc_err *err)
+{
+    *out = NULL;
+    if (g->backend != WC_BACKEND_CUDA)
+        return wc_fail(err, WC_ENODEV, "GPU decoder: resident decode needs a CUDA device (%s)", g->reason);
+    int r = 0;
+    size_t n = wc_file_tensor_count(f) * n_sets, m = 0;
+    piece *ps = NULL;
+    uint64_t *src_base = NULL;
+    size_t *which = malloc((n ? n : 1) * sizeof *which);
+    wc_gpu_dst *d = malloc((n ? n : 1) * sizeof *d);
+    wc_gpu_resident *R = calloc(1, sizeof *R);
+    if (!which || !d || !R) {
+        r = wc_fail(err, WC_ENOMEM, "out of memory");
+        goto fail;
+    }
+    R->g = g, R->f = f;
+    for (size_t i = 0; i < n; i++)
+        if (dst[i].out) which[m] = i % wc_file_tensor_count(f), d[m++] = dst[i];
+    CK(cudaSetDevice(g->device), "cudaSetDevice");
+    if ((r = wcg_prep_all(f, d, which, m, &R->rq, err))) goto fail;
+    R->n_rq = m;
+    if (g->o.verify_checksums)
+        for (size_t k = 0; k < m && k < wc_file_tensor_count(f); k++) {
+            const wc_entry *e = R->rq[k].e;
+            if (wc_hash_differs(e->hash, R->rq[k].rec, e->size)) {
+                r = wc_fail(err, WC_ECHECKSUM, "%s: tensor '%s': checksum mismatch over its record [%llu, %llu)",
+                            wc_file_label(f), e->name, (unsigned long long)e->offset,
+                            (unsigned long long)(e->offset + e->size));
+                goto fail;
+            }
+        }
+    ps = calloc(m ? m : 1, sizeof *ps);
+    src_base = calloc(m ? m : 1, sizeof *src_base);
+    if (!ps || !src_base) {
+        r = wc_fail(err, WC_ENOMEM, "out of memory");
+        goto fail;
+    }
+    uint64_t cap = 4096;
+    for (size_t k = 0; k < m; k++) {
+        const treq *t = &R->rq[k];
+        ps[k] = (piece){.t = k, .first = 1, .last = 1};
+        if (t->coded) {
+            ps[k].t0 = 0, ps[k].t1 = t->e->n_tiles;
+            src_base[k] = t->e->offset + t->e->tiles_off;
+            cap += wcg_piece_desc(t, t->e->n_tiles, 1, 1);
+        }
+    }
+    R->h_desc = malloc(cap);
+    if (!R->h_desc) {
+        r = wc_fail(err, WC_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if ((r = wcg_build_desc(g, f, R->rq, ps, m, src_base, R->h_desc, cap, &R->L, &R->job_tensor, &R->job_cap, err)))
+        goto fail;
+    CK(cudaMalloc((void **)&R->d_file, wc_file_size(f) ? wc_file_size(f) : 1), "cudaMalloc (compressed file)");
+    CK(cudaMalloc((void **)&R->d_desc, R->L.end ? R->L.end : 16), "cudaMalloc (descriptors)");
+    CK(cudaMemcpy(R->d_file, wc_file_base(f), wc_file_size(f), cudaMemcpyHostToDevice), "cudaMemcpy (compressed file)");
+    CK(cudaMemcpy(R->d_desc, R->h_desc, R->L.end, cudaMemcpyHostToDevice), "cudaMemcpy (descriptors)");
+    free(which);
+    free(d);
+    free(ps);
+    free(src_base);
+    *out = R;
+    return 0;
+fail:
+    free(which);
+    free(d);
+    free(ps);
+    free(src_base);
+    wc_gpu_resident_destroy(R);
+    return r;
+}
+
+int wc_gpu_resident_run(wc_gpu_resident *R, bool sync, wc_err *err)
+{
+    wc_gpu *g = R->g;
+    int r = 0;
+    const layout *L = &R->L;
+    CK(cudaMemsetAsync(R->d_desc + L->errs, 0xff, 8ull * L->n_jobs, g->compute), "cudaMemsetAsync");
+    for (size_t k = 0; k < R->n_rq; k++) {
+        const treq *t = &R->rq[k];
+        if (t->coded || !t->e->size) continue;
+        CK(cudaMemcpyAsync(t->dst.out, R->d_file + t->e->offset, t->e->size, cudaMemcpyDeviceToDevice, g->compute),
+           "cudaMemcpyAsync (raw tensor)");
+    }
+    wc_gpu_launch l = wcg_make_launch(L, R->d_desc, R->d_file);
+    int ce = wc_gpu_launch_decode(&l, g->compute);
+    if (ce) return wcg_cuda_fail(err, (cudaError_t)ce, "decode kernel launch");
+    if ((r = wcg_launch_preds(g, L, R->d_desc, err))) return r;
+    if (!sync) return 0;
+    CK(cudaStreamSynchronize(g->compute), "decoding");
+    unsigned long long *errs = malloc(8ull * L->n_jobs + 8);
+    if (!errs) return wc_fail(err, WC_ENOMEM, "out of memory");
+    cudaError_t e = cudaMemcpy(errs, R->d_desc + L->errs, 8ull * L->n_jobs, cudaMemcpyDeviceToHost);
+    if (e != cudaSuccess) r = wcg_cuda_fail(err, e, "cudaMemcpy (error words)");
+    else r = wcg_check_errs(R->f, R->rq, errs, L->n_jobs, R->job_tensor, err);
+    free(errs);
+    return r;
+fail:
+    return r;
+}
