@@ -141,15 +141,6 @@ static inline __attribute__((always_inline)) unsigned renorm(vstate *v, int j, c
     return (unsigned)__builtin_popcount(v->m[j]);
 }
 
-static inline void store_syms(const vstate *v, uint8_t *out)
-{
-    const __m256i byte = _mm256_set1_epi32(0xff);
-    const __m256i s01 = _mm256_packus_epi32(_mm256_and_si256(v->sym[0], byte), _mm256_and_si256(v->sym[1], byte));
-    const __m256i s23 = _mm256_packus_epi32(_mm256_and_si256(v->sym[2], byte), _mm256_and_si256(v->sym[3], byte));
-    _mm256_storeu_si256((__m256i *)out, _mm256_permutevar8x32_epi32(_mm256_packus_epi16(s01, s23),
-                                                                    _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
-}
-
 /* Whole steps of 32 symbols from *base_io on. The loop is rotated: an
  * iteration renormalises vector j of one step and at once updates vector j
  * of the next, so that each vector's gather is issued as soon as its own
@@ -222,7 +213,7 @@ decode_steps(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t
             for (int j = 0; j < 4; j++) p += renorm(&v, j, src + 2 * (p - src_k));
             done = v;
         }
-        store_syms(&done, out + base);
+        wc_rans_store_syms(done.sym, out + base);
         pos = p;
         base += WC_RANS_LANES;
         /* the reference fails at the end of the step that ran out */

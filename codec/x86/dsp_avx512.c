@@ -115,15 +115,6 @@ static inline __attribute__((always_inline)) unsigned renorm(vstate *v, int j, c
     return (unsigned)__builtin_popcount((unsigned)m);
 }
 
-static inline void store_syms(const vstate *v, uint8_t *out)
-{
-    const __m256i byte = _mm256_set1_epi32(0xff);
-    const __m256i s01 = _mm256_packus_epi32(_mm256_and_si256(v->sym[0], byte), _mm256_and_si256(v->sym[1], byte));
-    const __m256i s23 = _mm256_packus_epi32(_mm256_and_si256(v->sym[2], byte), _mm256_and_si256(v->sym[3], byte));
-    _mm256_storeu_si256((__m256i *)out, _mm256_permutevar8x32_epi32(_mm256_packus_epi16(s01, s23),
-                                                                    _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
-}
-
 /* Whole steps of 32 symbols from *base_io on, the loop rotated as in the
  * AVX2 decoder: vector j of one step is renormalised, then at once updated
  * for the next step. */
@@ -213,7 +204,7 @@ decode_steps(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t
         vstate sv;
         UNROLL4
         for (int j = 0; j < 4; j++) sv.sym[j] = done[j];
-        store_syms(&sv, out + base);
+        wc_rans_store_syms(sv.sym, out + base);
         pos = p;
         base += WC_RANS_LANES;
         /* the reference fails at the end of the step that ran out */

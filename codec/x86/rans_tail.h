@@ -1,9 +1,11 @@
-/* The parts of the SIMD rANS decoders (codec/x86) that stay scalar: the
- * stream's head, the last, partial step, and the end-of-stream checks. Same
- * results, writes and failure points as wc_rans_decode_ref (codec/dsp_ref.c). */
+/* What the SIMD rANS decoders (codec/x86, both built with -mavx2) share:
+ * the parts that stay scalar (the stream's head, the last, partial step,
+ * the end-of-stream checks; same results, writes and failure points as
+ * wc_rans_decode_ref in codec/dsp_ref.c) and the store of a step's symbols. */
 #ifndef WC_X86_RANS_TAIL_H
 #define WC_X86_RANS_TAIL_H
 
+#include <immintrin.h>
 #include <stdbool.h>
 
 #include "dsp.h"
@@ -61,6 +63,17 @@ static __attribute__((noinline)) int wc_rans_decode_tail(const wc_rans_dec_table
     }
     *pos_io = pos;
     return 0;
+}
+
+/* Stores the 32 symbols of a step, lane l's from the low byte of element
+ * l % 8 of sym[l / 8], at out[0..32). */
+static inline void wc_rans_store_syms(const __m256i sym[4], uint8_t *out)
+{
+    const __m256i byte = _mm256_set1_epi32(0xff);
+    const __m256i s01 = _mm256_packus_epi32(_mm256_and_si256(sym[0], byte), _mm256_and_si256(sym[1], byte));
+    const __m256i s23 = _mm256_packus_epi32(_mm256_and_si256(sym[2], byte), _mm256_and_si256(sym[3], byte));
+    _mm256_storeu_si256((__m256i *)out, _mm256_permutevar8x32_epi32(_mm256_packus_epi16(s01, s23),
+                                                                    _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
 }
 
 /* Every lane back at the encoder's initial state, every word consumed
