@@ -283,14 +283,14 @@ static int run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_e
             goto out;
         wcg_io_run(io, tasks, nt);
         for (size_t k = 0; k < nt; k++)
-            if (tasks[k].result && tasks[k].kind == 1) {
+            if (tasks[k].result == WC_ECHECKSUM) {
                 const wc_entry *e = rq[tasks[k].tensor].e;
                 r = wc_fail(err, tasks[k].result, "%s: tensor '%s': checksum mismatch over its record [%llu, %llu)",
                             wc_file_label(f), e->name, (unsigned long long)e->offset,
                             (unsigned long long)(e->offset + e->size));
                 goto out;
             } else if (tasks[k].result) {
-                r = wc_fail(err, WC_EIO, "%s: read of %llu bytes at offset %llu failed: %s", wc_file_label(f),
+                r = wc_fail(err, tasks[k].result, "%s: read of %llu bytes at offset %llu failed: %s", wc_file_label(f),
                             (unsigned long long)tasks[k].len, (unsigned long long)tasks[k].off,
                             tasks[k].sys_errno ? strerror(tasks[k].sys_errno) : "unexpected end of file");
                 goto out;

@@ -46,8 +46,8 @@ typedef struct io_task {
     uint8_t *dst;
     uint64_t hash;
     size_t tensor;
-    int result;              /* 0, or a WC_E* code */
-    int sys_errno;
+    int result;              /* 0, or a WC_E* code: WC_ECHECKSUM, WC_EIO, WC_ENOMEM */
+    int sys_errno;           /* errno of a failed read (0: the file ended early) */
 } io_task;
 
 typedef struct io_pool {

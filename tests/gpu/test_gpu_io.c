@@ -1,0 +1,110 @@
+/* The GPU decoder's io threads (cuda/gpu_io.c), which need no device: reads
+ * into a buffer and record checksums, through pread and through the map,
+ * against the bytes of the file and XXH3 computed here in one call. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "gpu_int.h"
+
+#define FILE_BYTES ((3u << 20) + 17) /* not a multiple of any buffer or chunk */
+
+static uint8_t *data;
+static char path[] = "/tmp/wcodec-io-XXXXXX";
+
+static int setup(void **state)
+{
+    (void)state;
+    data = malloc(FILE_BYTES);
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < FILE_BYTES; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        data[i] = (uint8_t)(x >> 32);
+    }
+    int fd = mkstemp(path);
+    if (fd < 0 || write(fd, data, FILE_BYTES) != (ssize_t)FILE_BYTES) return -1;
+    close(fd);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    unlink(path);
+    free(data);
+    return 0;
+}
+
+static io_task hash_task(uint64_t off, uint64_t len, uint64_t hash)
+{
+    return (io_task){.kind = 1, .off = off, .len = len, .hash = hash};
+}
+
+/* Runs the checks with the file open (pread) or not (through the map). */
+static void run(bool with_fd)
+{
+    io_pool p;
+    assert_int_equal(wcg_io_start(&p, 2), 0);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    p.map = mmap(NULL, FILE_BYTES, PROT_READ, MAP_SHARED, fd, 0);
+    assert_true(p.map != MAP_FAILED);
+    p.fd = with_fd ? fd : -1;
+    uint8_t *got = calloc(1, 2u << 20);
+    const uint64_t whole = XXH3_64bits(data, FILE_BYTES), part = XXH3_64bits(data + 5, (1u << 20) + 3);
+    io_task t[6] = {
+        hash_task(0, FILE_BYTES, whole),
+        hash_task(5, (1u << 20) + 3, part),
+        hash_task(0, FILE_BYTES, whole ^ 1),
+        hash_task(0, 0, XXH3_64bits(data, 0)),
+        {.kind = 0, .off = 7, .len = 2u << 20, .dst = got},
+        hash_task(FILE_BYTES - 10, with_fd ? 100 : 10, XXH3_64bits(data + FILE_BYTES - 10, 10)),
+    };
+    wcg_io_run(&p, t, 6);
+    assert_int_equal(t[0].result, 0);
+    assert_int_equal(t[1].result, 0);
+    assert_int_equal(t[2].result, WC_ECHECKSUM);
+    assert_int_equal(t[3].result, 0);
+    assert_int_equal(t[4].result, 0);
+    assert_memory_equal(got, data + 7, 2u << 20);
+    if (with_fd) {
+        /* a record that runs past the end of the file */
+        assert_int_equal(t[5].result, WC_EIO);
+        assert_int_equal(t[5].sys_errno, 0);
+    } else {
+        assert_int_equal(t[5].result, 0);
+    }
+    wcg_io_stop(&p);
+    munmap((void *)p.map, FILE_BYTES);
+    close(fd);
+    free(got);
+}
+
+static void test_pread(void **state)
+{
+    (void)state;
+    run(true);
+}
+
+static void test_map(void **state)
+{
+    (void)state;
+    run(false);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_pread), cmocka_unit_test(test_map)};
+    return cmocka_run_group_tests(tests, setup, teardown) ? 1 : 0;
+}
