@@ -3,7 +3,6 @@
  * leased while a connection holds it; only entries with neither sit on the
  * LRU list, so eviction never touches a tensor somebody uses. A tensor that
  * several requests want is decoded once: later requests wait on the entry. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -201,10 +201,7 @@ decode_steps(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t
                 done[j] = v.sym[j];
             }
         }
-        vstate sv;
-        UNROLL4
-        for (int j = 0; j < 4; j++) sv.sym[j] = done[j];
-        wc_rans_store_syms(sv.sym, out + base);
+        wc_rans_store_syms(done, out + base);
         pos = p;
         base += WC_RANS_LANES;
         /* the reference fails at the end of the step that ran out */
