@@ -208,6 +208,20 @@ static int retire_slot(wc_gpu *g, slot *sl, const wc_file *f, const treq *rq, wc
                       sl->job_tensor, err);
 }
 
+/* The message for a failed io task (a read or a record hash). */
+static int io_fail(const wc_file *f, const treq *rq, const io_task *t, wc_err *err)
+{
+    if (t->result == WC_ECHECKSUM) {
+        const wc_entry *e = rq[t->tensor].e;
+        return wc_fail(err, t->result, "%s: tensor '%s': checksum mismatch over its record [%llu, %llu)",
+                       wc_file_label(f), e->name, (unsigned long long)e->offset,
+                       (unsigned long long)(e->offset + e->size));
+    }
+    return wc_fail(err, t->result, "%s: read of %llu bytes at offset %llu failed: %s", wc_file_label(f),
+                   (unsigned long long)t->len, (unsigned long long)t->off,
+                   t->sys_errno ? strerror(t->sys_errno) : "unexpected end of file");
+}
+
 static int run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_err *err)
 {
     int r = 0;
@@ -241,21 +255,17 @@ static int run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_e
             r = wc_fail(err, WC_ENOMEM, "out of memory");
             goto out;
         }
-        /* each record's checksum, on the io threads beside the reads of the
-         * batch that holds its first piece: checked before it is decoded */
+        /* each record's checksum in the background, queued with its first
+         * piece: it only has to pass before the call returns (a tensor
+         * whose record fails is then reported, whatever was decoded) */
         for (long i = 0; i < np && g->o.verify_checksums; i++) {
             if (!ps[i].first) continue;
-            if (nt == task_cap) {
-                size_t ncap = task_cap ? 2 * task_cap : 256;
-                io_task *nt2 = realloc(tasks, ncap * sizeof *nt2);
-                if (!nt2) {
-                    r = wc_fail(err, WC_ENOMEM, "out of memory");
-                    goto out;
-                }
-                tasks = nt2, task_cap = ncap;
-            }
             const wc_entry *e = rq[ps[i].t].e;
-            tasks[nt++] = (io_task){.kind = 1, .off = e->offset, .len = e->size, .hash = e->hash, .tensor = ps[i].t};
+            io_task h = {.kind = 1, .off = e->offset, .len = e->size, .hash = e->hash, .tensor = ps[i].t};
+            if (wcg_io_queue(io, &h)) {
+                r = wc_fail(err, WC_ENOMEM, "out of memory");
+                goto out;
+            }
         }
         for (long i = 0; i < np; i++) {
             const piece *p = &ps[i];
@@ -283,18 +293,15 @@ static int run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_e
             goto out;
         wcg_io_run(io, tasks, nt);
         for (size_t k = 0; k < nt; k++)
-            if (tasks[k].result == WC_ECHECKSUM) {
-                const wc_entry *e = rq[tasks[k].tensor].e;
-                r = wc_fail(err, tasks[k].result, "%s: tensor '%s': checksum mismatch over its record [%llu, %llu)",
-                            wc_file_label(f), e->name, (unsigned long long)e->offset,
-                            (unsigned long long)(e->offset + e->size));
-                goto out;
-            } else if (tasks[k].result) {
-                r = wc_fail(err, tasks[k].result, "%s: read of %llu bytes at offset %llu failed: %s", wc_file_label(f),
-                            (unsigned long long)tasks[k].len, (unsigned long long)tasks[k].off,
-                            tasks[k].sys_errno ? strerror(tasks[k].sys_errno) : "unexpected end of file");
+            if (tasks[k].result) {
+                r = io_fail(f, rq, &tasks[k], err);
                 goto out;
             }
+        io_task bad;
+        if (wcg_io_bg_failed(io, false, &bad)) {
+            r = io_fail(f, rq, &bad, err);
+            goto out;
+        }
         /* copies */
         if (L.end) CK(cudaMemcpyAsync(sl->d_desc, sl->h_desc, L.end, cudaMemcpyHostToDevice, sl->copy), "cudaMemcpyAsync (descriptors)");
         for (long i = 0; i < np; i++) {
@@ -330,15 +337,21 @@ static int run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_e
         int r2 = retire_slot(g, &g->slots[s], f, rq, err);
         if (r2 && !r) r = r2;
     }
-    goto out;
 fail:
 out:
+    /* a record whose checksum fails is the cause of whatever its decode
+     * found: that is reported first */
+    if (r != WC_ECHECKSUM && r != WC_ENOMEM) {
+        io_task bad;
+        if (wcg_io_bg_failed(io, true, &bad) && (!r || bad.result == WC_ECHECKSUM)) r = io_fail(f, rq, &bad, err);
+    }
     /* leave nothing in flight that uses the ring */
     for (int s = 0; s < g->n_slots; s++) {
         cudaStreamSynchronize(g->slots[s].copy);
         g->slots[s].in_use = 0;
     }
     cudaStreamSynchronize(g->compute);
+    wcg_io_bg_clear(io); /* the hashes read through io->fd */
     if (io->fd >= 0) close(io->fd);
     io->fd = -1;
     free(ps);

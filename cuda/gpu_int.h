@@ -8,7 +8,7 @@
 #define WC_CUDA_GPU_INT_H
 
 #include <pthread.h>
-#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <cuda_runtime_api.h>
@@ -55,18 +55,29 @@ typedef struct io_pool {
     int n;
     pthread_mutex_t mu;
     pthread_cond_t go, done;
-    unsigned gen;
-    int quit, active;
-    io_task *tasks;
-    size_t n_tasks;
-    atomic_size_t next;
+    int quit;
+    io_task *tasks;          /* the batch: claimed in order, the caller waits for all */
+    size_t n_tasks, next, n_done;
+    io_task *bg;             /* background tasks (record hashes), results kept */
+    size_t bg_n, bg_cap, bg_next, bg_done;
     int fd;                  /* -1: copy from the map instead */
     const uint8_t *map;
 } io_pool;
 
 /* Runs the n tasks on the pool's threads and the caller's, returns when all
- * are done (each task's result in it). */
+ * are done (each task's result in it). Batch tasks go before background
+ * ones. */
 void wcg_io_run(io_pool *p, io_task *tasks, size_t n);
+/* Queues a background task (a record hash): the threads take it when no
+ * batch task is left, so hashing spreads over the whole pipeline instead of
+ * holding up the batch that reads the record's first bytes. WC_ENOMEM. */
+int wcg_io_queue(io_pool *p, const io_task *t);
+/* Whether a finished background task failed (the first such in queue
+ * order is copied to *failed); with wait, the caller first helps with and
+ * waits for all of them. */
+bool wcg_io_bg_failed(io_pool *p, bool wait, io_task *failed);
+/* Waits for the background tasks and forgets them. */
+void wcg_io_bg_clear(io_pool *p);
 /* Starts n threads (0: the caller does all the work). */
 int wcg_io_start(io_pool *p, int n);
 void wcg_io_stop(io_pool *p);

@@ -82,49 +82,100 @@ static void io_do(io_pool *p, io_task *t)
     }
 }
 
-static void io_drain(io_pool *p)
+/* Claims the next task under p->mu, batch tasks first: a batch waits on
+ * its reads, while a background hash only has to finish before the call
+ * returns. Runs it unlocked; false when there is none (bg: whether the
+ * caller takes background tasks too). */
+static bool io_work_one(io_pool *p, bool bg)
 {
-    for (;;) {
-        size_t i = atomic_fetch_add(&p->next, 1);
-        if (i >= p->n_tasks) return;
-        io_do(p, &p->tasks[i]);
+    if (p->next < p->n_tasks) {
+        io_task *t = &p->tasks[p->next++];
+        pthread_mutex_unlock(&p->mu);
+        io_do(p, t);
+        pthread_mutex_lock(&p->mu);
+        if (++p->n_done == p->n_tasks) pthread_cond_broadcast(&p->done);
+        return true;
     }
+    if (bg && p->bg_next < p->bg_n) {
+        const size_t i = p->bg_next++;
+        io_task t = p->bg[i]; /* p->bg may move while the task runs */
+        pthread_mutex_unlock(&p->mu);
+        io_do(p, &t);
+        pthread_mutex_lock(&p->mu);
+        p->bg[i] = t;
+        if (++p->bg_done == p->bg_n) pthread_cond_broadcast(&p->done);
+        return true;
+    }
+    return false;
 }
 
 static void *io_worker(void *arg)
 {
     io_pool *p = arg;
-    unsigned seen = 0;
-    for (;;) {
-        pthread_mutex_lock(&p->mu);
-        while (p->gen == seen && !p->quit) pthread_cond_wait(&p->go, &p->mu);
-        if (p->quit) {
-            pthread_mutex_unlock(&p->mu);
-            return NULL;
-        }
-        seen = p->gen;
-        pthread_mutex_unlock(&p->mu);
-        io_drain(p);
-        pthread_mutex_lock(&p->mu);
-        if (--p->active == 0) pthread_cond_signal(&p->done);
-        pthread_mutex_unlock(&p->mu);
-    }
+    pthread_mutex_lock(&p->mu);
+    while (!p->quit)
+        if (!io_work_one(p, true)) pthread_cond_wait(&p->go, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
 }
 
-/* Runs the tasks on the workers and the calling thread; returns when all are done. */
+/* Runs the tasks on the workers and the calling thread; returns when all are
+ * done (background tasks may still be running). */
 void wcg_io_run(io_pool *p, io_task *tasks, size_t n)
 {
+    pthread_mutex_lock(&p->mu);
     p->tasks = tasks;
     p->n_tasks = n;
-    atomic_store(&p->next, 0);
-    pthread_mutex_lock(&p->mu);
-    p->active = p->n;
-    p->gen++;
+    p->next = p->n_done = 0;
     pthread_cond_broadcast(&p->go);
+    while (io_work_one(p, false)) {}
+    while (p->n_done < p->n_tasks) pthread_cond_wait(&p->done, &p->mu);
+    p->tasks = NULL;
+    p->n_tasks = p->next = p->n_done = 0;
     pthread_mutex_unlock(&p->mu);
-    io_drain(p);
+}
+
+int wcg_io_queue(io_pool *p, const io_task *t)
+{
+    int r = 0;
     pthread_mutex_lock(&p->mu);
-    while (p->active) pthread_cond_wait(&p->done, &p->mu);
+    if (p->bg_n == p->bg_cap) {
+        const size_t cap = p->bg_cap ? 2 * p->bg_cap : 64;
+        io_task *nb = realloc(p->bg, cap * sizeof *nb);
+        if (!nb) {
+            r = WC_ENOMEM;
+            goto out;
+        }
+        p->bg = nb, p->bg_cap = cap;
+    }
+    p->bg[p->bg_n++] = *t;
+    pthread_cond_signal(&p->go);
+out:
+    pthread_mutex_unlock(&p->mu);
+    return r;
+}
+
+bool wcg_io_bg_failed(io_pool *p, bool wait, io_task *failed)
+{
+    bool found = false;
+    pthread_mutex_lock(&p->mu);
+    if (wait) {
+        while (io_work_one(p, true)) {}
+        while (p->bg_done < p->bg_n) pthread_cond_wait(&p->done, &p->mu);
+    }
+    /* a task's result is written back when it is done (0 until then) */
+    for (size_t i = 0; i < p->bg_next && !found; i++)
+        if (p->bg[i].result) *failed = p->bg[i], found = true;
+    pthread_mutex_unlock(&p->mu);
+    return found;
+}
+
+void wcg_io_bg_clear(io_pool *p)
+{
+    io_task t;
+    wcg_io_bg_failed(p, true, &t);
+    pthread_mutex_lock(&p->mu);
+    p->bg_n = p->bg_next = p->bg_done = 0;
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -141,6 +192,8 @@ void wcg_io_stop(io_pool *p)
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->go);
     pthread_cond_destroy(&p->done);
+    free(p->bg);
+    p->bg = NULL;
 }
 
 int wcg_io_start(io_pool *p, int n)

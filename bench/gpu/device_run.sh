@@ -16,11 +16,21 @@ summary=$OUT/summary.txt
 for stage in "$@"; do
 case $stage in
 test)
+    # logs stay in /tmp (a call brings back 8 files at most); a failure prints its log's tail
     nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee -a $summary
-    timeout 400 $B/tests/gpu/test_gpu $W/slice_mixed.safetensors > $OUT/test_gpu.log 2>&1
-    echo "test_gpu rc=$?" | tee -a $summary
-    CUDA_VISIBLE_DEVICES= $B/tests/gpu/test_gpu --nodev > $OUT/test_nodev.log 2>&1
-    echo "test_nodev rc=$?" | tee -a $summary
+    L=/tmp/logs; mkdir -p $L
+    check() {
+        local name=$1; shift
+        "$@" > $L/$name.log 2>&1
+        local rc=$?
+        echo "$name rc=$rc" | tee -a $summary
+        [ $rc = 0 ] || { grep -E "FAIL|ERROR|Assert|differ|error" $L/$name.log | head -20; tail -30 $L/$name.log; }
+    }
+    check test_gpu timeout 400 $B/tests/gpu/test_gpu $W/slice_mixed.safetensors
+    check test_nodev env CUDA_VISIBLE_DEVICES= $B/tests/gpu/test_gpu --nodev
+    check test_gpu_shared_dev $B/tests/gpu/test_gpu_shared_dev $B/tests/gpu/example.wcodec
+    check test_gpu_shared_nodev env CUDA_VISIBLE_DEVICES= $B/tests/gpu/test_gpu_shared $B/tests/gpu/example.wcodec
+    check test_gpu_io $B/tests/gpu/test_gpu_io
     ;;
 sanitize)
     for tool in memcheck racecheck; do
@@ -32,7 +42,6 @@ sanitize)
 kernel)
     for tw in 262144 65536 16384 4096; do
         $B/tools/wcodec encode -q -f --tile-weights $tw $W/slice_mixed.safetensors -o $T/slice_$tw.wcodec
-        $B/tools/wcodec info $T/slice_$tw.wcodec >> $OUT/info_slice.txt 2>&1
         $B/bench/gpu/bench_gpu kernel $T/slice_$tw.wcodec 50 1 | tee -a $summary
         $B/bench/gpu/bench_gpu kernel $T/slice_$tw.wcodec 20 100 | tee -a $summary
     done
@@ -71,6 +80,19 @@ synthk)
         $B/bench/gpu/bench_gpu kernel $T/synth7b_$tw.wcodec 10 | tee -a $summary
     done
     ;;
+ncusrc)
+    # where the decode kernel's issue slots go, per SASS instruction (synthetic model, 16K tiles; real slice x 100)
+    for f in synth7b_16384:1 slice_16384:100; do
+        name=${f%%:*}
+        ncu --section InstructionStats --section WarpStateStats --section SourceCounters --section SpeedOfLight \
+            --section Occupancy --section LaunchStats -k regex:wc_decode -c 1 -f -o $T/prof_$name \
+            $B/bench/gpu/bench_gpu kernel $T/$name.wcodec 1 ${f##*:} > /dev/null 2>&1
+        ncu -i $T/prof_$name.ncu-rep > $OUT/ncu_$name.txt 2>&1
+        ncu -i $T/prof_$name.ncu-rep --page source --csv --print-source sass | gzip > $OUT/src_$name.csv.gz
+        grep -E "wc_decode_kernel|Duration|Executed Instructions  |Registers Per|Achieved Occ|Theoretical Occ" $OUT/ncu_$name.txt | tee -a $summary
+    done
+    cuobjdump -sass $B/cuda/libwcodec_gpu.a.p/rans_decode.cu.o 2>&1 | gzip > $OUT/sass.txt.gz
+    ;;
 ncusynth)
     ncu --section SpeedOfLight --section Occupancy --section SchedulerStats --section WarpStateStats \
         --section LaunchStats -k regex:wc_decode -c 1 \
@@ -83,7 +105,9 @@ synthmin)
     ;;
 e2e)
     f=$T/synth7b_262144.wcodec
-    for cfg in "256 8 1" "256 12 1" "256 12 0" "384 14 1" "384 14 0"; do
+    # ring MiB, io threads, checksums; E2E_CFGS overrides (;-separated)
+    IFS=';' read -ra cfgs <<< "${E2E_CFGS:-256 8 1;256 12 1;256 12 0;384 14 1;384 14 0}"
+    for cfg in "${cfgs[@]}"; do
         set -- $cfg
         $B/bench/gpu/bench_gpu e2e $f 3 $1 $2 $3 | tee -a $summary
     done

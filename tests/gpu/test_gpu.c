@@ -174,12 +174,28 @@ static void encode(const char *src, const char *out, uint32_t tile_weights, uint
 static const struct { uint32_t nd; uint64_t s[4]; } shapes[] = {
     {2, {1, 1}}, {2, {1, 33}}, {2, {33, 1}}, {2, {3, 5}}, {2, {17, 31}}, {2, {64, 64}}, {2, {5, 1000}},
     {2, {1000, 3}}, {3, {7, 13, 3}}, {4, {6, 5, 3, 3}}, {2, {129, 257}}, {2, {300, 700}}, {1, {77}},
+    {2, {96, 512}},
 };
 #define N_SHAPES (sizeof shapes / sizeof *shapes)
 
+/* rows x cols values whose tails get heavier from row to row (seven kinds
+ * of rows): the encoder then gives rows tables of their own. */
+static float *rand_rows(uint64_t rows, uint64_t cols, uint64_t seed)
+{
+    float *p = malloc(4 * rows * cols + 4);
+    for (uint64_t r = 0; r < rows; r++)
+        for (uint64_t c = 0; c < cols; c++) {
+            double v = (double)(th_rand(&seed) >> 11) / 9007199254740992.0 - 0.5;
+            if (th_rand(&seed) % (2 + r % 7 * 20) == 0) v *= 40;
+            p[r * cols + c] = (float)v;
+        }
+    return p;
+}
+
+/* kind 0-2: randf's kinds; 3: rand_rows */
 static const char *make_model(int kind)
 {
-    static char path[3][512];
+    static char path[4][512];
     if (path[kind][0]) return path[kind];
     th_tensor t[N_SHAPES];
     float *data[N_SHAPES];
@@ -187,7 +203,8 @@ static const char *make_model(int kind)
     for (size_t i = 0; i < N_SHAPES; i++) {
         uint64_t numel = 1;
         for (uint32_t d = 0; d < shapes[i].nd; d++) numel *= shapes[i].s[d];
-        data[i] = randf(numel, 100 * kind + i, 0.1f * (float)(i + 1), kind);
+        data[i] = kind == 3 ? rand_rows(shapes[i].s[0], numel / shapes[i].s[0], 300 + i)
+                            : randf(numel, 100 * kind + i, 0.1f * (float)(i + 1), kind);
         snprintf(names[i], sizeof names[i], "layer%zu.weight", i);
         t[i] = (th_tensor){names[i], WC_DT_F32, shapes[i].nd, {0}, data[i]};
         memcpy(t[i].shape, shapes[i].s, sizeof shapes[i].s);
@@ -207,12 +224,13 @@ static void test_tile_edges(void **state)
     const uint32_t tiles[] = {32, 33, 63, 100, 1024, 4096, 65536, 262144};
     wc_gpu_opts go;
     wc_gpu_opts_default(&go);
-    for (int kind = 0; kind < 3; kind++) {
+    for (int kind = 0; kind < 4; kind++) {
         const char *src = make_model(kind);
         for (size_t k = 0; k < sizeof tiles / sizeof *tiles; k++) {
-            if (g_quick && (k % 3 || kind == 2)) continue;
+            if (g_quick && (k % 3 || kind >= 2)) continue;
             const char *wc = th_path("edges.wcodec");
-            encode(src, wc, tiles[k], k % 2 ? 13 : 11 + (uint32_t)kind, 0, 0, 1);
+            /* kind 3 with several tables: every row shape with a table per row */
+            encode(src, wc, tiles[k], k % 2 ? 13 : 11 + (uint32_t)kind % 3, 0, 0, kind == 3 ? 8 : 1);
             compare_file(wc, &go);
         }
     }
@@ -226,7 +244,7 @@ static void test_modes(void **state)
     wc_gpu_opts go;
     wc_gpu_opts_default(&go);
     const uint32_t tiles[] = {33, 1000, 65536};
-    for (int kind = 0; kind < 3; kind++) {
+    for (int kind = 0; kind < 4; kind++) {
         const char *src = make_model(kind);
         for (int pred = -1; pred <= 4; pred++)
             for (int tx = -1; tx <= 2; tx++)

@@ -1,6 +1,7 @@
 /* The GPU decoder's io threads (cuda/gpu_io.c), which need no device: reads
  * into a buffer and record checksums, through pread and through the map,
- * against the bytes of the file and XXH3 computed here in one call. */
+ * against the bytes of the file and XXH3 computed here in one call; the
+ * hashes run as background tasks beside a batch. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -63,28 +64,40 @@ static void run(bool with_fd)
     p.fd = with_fd ? fd : -1;
     uint8_t *got = calloc(1, 2u << 20);
     const uint64_t whole = XXH3_64bits(data, FILE_BYTES), part = XXH3_64bits(data + 5, (1u << 20) + 3);
-    io_task t[6] = {
+    /* the hashes in the background, the read as a batch */
+    const io_task h[5] = {
         hash_task(0, FILE_BYTES, whole),
         hash_task(5, (1u << 20) + 3, part),
         hash_task(0, FILE_BYTES, whole ^ 1),
         hash_task(0, 0, XXH3_64bits(data, 0)),
-        {.kind = 0, .off = 7, .len = 2u << 20, .dst = got},
         hash_task(FILE_BYTES - 10, with_fd ? 100 : 10, XXH3_64bits(data + FILE_BYTES - 10, 10)),
     };
-    wcg_io_run(&p, t, 6);
-    assert_int_equal(t[0].result, 0);
-    assert_int_equal(t[1].result, 0);
-    assert_int_equal(t[2].result, WC_ECHECKSUM);
-    assert_int_equal(t[3].result, 0);
-    assert_int_equal(t[4].result, 0);
+    for (int i = 0; i < 5; i++) assert_int_equal(wcg_io_queue(&p, &h[i]), 0);
+    io_task rd = {.kind = 0, .off = 7, .len = 2u << 20, .dst = got};
+    wcg_io_run(&p, &rd, 1);
+    assert_int_equal(rd.result, 0);
     assert_memory_equal(got, data + 7, 2u << 20);
+    io_task bad;
+    assert_true(wcg_io_bg_failed(&p, true, &bad));
+    /* the first failure in queue order */
+    assert_int_equal(bad.result, WC_ECHECKSUM);
+    assert_int_equal(bad.hash, whole ^ 1);
+    assert_int_equal(p.bg_done, 5);
+    assert_int_equal(p.bg[0].result, 0);
+    assert_int_equal(p.bg[1].result, 0);
+    assert_int_equal(p.bg[2].result, WC_ECHECKSUM);
+    assert_int_equal(p.bg[3].result, 0);
     if (with_fd) {
         /* a record that runs past the end of the file */
-        assert_int_equal(t[5].result, WC_EIO);
-        assert_int_equal(t[5].sys_errno, 0);
+        assert_int_equal(p.bg[4].result, WC_EIO);
+        assert_int_equal(p.bg[4].sys_errno, 0);
     } else {
-        assert_int_equal(t[5].result, 0);
+        assert_int_equal(p.bg[4].result, 0);
     }
+    /* forgotten after a clear; a good hash then fails nothing */
+    wcg_io_bg_clear(&p);
+    assert_int_equal(wcg_io_queue(&p, &h[1]), 0);
+    assert_false(wcg_io_bg_failed(&p, true, &bad));
     wcg_io_stop(&p);
     munmap((void *)p.map, FILE_BYTES);
     close(fd);

@@ -1,13 +1,20 @@
 /* The GPU decoder as an application gets it: through the installed
- * libwcodec.so and wcodec_gpu.h only (no CUDA runtime of its own, nothing
- * internal). Run without a device (CUDA_VISIBLE_DEVICES= in meson.build),
- * the decoder must fall back to the CPU, say why, refuse require_gpu, and
- * decode every tensor of a file equal to wc_decode_tensor. */
+ * libwcodec.so and wcodec_gpu.h only (nothing internal). Two builds:
+ *  - without a device (CUDA_VISIBLE_DEVICES= in meson.build) the decoder
+ *    must fall back to the CPU, say why, refuse require_gpu, and decode
+ *    every tensor of a file equal to wc_decode_tensor;
+ *  - WCT_APP_CUDA: the application has a CUDA runtime of its own (a
+ *    separate copy from the one hidden inside libwcodec), allocates the
+ *    outputs with it, and the decoder must write them on the device, equal
+ *    to wc_decode_tensor. Exits 77 where there is no device. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <wcodec/wcodec_gpu.h>
+#ifdef WCT_APP_CUDA
+#include <cuda_runtime_api.h>
+#endif
 
 #define CHECK(cond, ...)                                                                           \
     do {                                                                                           \
@@ -19,21 +26,62 @@
         }                                                                                          \
     } while (0)
 
-int main(int argc, char **argv)
+#ifdef WCT_APP_CUDA
+static void *out_alloc(size_t n)
 {
-    CHECK(argc == 2, "usage: %s MODEL.wcodec", argv[0]);
+    void *p = NULL;
+    return cudaMalloc(&p, n) == cudaSuccess ? p : NULL;
+}
+static void out_free(void *p) { cudaFree(p); }
+static int out_fetch(void *host, const void *out, size_t n)
+{
+    return cudaMemcpy(host, out, n, cudaMemcpyDeviceToHost) == cudaSuccess ? 0 : -1;
+}
+#else
+static void *out_alloc(size_t n) { return malloc(n); }
+static void out_free(void *p) { free(p); }
+static int out_fetch(void *host, const void *out, size_t n)
+{
+    memcpy(host, out, n);
+    return 0;
+}
+#endif
+
+/* Picks the backend this build tests; 77 = skip. */
+static int make_decoder(wc_gpu **g)
+{
     wc_err e = {0};
     wc_gpu_opts o;
     wc_gpu_opts_default(&o);
     o.require_gpu = true;
-    wc_gpu *g = NULL;
-    int r = wc_gpu_create(&g, &o, &e);
-    CHECK(r == WC_ENODEV && !g, "require_gpu without a device gave %d (%s)", r, e.msg);
+#ifdef WCT_APP_CUDA
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+        printf("no CUDA device: skipped\n");
+        return 77;
+    }
+    CHECK(!wc_gpu_create(g, &o, &e), "require_gpu with a device: %s", e.msg);
+    CHECK(wc_gpu_backend(*g) == WC_BACKEND_CUDA && wc_gpu_device(*g) >= 0, "not the CUDA backend");
+    CHECK(!wc_gpu_fallback_reason(*g)[0], "a fallback reason on the CUDA backend");
+#else
+    int r = wc_gpu_create(g, &o, &e);
+    CHECK(r == WC_ENODEV && !*g, "require_gpu without a device gave %d (%s)", r, e.msg);
     o.require_gpu = false;
-    CHECK(!wc_gpu_create(&g, &o, &e), "%s", e.msg);
-    CHECK(wc_gpu_backend(g) == WC_BACKEND_CPU && wc_gpu_device(g) == -1, "not the CPU backend");
-    CHECK(wc_gpu_fallback_reason(g)[0], "no fallback reason");
-    printf("fallback: %s\n", wc_gpu_fallback_reason(g));
+    CHECK(!wc_gpu_create(g, &o, &e), "%s", e.msg);
+    CHECK(wc_gpu_backend(*g) == WC_BACKEND_CPU && wc_gpu_device(*g) == -1, "not the CPU backend");
+    CHECK(wc_gpu_fallback_reason(*g)[0], "no fallback reason");
+    printf("fallback: %s\n", wc_gpu_fallback_reason(*g));
+#endif
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    CHECK(argc == 2, "usage: %s MODEL.wcodec", argv[0]);
+    wc_err e = {0};
+    wc_gpu *g = NULL;
+    int r = make_decoder(&g);
+    if (r) return r;
 
     wc_file *f;
     CHECK(!wc_file_open(&f, argv[1], &e), "%s", e.msg);
@@ -43,7 +91,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n; i++) {
         wc_tensor_info ti;
         CHECK(!wc_file_tensor_info(f, i, &ti), "tensor %zu: no info", i);
-        dst[i] = (wc_gpu_dst){malloc(ti.out_bytes + 1), ti.out_bytes, malloc(4 * ti.n_scales + 4), ti.n_scales};
+        dst[i] = (wc_gpu_dst){out_alloc(ti.out_bytes + 1), ti.out_bytes, out_alloc(4 * ti.n_scales + 4), ti.n_scales};
         CHECK(dst[i].out && dst[i].scales, "out of memory");
     }
     CHECK(!wc_gpu_decode_file(g, f, dst, &e), "%s", e.msg);
@@ -51,14 +99,17 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n; i++) {
         wc_tensor_info ti;
         wc_file_tensor_info(f, i, &ti);
-        uint8_t *ref = malloc(ti.out_bytes + 1);
-        float *rs = malloc(4 * ti.n_scales + 4);
-        CHECK(ref && rs, "out of memory");
+        uint8_t *ref = malloc(ti.out_bytes + 1), *got = malloc(ti.out_bytes + 1);
+        float *rs = malloc(4 * ti.n_scales + 4), *gs = malloc(4 * ti.n_scales + 4);
+        CHECK(ref && rs && got && gs, "out of memory");
         CHECK(!wc_decode_tensor(f, i, ref, ti.out_bytes, rs, ti.n_scales, &e), "%s", e.msg);
-        CHECK(!memcmp(ref, dst[i].out, ti.out_bytes), "tensor '%s' differs", ti.name);
-        CHECK(!memcmp(rs, dst[i].scales, 4 * ti.n_scales), "tensor '%s': scales differ", ti.name);
+        CHECK(!out_fetch(got, dst[i].out, ti.out_bytes) && !out_fetch(gs, dst[i].scales, 4 * ti.n_scales),
+              "reading back tensor '%s' failed", ti.name);
+        CHECK(!memcmp(ref, got, ti.out_bytes), "tensor '%s' differs", ti.name);
+        CHECK(!memcmp(rs, gs, 4 * ti.n_scales), "tensor '%s': scales differ", ti.name);
         coded += ti.coding == WC_CODING_RANS_I8;
-        free(ref), free(rs), free(dst[i].out), free(dst[i].scales);
+        free(ref), free(rs), free(got), free(gs);
+        out_free(dst[i].out), out_free(dst[i].scales);
     }
     printf("%zu tensors (%zu coded) equal to wc_decode_tensor\n", n, coded);
     free(dst);
