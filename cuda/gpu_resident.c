@@ -101,8 +101,14 @@ int wc_gpu_resident_create_sets(wc_gpu *g, const wc_file *f, const wc_gpu_dst *d
         goto fail;
     CK(cudaMalloc((void **)&R->d_file, wc_file_size(f) ? wc_file_size(f) : 1), "cudaMalloc (compressed file)");
     CK(cudaMalloc((void **)&R->d_desc, R->L.end ? R->L.end : 16), "cudaMalloc (descriptors)");
-    CK(cudaMemcpy(R->d_file, wc_file_base(f), wc_file_size(f), cudaMemcpyHostToDevice), "cudaMemcpy (compressed file)");
-    CK(cudaMemcpy(R->d_desc, R->h_desc, R->L.end, cudaMemcpyHostToDevice), "cudaMemcpy (descriptors)");
+    /* on the decoder's stream: a cudaMemcpy from pageable memory may return
+     * before its DMA is done, and the decoder's streams do not wait for the
+     * legacy stream (a run found its output untouched now and then) */
+    CK(cudaMemcpyAsync(R->d_file, wc_file_base(f), wc_file_size(f), cudaMemcpyHostToDevice, g->compute),
+       "cudaMemcpyAsync (compressed file)");
+    CK(cudaMemcpyAsync(R->d_desc, R->h_desc, R->L.end, cudaMemcpyHostToDevice, g->compute),
+       "cudaMemcpyAsync (descriptors)");
+    CK(cudaStreamSynchronize(g->compute), "copying the compressed file");
     free(which);
     free(d);
     free(ps);
@@ -138,7 +144,8 @@ int wc_gpu_resident_run(wc_gpu_resident *R, bool sync, wc_err *err)
     CK(cudaStreamSynchronize(g->compute), "decoding");
     unsigned long long *errs = malloc(8ull * L->n_jobs + 8);
     if (!errs) return wc_fail(err, WC_ENOMEM, "out of memory");
-    cudaError_t e = cudaMemcpy(errs, R->d_desc + L->errs, 8ull * L->n_jobs, cudaMemcpyDeviceToHost);
+    cudaError_t e = cudaMemcpyAsync(errs, R->d_desc + L->errs, 8ull * L->n_jobs, cudaMemcpyDeviceToHost, g->compute);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(g->compute);
     if (e != cudaSuccess) r = wcg_cuda_fail(err, e, "cudaMemcpy (error words)");
     else r = wcg_check_errs(R->f, R->rq, errs, L->n_jobs, R->job_tensor, err);
     free(errs);

@@ -60,26 +60,58 @@ __device__ __forceinline__ void ring_ensure(ring_src &rs, uint32_t end, uint32_t
     }
 }
 
+/* The block's tables (dynamic shared memory, 16-byte aligned). */
+extern __shared__ uint4 wc_smem[];
+
+/* Where a table lies: a byte offset into wc_smem (SHARED), so that a step
+ * loads with a 32-bit shared address, or a global pointer. */
+template <bool SHARED> struct tab_ref;
+template <> struct tab_ref<true> {
+    uint32_t off;
+    __device__ __forceinline__ tab_ref(const uint8_t *p) : off((uint32_t)(p - (const uint8_t *)wc_smem)) {}
+    __device__ __forceinline__ uint32_t u8(uint32_t i) const { return ((const uint8_t *)wc_smem)[off + i]; }
+    __device__ __forceinline__ uint32_t u32(uint32_t i) const
+    {
+        return *(const uint32_t *)((const uint8_t *)wc_smem + off + 4 * i);
+    }
+};
+template <> struct tab_ref<false> {
+    const uint8_t *p;
+    __device__ __forceinline__ tab_ref(const uint8_t *q) : p(q) {}
+    __device__ __forceinline__ uint32_t u8(uint32_t i) const { return __ldg(p + i); }
+    __device__ __forceinline__ uint32_t u32(uint32_t i) const { return __ldg((const uint32_t *)p + i); }
+};
+
+/* Output bytes go to global memory (a generic store would also check for
+ * shared and local addresses). */
+__device__ __forceinline__ void put_u8(uint8_t *p, uint32_t v)
+{
+    __stcg(p, (uint8_t)v);
+}
+
 /* Decodes the lane's next symbol with table t (when ALL or active) and
  * renormalises its state from the ring; returns the symbol. */
-template <bool PACKED, bool ALL>
-__device__ __forceinline__ uint32_t dec_sym(uint32_t &x, uint32_t &pos, const uint8_t *t, uint32_t bits, uint32_t lt,
-                                            const uint16_t *ring, bool active)
+template <bool SHARED, bool PACKED, bool ALL>
+__device__ __forceinline__ uint32_t dec_sym(uint32_t &x, uint32_t &pos, tab_ref<SHARED> t, uint32_t bits,
+                                            uint32_t lt, const uint16_t *ring, bool active)
 {
     const uint32_t slot = x & ((1u << bits) - 1);
     uint32_t s, y;
     if (PACKED) {
-        const uint32_t e = ((const uint32_t *)t)[slot];
+        const uint32_t e = t.u32(slot);
         s = e & 0xffu;
         y = ((e >> 20) + 1) * (x >> bits) + ((e >> 8) & 0xfffu);
     } else {
-        s = t[1024 + slot];
-        const uint32_t fc = ((const uint32_t *)t)[s];
+        s = t.u8(1024 + slot);
+        const uint32_t fc = t.u32(s);
         y = (fc & 0xffffu) * (x >> bits) + slot - (fc >> 16);
     }
     const bool need = (ALL || active) && y < WC_RANS_L;
     const uint32_t bal = __ballot_sync(FULL_MASK, need);
-    if (need) y = y << 16 | ring[(pos + __popc(bal & lt)) % RING_WORDS];
+    /* every lane loads (the slot is in the ring whatever it holds): a
+     * select instead of a branch around the load */
+    const uint32_t word = ring[(pos + __popc(bal & lt)) % RING_WORDS];
+    y = need ? y << 16 | word : y;
     pos += __popc(bal);
     if (ALL || active) x = y;
     return s;
@@ -87,38 +119,21 @@ __device__ __forceinline__ uint32_t dec_sym(uint32_t &x, uint32_t &pos, const ui
 
 /* `steps` steps in which every lane has a symbol, all with table t: the
  * lane's symbols go to o[32 k + lane]. Two steps to a ring check. */
-template <bool PACKED>
-__device__ __forceinline__ void dec_run(uint32_t &x, uint32_t &pos, ring_src &rs, const uint8_t *t, uint8_t *o,
+template <bool SHARED, bool PACKED>
+__device__ __forceinline__ void dec_run(uint32_t &x, uint32_t &pos, ring_src &rs, tab_ref<SHARED> t, uint8_t *o,
                                         uint32_t steps, uint32_t bits, uint32_t lane, uint32_t lt)
 {
     o += lane;
-    uint32_t k = 0;
-    for (; k + 2 <= steps; k += 2) {
+    for (; steps >= 2; steps -= 2, o += 64) {
         ring_ensure(rs, pos + 64, lane);
-        o[32 * k] = (uint8_t)dec_sym<PACKED, true>(x, pos, t, bits, lt, rs.ring, true);
-        o[32 * k + 32] = (uint8_t)dec_sym<PACKED, true>(x, pos, t, bits, lt, rs.ring, true);
+        put_u8(o, dec_sym<SHARED, PACKED, true>(x, pos, t, bits, lt, rs.ring, true));
+        put_u8(o + 32, dec_sym<SHARED, PACKED, true>(x, pos, t, bits, lt, rs.ring, true));
     }
-    if (k < steps) {
+    if (steps) {
         ring_ensure(rs, pos + 32, lane);
-        o[32 * k] = (uint8_t)dec_sym<PACKED, true>(x, pos, t, bits, lt, rs.ring, true);
+        put_u8(o, dec_sym<SHARED, PACKED, true>(x, pos, t, bits, lt, rs.ring, true));
     }
 }
-
-/* Row shapes of tiles whose steps need to know where a lane's symbol lies
- * (a table per row, or rows not contiguous in the output). ALIGNED: 32
- * divides w, a row is a run of whole steps. WIDE: w > 32, a step spans at
- * most two rows: the walk stays warp-uniform, the step's symbols start at
- * column w - b of row r, lanes below b are in row r and the others in row
- * r + 1. NARROW: w < 32, each lane keeps its own row and column. */
-enum { ROWS_ALIGNED = 0, ROWS_WIDE = 1, ROWS_NARROW = 2 };
-
-struct row_walk {
-    uint32_t r, b;            /* WIDE: row of lane 0, symbols left in it */
-    const uint8_t *t0, *t1;   /* WIDE: tables of rows r and r + 1 */
-    uint32_t map2;            /* WIDE: row map entry of row r + 2 */
-    uint8_t *row;             /* WIDE: output row r */
-    uint32_t ty, tx;          /* NARROW: the lane's row and column */
-};
 
 __device__ __forceinline__ const uint8_t *row_table(const uint8_t *tab, uint32_t tab_bytes, const uint8_t *rowmap,
                                                     uint32_t r, uint32_t h)
@@ -126,50 +141,73 @@ __device__ __forceinline__ const uint8_t *row_table(const uint8_t *tab, uint32_t
     return tab + (uint32_t)__ldg(rowmap + min(r, h - 1)) * tab_bytes;
 }
 
-/* One step of a WIDE or NARROW tile: symbol i for this lane (when ALL or
- * i < n). MULTI: a table per row (row map); GENERAL: the tile's rows are
- * not contiguous in the output. */
-template <bool MULTI, bool GENERAL, bool PACKED, int SHAPE, bool ALL>
-__device__ __forceinline__ void walk_step(row_walk &k, uint32_t &x, uint32_t &pos, const uint16_t *ring, uint32_t i,
-                                          uint32_t n, const uint8_t *tab, uint32_t tab_bytes, const uint8_t *rowmap,
-                                          uint8_t *out, uint64_t stride, uint32_t h, uint32_t w, uint32_t bits,
-                                          uint32_t lane, uint32_t lt)
+/* Tiles with a table per row (MULTI) or rows not contiguous in the output
+ * (GENERAL), w >= 32: each row is a run of whole steps, and where 32 does
+ * not divide w, one step straddles two rows (lanes below b in row r, the
+ * others in row r + 1). rstep: output distance between rows. */
+template <bool SHARED, bool MULTI, bool PACKED>
+__device__ __forceinline__ void decode_rows(uint32_t &x, uint32_t &pos, ring_src &rs, const uint8_t *tab,
+                                            uint32_t tab_bytes, const uint8_t *rowmap, uint8_t *out, uint64_t rstep,
+                                            uint32_t h, uint32_t w, uint32_t bits, uint32_t lane, uint32_t lt)
 {
-    constexpr bool NARROW = SHAPE == ROWS_NARROW;
-    const bool active = ALL || i < n;
-    const bool hi = !NARROW && lane >= k.b;
-    const uint8_t *t = tab;
-    if (MULTI) t = NARROW ? row_table(tab, tab_bytes, rowmap, k.ty, h) : hi ? k.t1 : k.t0;
-    const uint32_t s = dec_sym<PACKED, ALL>(x, pos, t, bits, lt, ring, active);
-    if (active) {
-        if (GENERAL && !NARROW) k.row[w - k.b + lane + (hi ? stride - w : 0)] = (uint8_t)s;
-        else if (GENERAL) out[(uint64_t)k.ty * stride + k.tx] = (uint8_t)s;
-        else out[i] = (uint8_t)s;
-    }
-    if (NARROW) {
-        const uint32_t j = i + 32;
-        k.ty = j / w;
-        k.tx = j - k.ty * w;
-        return;
-    }
-    if (k.b <= 32) { /* the next step starts in the next row */
-        k.b += w;
-        k.r++;
-        if (MULTI) {
-            k.t0 = k.t1;
-            k.t1 = tab + k.map2 * tab_bytes;
-            k.map2 = __ldg(rowmap + min(k.r + 2, h - 1));
+    const uint32_t n = h * w;
+    uint32_t steps = n / 32;       /* whole steps left */
+    uint32_t r = 0, b = w;         /* row, its symbols not yet decoded */
+    uint8_t *row = out;
+    const uint8_t *t0 = MULTI ? row_table(tab, tab_bytes, rowmap, 0, h) : tab;
+    uint32_t map1 = MULTI ? __ldg(rowmap + min(1u, h - 1)) : 0; /* row r + 1's, loaded a row ahead */
+    while (steps) {
+        const uint32_t k = min(b / 32, steps);
+        dec_run<SHARED, PACKED>(x, pos, rs, tab_ref<SHARED>(t0), row + (w - b), k, bits, lane, lt);
+        steps -= k;
+        b -= 32 * k;
+        if (!steps) break;
+        const uint8_t *t1 = MULTI ? tab + map1 * tab_bytes : tab;
+        if (MULTI) map1 = __ldg(rowmap + min(r + 2, h - 1));
+        if (b) {
+            ring_ensure(rs, pos + 32, lane);
+            const bool hi = lane >= b;
+            const uint32_t s = dec_sym<SHARED, PACKED, true>(x, pos, tab_ref<SHARED>(hi ? t1 : t0), bits, lt, rs.ring,
+                                                             true);
+            put_u8(row + (w - b) + lane + (hi ? rstep - w : 0), s);
+            steps--;
+            b += w - 32;
+        } else {
+            b = w;
         }
-        if (GENERAL) k.row += stride;
+        r++;
+        row += rstep;
+        t0 = t1;
     }
-    k.b -= 32;
+    if (n % 32) { /* the last b symbols of the last row */
+        ring_ensure(rs, pos + 32, lane);
+        const uint32_t s = dec_sym<SHARED, PACKED, false>(x, pos, tab_ref<SHARED>(t0), bits, lt, rs.ring, lane < b);
+        if (lane < b) put_u8(row + (w - b) + lane, s);
+    }
+}
+
+/* Tiles narrower than a step (w < 32) with a table per row or rows not
+ * contiguous in the output: each lane keeps its own row and column. */
+template <bool SHARED, bool MULTI, bool GENERAL, bool PACKED>
+__device__ __forceinline__ void decode_narrow(uint32_t &x, uint32_t &pos, ring_src &rs, const uint8_t *tab,
+                                              uint32_t tab_bytes, const uint8_t *rowmap, uint8_t *out,
+                                              uint64_t stride, uint32_t h, uint32_t w, uint32_t bits, uint32_t lane,
+                                              uint32_t lt)
+{
+    const uint32_t n = h * w;
+    for (uint32_t i = lane; i - lane < n; i += 32) {
+        ring_ensure(rs, pos + 32, lane);
+        const uint32_t ty = i / w, tx = i - ty * w;
+        const uint8_t *t = MULTI ? row_table(tab, tab_bytes, rowmap, ty, h) : tab;
+        const uint32_t s = dec_sym<SHARED, PACKED, false>(x, pos, tab_ref<SHARED>(t), bits, lt, rs.ring, i < n);
+        if (i < n) put_u8(out + (GENERAL ? (uint64_t)ty * stride + tx : i), s);
+    }
 }
 
 /* Decodes one tile (h x w at out, row stride `stride`); false when its
- * stream fails the end-state or word-count check. Tiles whose output is
- * contiguous and that have one table are one run of steps, ALIGNED tiles a
- * run per row; the others walk step by step. */
-template <bool MULTI, bool GENERAL, bool PACKED, int SHAPE>
+ * stream fails the end-state or word-count check. A tile with one table
+ * whose output is contiguous is one run of steps. */
+template <bool SHARED, bool MULTI, bool GENERAL, bool PACKED>
 __device__ __forceinline__ bool decode_tile(const uint8_t *tab, uint32_t tab_bytes, const uint8_t *rowmap,
                                             const uint8_t *stream, uint32_t len, uint8_t *out,
                                             uint64_t stride, uint32_t h, uint32_t w, uint32_t bits,
@@ -188,43 +226,19 @@ __device__ __forceinline__ bool decode_tile(const uint8_t *tab, uint32_t tab_byt
     const uint32_t n = h * w;
 
     if (!MULTI && !GENERAL) {
-        dec_run<PACKED>(x, pos, rs, tab, out, n / 32, bits, lane, lt);
+        dec_run<SHARED, PACKED>(x, pos, rs, tab_ref<SHARED>(tab), out, n / 32, bits, lane, lt);
         if (n % 32) {
             ring_ensure(rs, pos + 32, lane);
             const uint32_t i = n / 32 * 32 + lane;
-            const uint32_t s = dec_sym<PACKED, false>(x, pos, tab, bits, lt, ring, i < n);
-            if (i < n) out[i] = (uint8_t)s;
+            const uint32_t s = dec_sym<SHARED, PACKED, false>(x, pos, tab_ref<SHARED>(tab), bits, lt, ring, i < n);
+            if (i < n) put_u8(out + i, s);
         }
-    } else if (SHAPE == ROWS_ALIGNED) {
-        uint32_t map = MULTI ? __ldg(rowmap) : 0;
-        for (uint32_t r = 0; r < h; r++) {
-            const uint8_t *t = MULTI ? tab + map * tab_bytes : tab;
-            if (MULTI) map = __ldg(rowmap + min(r + 1, h - 1)); /* used a row later */
-            dec_run<PACKED>(x, pos, rs, t, out + r * (GENERAL ? stride : w), w / 32, bits, lane, lt);
-        }
+    } else if (w >= 32) {
+        decode_rows<SHARED, MULTI, PACKED>(x, pos, rs, tab, tab_bytes, rowmap, out, GENERAL ? stride : w, h, w, bits,
+                                           lane, lt);
     } else {
-        row_walk k;
-        k.r = 0, k.b = w, k.row = out;
-        k.ty = lane / w, k.tx = lane - k.ty * w;
-        if (MULTI) {
-            k.t0 = row_table(tab, tab_bytes, rowmap, 0, h);
-            k.t1 = row_table(tab, tab_bytes, rowmap, 1, h);
-            k.map2 = __ldg(rowmap + min(2u, h - 1));
-        }
-        const uint32_t full = n / 32;
-        uint32_t j = 0;
-        for (; j + 2 <= full; j += 2) {
-            ring_ensure(rs, pos + 64, lane);
-            walk_step<MULTI, GENERAL, PACKED, SHAPE, true>(k, x, pos, ring, 32 * j + lane, n, tab, tab_bytes, rowmap,
-                                                           out, stride, h, w, bits, lane, lt);
-            walk_step<MULTI, GENERAL, PACKED, SHAPE, true>(k, x, pos, ring, 32 * j + 32 + lane, n, tab, tab_bytes,
-                                                           rowmap, out, stride, h, w, bits, lane, lt);
-        }
-        for (; 32 * j < n; j++) {
-            ring_ensure(rs, pos + 32, lane);
-            walk_step<MULTI, GENERAL, PACKED, SHAPE, false>(k, x, pos, ring, 32 * j + lane, n, tab, tab_bytes, rowmap,
-                                                            out, stride, h, w, bits, lane, lt);
-        }
+        decode_narrow<SHARED, MULTI, GENERAL, PACKED>(x, pos, rs, tab, tab_bytes, rowmap, out, stride, h, w, bits,
+                                                      lane, lt);
     }
     asm volatile("cp.async.wait_all;\n" ::);
     __syncwarp();
@@ -237,29 +251,9 @@ __device__ __forceinline__ bool decode_tile(const uint8_t *tab, uint32_t tab_byt
     return false;
 }
 
-/* decode_tile for the tile's row shape */
-template <bool MULTI, bool GENERAL, bool PACKED>
-__device__ __forceinline__ bool decode_shape(const uint8_t *tab, uint32_t tab_bytes, const uint8_t *rowmap,
-                                             const uint8_t *src, uint32_t len, uint8_t *out, uint64_t stride,
-                                             uint32_t h, uint32_t w, uint32_t bits, uint32_t lane, uint16_t *ring)
-{
-    if (!MULTI && !GENERAL)
-        return decode_tile<false, false, PACKED, ROWS_ALIGNED>(tab, tab_bytes, rowmap, src, len, out, stride, h, w,
-                                                               bits, lane, ring);
-    if (w % 32 == 0)
-        return decode_tile<MULTI, GENERAL, PACKED, ROWS_ALIGNED>(tab, tab_bytes, rowmap, src, len, out, stride, h, w,
-                                                                 bits, lane, ring);
-    if (w > 32)
-        return decode_tile<MULTI, GENERAL, PACKED, ROWS_WIDE>(tab, tab_bytes, rowmap, src, len, out, stride, h, w,
-                                                              bits, lane, ring);
-    return decode_tile<MULTI, GENERAL, PACKED, ROWS_NARROW>(tab, tab_bytes, rowmap, src, len, out, stride, h, w,
-                                                            bits, lane, ring);
-}
-
 template <bool SHARED, bool MULTI, bool GENERAL>
 __global__ void __launch_bounds__(WC_GPU_THREADS, MULTI || GENERAL ? 2 : 3) wc_decode_kernel(wc_gpu_launch l)
 {
-    extern __shared__ uint4 smem4[];
     __shared__ uint16_t rings[WC_GPU_WARPS][RING_WORDS];
     const uint32_t bj = l.block_job[blockIdx.x];
     const uint32_t jid = bj & 0x7fffffffu;
@@ -270,8 +264,8 @@ __global__ void __launch_bounds__(WC_GPU_THREADS, MULTI || GENERAL ? 2 : 3) wc_d
     if (SHARED) {
         const uint32_t n16 = (job->packed ? WC_GPU_PACKED_BYTES(bits) : job->n_tables * tab_bytes) / 16;
         const uint4 *src = (const uint4 *)tab;
-        for (uint32_t k = threadIdx.x; k < n16; k += blockDim.x) smem4[k] = src[k];
-        tab = (const uint8_t *)smem4;
+        for (uint32_t k = threadIdx.x; k < n16; k += blockDim.x) wc_smem[k] = src[k];
+        tab = (const uint8_t *)wc_smem;
     }
     if ((bj >> 31) && job->scales_dst && job->scales_src != WC_GPU_NO_SCALES) {
         const float *s = (const float *)(l.desc + job->scales_src);
@@ -295,7 +289,7 @@ __global__ void __launch_bounds__(WC_GPU_THREADS, MULTI || GENERAL ? 2 : 3) wc_d
     uint16_t *ring = rings[warp];
     const bool gen = GENERAL && h > 1 && w < cols;
     bool ok;
-#define DEC(M, G, P) decode_shape<M, G, P>(tab, tab_bytes, rowmap, src, tile.len, out, cols, h, w, bits, lane, ring)
+#define DEC(M, G, P) decode_tile<SHARED, M, G, P>(tab, tab_bytes, rowmap, src, tile.len, out, cols, h, w, bits, lane, ring)
     if (MULTI && rowmap) ok = gen ? DEC(true, true, false) : DEC(true, false, false);
     else if (job->packed) ok = gen ? DEC(false, true, true) : DEC(false, false, true);
     else ok = gen ? DEC(false, true, false) : DEC(false, false, false);

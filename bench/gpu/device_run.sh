@@ -24,9 +24,11 @@ test)
         "$@" > $L/$name.log 2>&1
         local rc=$?
         echo "$name rc=$rc" | tee -a $summary
-        [ $rc = 0 ] || { grep -E "FAIL|ERROR|Assert|differ|error" $L/$name.log | head -20; tail -30 $L/$name.log; }
+        [ $rc = 0 ] || { grep -E "FAIL|ERROR|Assert|differ|error|pass [0-9]" $L/$name.log | head -20; tail -15 $L/$name.log; } | tee -a $summary
     }
+    SECONDS=0
     check test_gpu timeout 400 $B/tests/gpu/test_gpu $W/slice_mixed.safetensors
+    echo "test_gpu took ${SECONDS} s" | tee -a $summary
     check test_nodev env CUDA_VISIBLE_DEVICES= $B/tests/gpu/test_gpu --nodev
     check test_gpu_shared_dev $B/tests/gpu/test_gpu_shared_dev $B/tests/gpu/example.wcodec
     check test_gpu_shared_nodev env CUDA_VISIBLE_DEVICES= $B/tests/gpu/test_gpu_shared $B/tests/gpu/example.wcodec
