@@ -33,6 +33,18 @@ struct ring_src {
     uint32_t ready;          /* segments known complete */
 };
 
+__device__ __forceinline__ void cp_async(uint32_t saddr, const void *src, uint32_t size, uint32_t bytes)
+{
+    if (size == 16)
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(saddr), "l"(src), "r"(bytes));
+    else
+        asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(saddr), "l"(src), "r"(bytes));
+}
+
+/* A copy reads its whole size whatever it keeps (compute-sanitizer counts
+ * the 16 bytes): the chunk that holds the stream's end goes in 4-byte
+ * copies (the end is 4-byte aligned), and chunks wholly past it read the
+ * 16 bytes before base, inside the tile's 128-byte head, and keep none. */
 __device__ __forceinline__ void seg_issue(const ring_src &rs, uint32_t seg, uint32_t lane)
 {
     /* lane copies words 8*lane .. 8*lane+7 of the segment (16 bytes) */
@@ -40,8 +52,13 @@ __device__ __forceinline__ void seg_issue(const ring_src &rs, uint32_t seg, uint
     uint16_t *dst = rs.ring + (seg % RING_SEGS) * SEG_WORDS + 8 * lane;
     const uint32_t saddr = (uint32_t)__cvta_generic_to_shared(dst);
     const uint32_t bytes = w0 + 8 <= rs.end ? 16u : w0 < rs.end ? 2 * (rs.end - w0) : 0u;
-    const void *src = bytes ? (const void *)(rs.base + w0) : (const void *)rs.base;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(saddr), "l"(src), "r"(bytes));
+    const uint16_t *before = rs.base - 8;
+    if (bytes == 16 || bytes == 0) {
+        cp_async(saddr, bytes ? rs.base + w0 : before, 16, bytes);
+    } else {
+        for (uint32_t k = 0; k < 4; k++)
+            cp_async(saddr + 4 * k, 4 * k < bytes ? rs.base + w0 + 2 * k : before, 4, 4 * k < bytes ? 4u : 0u);
+    }
     asm volatile("cp.async.commit_group;\n" ::);
 }
 

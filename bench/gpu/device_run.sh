@@ -33,6 +33,12 @@ test)
     check test_gpu_shared_dev $B/tests/gpu/test_gpu_shared_dev $B/tests/gpu/example.wcodec
     check test_gpu_shared_nodev env CUDA_VISIBLE_DEVICES= $B/tests/gpu/test_gpu_shared $B/tests/gpu/example.wcodec
     check test_gpu_io $B/tests/gpu/test_gpu_io
+    # the GPU kernel as a checkasm level, and once more under memcheck (damaged streams included)
+    check checkasm $B/tests/checkasm/checkasm --real=$W/slice_mixed.safetensors
+    grep -E "gpu|all ok|FAILED" $L/checkasm.log | tee -a $summary
+    check checkasm_memcheck timeout 300 compute-sanitizer --tool memcheck --error-exitcode 9 \
+        $B/tests/checkasm/checkasm --test=rans_decode --real=$W/slice_mixed.safetensors
+    grep -E "ERROR SUMMARY|rans_decode +gpu" $L/checkasm_memcheck.log | tee -a $summary
     ;;
 sanitize)
     for tool in memcheck racecheck; do
