@@ -41,8 +41,10 @@ void wc_gpu_opts_default(wc_gpu_opts *o)
     o->device = -1;
     o->ring_bytes = 256 * MiB;
     o->ring_slots = 4;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    o->io_threads = n < 1 ? 1 : n > 8 ? 8 : (int)n;
+    /* reading and hashing a model from the page cache is CPU-bound: all
+     * but two CPUs, the calling thread counted */
+    long n = sysconf(_SC_NPROCESSORS_ONLN) - 2;
+    o->io_threads = n < 1 ? 1 : n > 16 ? 16 : (int)n;
     o->verify_checksums = true;
 }
 

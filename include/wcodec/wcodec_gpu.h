@@ -8,6 +8,14 @@
  * decodes, and the kernels write INT8 and scales straight into the caller's
  * buffers. Host memory stays bounded by the ring (opts.ring_bytes).
  *
+ * With verify_checksums, the io threads hash each record (XXH3) between
+ * their reads, in the background: a record may be decoded before its hash
+ * is done, and the call fails with WC_ECHECKSUM if any record's hash is
+ * wrong (reported in preference to what the decode of that record found;
+ * the output of a failed call is undefined). The GPU also checks every
+ * tile's rANS end state, so a damaged stream is refused with or without
+ * the hashes.
+ *
  * The decoder works on CUDA streams of its own, created non-blocking: it
  * does not wait for work the caller has queued on the output buffers in
  * other streams, the legacy default stream included (a cudaMemset there,
@@ -38,8 +46,8 @@ typedef struct wc_gpu_opts {
     bool force_cpu;         /* use the CPU decoder even with a device */
     size_t ring_bytes;      /* pinned host ring, in all (default 256 MiB; at most 512 MiB) */
     int ring_slots;         /* buffers in the ring (default 4, at least 2) */
-    int io_threads;         /* pread threads (default: min(8, online CPUs)) */
-    bool verify_checksums;  /* check each record's XXH3 before decoding (default true) */
+    int io_threads;         /* pread threads, the caller's included (default: online CPUs - 2, 1 to 16) */
+    bool verify_checksums;  /* check each record's XXH3 (default true); see below */
 } wc_gpu_opts;
 
 typedef struct wc_gpu wc_gpu;
