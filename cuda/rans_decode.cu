@@ -19,7 +19,7 @@
  * its words from shared memory instead of waiting on global memory.
  * Segments are aligned to 16 bytes in global memory: the stream (4-byte
  * aligned) starts `shift` words into the first one, and word positions
- * (tile_dec.pos) count from that aligned start. */
+ * (`pos` below) count from that aligned start. */
 #define SEG_WORDS 256
 #define RING_SEGS 4
 #define AHEAD 2
