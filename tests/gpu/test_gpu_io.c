@@ -116,8 +116,60 @@ static void test_map(void **state)
     run(false);
 }
 
+/* The pipeline's pattern many times over, on 4 threads: hashes queued
+ * between batches of reads, some of them wrong, checked without waiting
+ * between batches and with waiting at the end. Every read must land and
+ * every hash must keep its own result, whichever thread ran it. */
+static void test_interleaved(void **state)
+{
+    (void)state;
+    io_pool p;
+    assert_int_equal(wcg_io_start(&p, 3), 0);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    p.fd = fd;
+    enum { ROUNDS = 40, READS = 9, CHUNK = 96 * 1024 };
+    uint8_t *got = malloc(READS * CHUNK);
+    uint64_t rng = 7;
+    size_t queued = 0, first_bad = SIZE_MAX;
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int k = 0; k < 3; k++) {
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            const uint64_t off = rng % (FILE_BYTES / 2), len = 1 + (rng >> 20) % (FILE_BYTES / 2);
+            const bool bad = (rng >> 40) % 5 == 0;
+            if (bad && first_bad == SIZE_MAX) first_bad = queued;
+            io_task h = hash_task(off, len, XXH3_64bits(data + off, len) ^ bad);
+            h.tensor = queued++;
+            assert_int_equal(wcg_io_queue(&p, &h), 0);
+        }
+        io_task rd[READS];
+        const uint64_t base = (uint64_t)round * 4099 % (FILE_BYTES - READS * CHUNK);
+        for (int k = 0; k < READS; k++)
+            rd[k] = (io_task){.kind = 0, .off = base + (uint64_t)k * CHUNK, .len = CHUNK, .dst = got + k * CHUNK};
+        wcg_io_run(&p, rd, READS);
+        for (int k = 0; k < READS; k++) assert_int_equal(rd[k].result, 0);
+        assert_memory_equal(got, data + base, READS * CHUNK);
+        io_task seen;
+        if (wcg_io_bg_failed(&p, false, &seen)) assert_int_equal(seen.result, WC_ECHECKSUM);
+    }
+    io_task bad;
+    assert_true(first_bad != SIZE_MAX);
+    assert_true(wcg_io_bg_failed(&p, true, &bad));
+    assert_int_equal(bad.tensor, first_bad);
+    assert_int_equal(p.bg_done, queued);
+    for (size_t i = 0; i < queued; i++) {
+        const bool want_bad = (p.bg[i].hash != XXH3_64bits(data + p.bg[i].off, p.bg[i].len));
+        assert_int_equal(p.bg[i].result, want_bad ? WC_ECHECKSUM : 0);
+    }
+    wcg_io_bg_clear(&p);
+    wcg_io_stop(&p);
+    close(fd);
+    free(got);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_pread), cmocka_unit_test(test_map)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_pread), cmocka_unit_test(test_map),
+                                       cmocka_unit_test(test_interleaved)};
     return cmocka_run_group_tests(tests, setup, teardown) ? 1 : 0;
 }
