@@ -1,7 +1,10 @@
 #!/bin/bash
 # Runs on the GPU machine (the `device` tool), from the checkout's root, with
-# build-gpu, .devdeps and .gpudata carried. Stages: test, sanitize, kernel,
-# ncu, synth, synthk, ncusynth, synthbench, synthmin, e2e. Logs go to $OUT; a short table is printed last.
+# build-gpu, .devdeps and .gpudata carried. Stages: test (the GPU tests and
+# checkasm's GPU level, also under memcheck), sanitize, kernel, ncu, ncusrc,
+# synth, synthk, ncusynth, synthbench, synthmin, e2e (E2E_CFGS picks its
+# configurations). A call brings back at most 8 files of $OUT: the stages keep
+# their logs in /tmp and put a short table last in $OUT/summary.txt.
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p /tmp/deps "$OUT"
