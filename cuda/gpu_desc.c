@@ -87,6 +87,16 @@ static uint64_t tables_bytes(const treq *t)
     return t->packed ? WC_GPU_PACKED_BYTES(e->prob_bits) : (uint64_t)e->n_tables * WC_GPU_TABLE_BYTES(e->prob_bits);
 }
 
+void wcg_expand_table(const wc_rans_table *tab, uint8_t *dst)
+{
+    uint32_t fc[256];
+    for (int s = 0; s < 256; s++) {
+        fc[s] = tab->freq[s] | (uint32_t)tab->cum[s] << 16;
+        memset(dst + 1024 + tab->cum[s], s, tab->freq[s]);
+    }
+    memcpy(dst, fc, sizeof fc);
+}
+
 /* Expands the tensor's tables into dst (tables_bytes(t) bytes). */
 static int expand_tables(const wc_file *f, const treq *t, uint8_t *dst, wc_err *err)
 {
@@ -107,13 +117,7 @@ static int expand_tables(const wc_file *f, const treq *t, uint8_t *dst, wc_err *
             free(dt);
             return 0;
         }
-        uint8_t *d = dst + (uint64_t)k * tb;
-        uint32_t fc[256];
-        for (int s = 0; s < 256; s++) {
-            fc[s] = tab.freq[s] | (uint32_t)tab.cum[s] << 16;
-            memset(d + 1024 + tab.cum[s], s, tab.freq[s]);
-        }
-        memcpy(d, fc, sizeof fc);
+        wcg_expand_table(&tab, dst + (uint64_t)k * tb);
         pos += used;
     }
     return 0;

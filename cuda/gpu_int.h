@@ -15,6 +15,7 @@
 
 #include "wcodec/wcodec_gpu.h"
 #include "kernels.cuh"
+#include "rans.h"
 #include "reader.h"
 
 #define MiB (1024ull * 1024)
@@ -145,6 +146,9 @@ typedef struct layout {
     uint32_t n_preds;
 } layout;
 
+/* Writes one table in the expanded layout of kernels.cuh (fc[] and the
+ * slot -> symbol bytes, WC_GPU_TABLE_BYTES(prob_bits) bytes). */
+void wcg_expand_table(const wc_rans_table *tab, uint8_t *dst);
 /* Checks the destinations and the record heads of the n tensors `which`;
  * *out: their requests (the caller frees it). */
 int wcg_prep_all(const wc_file *f, const wc_gpu_dst *dst, const size_t *which, size_t n, treq **out,

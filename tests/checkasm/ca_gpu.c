@@ -11,7 +11,7 @@
 #include <cuda_runtime_api.h>
 
 #include "ca_gpu.h"
-#include "kernels.cuh"
+#include "gpu_int.h"
 
 static struct {
     uint8_t *d_desc, *d_data, *d_out, *h_desc;
@@ -55,8 +55,6 @@ void ca_gpu_done(void)
     memset(&G, 0, sizeof G);
 }
 
-static uint64_t a16(uint64_t v) { return (v + 15) & ~(uint64_t)15; }
-
 int ca_gpu_rans_decode(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
                        const uint8_t *stream, size_t len, uint8_t *out, size_t n)
 {
@@ -64,8 +62,7 @@ int ca_gpu_rans_decode(const wc_rans_dec_table *tables, const uint8_t *row_table
     uint32_t n_tables = 1;
     for (uint32_t y = 0; row_table && y < h; y++)
         if (row_table[y] >= n_tables) n_tables = row_table[y] + 1u;
-    int packed = n_tables == 1;
-    for (int s = 0; s < 256 && packed; s++) packed = tables[0].t.freq[s] <= 4096;
+    const int packed = n_tables == 1 && tables[0].packed;
     const uint64_t tab_bytes = packed ? WC_GPU_PACKED_BYTES(bits) : n_tables * WC_GPU_TABLE_BYTES(bits);
 
     /* descriptor area: job | tables | row map | error word | block's job | tiles | modes */
@@ -94,11 +91,7 @@ int ca_gpu_rans_decode(const wc_rans_dec_table *tables, const uint8_t *row_table
             memcpy(d, tables[0].slot_dec, WC_GPU_PACKED_BYTES(bits));
             break;
         }
-        for (int s = 0; s < 256; s++) {
-            const uint32_t fc = tables[t].t.freq[s] | (uint32_t)tables[t].t.cum[s] << 16;
-            memcpy(d + 4 * s, &fc, 4);
-        }
-        memcpy(d + 1024, tables[t].slot_sym, 1u << bits);
+        wcg_expand_table(&tables[t].t, d);
     }
     if (row_table) memcpy(hd + o_map, row_table, h);
     memset(hd + o_err, 0xff, 8);
