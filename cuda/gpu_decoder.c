@@ -127,6 +127,7 @@ static int pick_device(wc_gpu *g)
     }
     g->device = dev;
     g->max_smem = (int)p.sharedMemPerBlockOptin;
+    g->smem_sm = (int)p.sharedMemPerMultiprocessor;
     return 0;
 }
 

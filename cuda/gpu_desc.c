@@ -80,11 +80,21 @@ static int prep_tensor(const wc_file *f, treq *t, wc_err *err)
     return 0;
 }
 
-/* Bytes of the tensor's expanded tables (kernels.cuh). */
-static uint64_t tables_bytes(const treq *t)
+/* Whether a piece of n tiles of t gets the packed table. A piece of a few
+ * tiles shares its block with other pieces (wcg_build_desc), and a packed
+ * table (32 KB at 13 bits) would keep them out where the expanded one
+ * (9 KB) lets them in; the packed table saves less than idle warps cost. */
+static int piece_packed(const treq *t, uint32_t n)
+{
+    const uint32_t bits = t->e->prob_bits;
+    return t->packed && (n >= WC_GPU_WARPS / 2 || WC_GPU_PACKED_BYTES(bits) <= WC_GPU_TABLE_BYTES(bits));
+}
+
+/* Bytes of the tensor's tables in the layout of kernels.cuh. */
+static uint64_t tables_bytes(const treq *t, int packed)
 {
     const wc_entry *e = t->e;
-    return t->packed ? WC_GPU_PACKED_BYTES(e->prob_bits) : (uint64_t)e->n_tables * WC_GPU_TABLE_BYTES(e->prob_bits);
+    return packed ? WC_GPU_PACKED_BYTES(e->prob_bits) : (uint64_t)e->n_tables * WC_GPU_TABLE_BYTES(e->prob_bits);
 }
 
 void wcg_expand_table(const wc_rans_table *tab, uint8_t *dst)
@@ -97,8 +107,8 @@ void wcg_expand_table(const wc_rans_table *tab, uint8_t *dst)
     memcpy(dst, fc, sizeof fc);
 }
 
-/* Expands the tensor's tables into dst (tables_bytes(t) bytes). */
-static int expand_tables(const wc_file *f, const treq *t, uint8_t *dst, wc_err *err)
+/* Expands the tensor's tables into dst (tables_bytes(t, packed) bytes). */
+static int expand_tables(const wc_file *f, const treq *t, int packed, uint8_t *dst, wc_err *err)
 {
     const wc_entry *e = t->e;
     uint64_t pos = e->tables_off;
@@ -109,7 +119,7 @@ static int expand_tables(const wc_file *f, const treq *t, uint8_t *dst, wc_err *
         if (wc_rans_table_read(t->rec + pos, e->index_off - pos, e->prob_bits, &tab, &used))
             return wc_fail(err, WC_EFORMAT, "%s: tensor '%s': frequency table %u at offset %llu is invalid",
                            wc_file_label(f), e->name, k, (unsigned long long)(e->offset + pos));
-        if (t->packed) {
+        if (packed) {
             wc_rans_dec_table *dt = malloc(sizeof *dt);
             if (!dt) return wc_fail(err, WC_ENOMEM, "out of memory");
             wc_rans_dec_table_init(dt, &tab);
@@ -136,8 +146,9 @@ uint64_t wcg_piece_desc(const treq *t, uint32_t n, int first, int last)
 {
     const wc_entry *e = t->e;
     uint64_t np = (n + WC_GPU_WARPS - 1) / WC_GPU_WARPS * WC_GPU_WARPS;
-    uint64_t d = sizeof(wc_gpu_job) + 8 + 4 * (np / WC_GPU_WARPS) + (sizeof(wc_gpu_tile) + 1) * np + 112; /* a16 slack of the 7 shared regions */
-    d += a16(tables_bytes(t));
+    /* packing pieces into blocks (wcg_build_desc) never takes more blocks than a block per 16 tiles */
+    uint64_t d = sizeof(wc_gpu_job) + 8 + (sizeof(wc_gpu_tile) + 1) * np + 96; /* a16 slack of the 6 shared regions */
+    d += a16(tables_bytes(t, piece_packed(t, n)));
     if (e->n_tables > 1) d += a16(e->rows);
     if (first && t->scales_size) d += a16(t->scales_size);
     if (last && t->has_pred) d += a16(e->n_tiles) + sizeof(wc_gpu_pred_job);
@@ -211,6 +222,42 @@ long wcg_plan_batch(const treq *rq, size_t n_rq, cursor *c, uint64_t data_cap, u
     return n;
 }
 
+/* Where a piece's tiles go: tile k in block `block`, warp `warp + k`, while
+ * that is below WC_GPU_WARPS, with the tables at byte `tab` of the block's
+ * shared memory; the rest fill the blocks after it, tables at 0. */
+typedef struct place {
+    uint32_t block, warp, tab;
+} place;
+
+/* Packs the coded pieces' tiles into blocks in order: a piece starts in the
+ * last block while that has a warp free and room for its tables (tb[i]
+ * bytes) within `budget`. Returns the number of blocks; *smem: the most
+ * table bytes of a block. A block holds until its slowest warp is done,
+ * so small tensors each in a block of their own would leave most of the
+ * GPU idle (the real weights' tensors are 1-15 tiles each). */
+static uint32_t pack_blocks(const treq *rq, const piece *ps, size_t np, const uint64_t *tb, uint64_t budget,
+                            place *pl, uint64_t *smem)
+{
+    uint32_t nb = 0, used = 0;
+    uint64_t s = 0; /* the last block's warps and table bytes */
+    *smem = 0;
+    for (size_t i = 0; i < np; i++) {
+        if (!rq[ps[i].t].coded) continue;
+        if (nb == 0 || used == WC_GPU_WARPS || s + tb[i] > budget) nb++, used = 0, s = 0;
+        pl[i] = (place){nb - 1, used, (uint32_t)s};
+        s += tb[i];
+        if (s > *smem) *smem = s;
+        const uint32_t cnt = ps[i].t1 - ps[i].t0, here = cnt < WC_GPU_WARPS - used ? cnt : WC_GPU_WARPS - used;
+        used += here;
+        if (cnt > here) {
+            nb += (cnt - here + WC_GPU_WARPS - 1) / WC_GPU_WARPS;
+            used = (cnt - here) % WC_GPU_WARPS ? (cnt - here) % WC_GPU_WARPS : WC_GPU_WARPS;
+            s = tb[i];
+        }
+    }
+    return nb;
+}
+
 /* Writes the descriptors of the coded pieces into desc (cap bytes). `src_base`
  * gives each piece's stream offset: the stream of tile k lies at
  * src_base[piece] + begin(k) in the data area. */
@@ -218,72 +265,103 @@ int wcg_build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *ps,
                       const uint64_t *src_base, uint8_t *desc, uint64_t cap, layout *L,
                       size_t **job_tensor, size_t *job_cap, wc_err *err)
 {
-    uint32_t nj = 0, nb = 0, npred = 0;
-    for (size_t i = 0; i < np; i++) {
-        if (!rq[ps[i].t].coded) continue;
-        nj++;
-        nb += (ps[i].t1 - ps[i].t0 + WC_GPU_WARPS - 1) / WC_GPU_WARPS;
-        npred += ps[i].last && rq[ps[i].t].has_pred;
-    }
+    uint32_t nj = 0, npred = 0;
+    uint64_t max_tb = 0;
     memset(L, 0, sizeof *L);
+    uint64_t *tb = calloc(np ? np : 1, sizeof *tb);
+    place *pl = calloc(np ? np : 1, sizeof *pl);
+    int r = 0;
+    if (!tb || !pl) {
+        r = wc_fail(err, WC_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < np; i++) {
+        const treq *t = &rq[ps[i].t];
+        if (!t->coded) continue;
+        nj++;
+        npred += ps[i].last && t->has_pred;
+        tb[i] = a16(tables_bytes(t, piece_packed(t, ps[i].t1 - ps[i].t0)));
+        if (tb[i] > max_tb) max_tb = tb[i];
+        if (t->e->n_tables > 1) L->multi = 1;
+        if (t->general) L->general = 1;
+    }
+    /* A block's tables within what leaves the SM its blocks (kernels.cuh);
+     * tables too large for shared memory are read from global memory,
+     * and then blocks are filled regardless of them. */
+    const uint64_t smem_most = (uint64_t)g->max_smem - WC_GPU_STATIC_SMEM - 1024;
+    uint64_t budget = (uint64_t)g->smem_sm / WC_GPU_BLOCKS_PER_SM(L->multi || L->general) - 1024 - WC_GPU_STATIC_SMEM;
+    if (budget > smem_most) budget = smem_most;
+    if (budget < max_tb) budget = max_tb;
+    const int shared = max_tb <= smem_most;
+    if (!shared)
+        for (size_t i = 0; i < np; i++) tb[i] = 0;
+    uint64_t smem;
+    const uint32_t nb = pack_blocks(rq, ps, np, tb, budget, pl, &smem);
     L->n_jobs = nj, L->n_blocks = nb;
+    L->smem = shared ? (uint32_t)smem : 0;
     if (*job_cap < nj + 1) {
         size_t *nt = realloc(*job_tensor, (nj + 1) * sizeof *nt);
-        if (!nt) return wc_fail(err, WC_ENOMEM, "out of memory");
+        if (!nt) {
+            r = wc_fail(err, WC_ENOMEM, "out of memory");
+            goto done;
+        }
         *job_tensor = nt;
         *job_cap = nj + 1;
     }
+    const uint64_t n_ent = (uint64_t)nb * WC_GPU_WARPS;
     uint64_t o = 0;
     L->jobs = o, o = a16(o + (uint64_t)nj * sizeof(wc_gpu_job));
     L->errs = o, o = a16(o + 8ull * nj);
-    L->block_job = o, o = a16(o + 4ull * nb);
-    L->tiles = o, o = a16(o + sizeof(wc_gpu_tile) * (uint64_t)nb * WC_GPU_WARPS);
-    L->modes = o, o = a16(o + (uint64_t)nb * WC_GPU_WARPS);
+    L->tiles = o, o = a16(o + sizeof(wc_gpu_tile) * n_ent);
+    L->modes = o, o = a16(o + n_ent);
     L->preds = o, o = a16(o + (uint64_t)npred * sizeof(wc_gpu_pred_job));
-    if (o > cap) return wc_fail(err, WC_EINVAL, "GPU decoder: descriptor area overflow");
+    if (o > cap) {
+        r = wc_fail(err, WC_EINVAL, "GPU decoder: descriptor area overflow");
+        goto done;
+    }
     wc_gpu_job *jobs = (wc_gpu_job *)(desc + L->jobs);
-    uint32_t *bj = (uint32_t *)(desc + L->block_job);
     wc_gpu_tile *tiles = (wc_gpu_tile *)(desc + L->tiles);
     uint8_t *modes = desc + L->modes;
     memset(desc + L->errs, 0xff, 8ull * nj);
-    uint32_t j = 0, b = 0;
-    int r;
+    memset(modes, 0, n_ent);
+    for (uint64_t k = 0; k < n_ent; k++) tiles[k] = (wc_gpu_tile){.tile = WC_GPU_TILE_PAD};
+    uint32_t j = 0;
     for (size_t i = 0; i < np; i++) {
         const piece *p = &ps[i];
         const treq *t = &rq[p->t];
         if (!t->coded) continue;
         const wc_entry *e = t->e;
+        const uint32_t cnt = p->t1 - p->t0;
+        const int packed = piece_packed(t, cnt);
         wc_gpu_job *jb = &jobs[j];
         memset(jb, 0, sizeof *jb);
         jb->out = t->dst.out;
         jb->rows = e->rows, jb->cols = e->cols;
         jb->tile_rows = e->tile_rows, jb->tile_cols = e->tile_cols, jb->tiles_across = e->tiles_across;
         jb->prob_bits = e->prob_bits, jb->n_tables = e->n_tables, jb->any_tx = (uint32_t)t->any_tx;
-        jb->packed = (uint32_t)t->packed;
-        const uint64_t tsz = tables_bytes(t);
-        if (o + a16(tsz) > cap) return wc_fail(err, WC_EINVAL, "GPU decoder: descriptor area overflow");
+        jb->packed = (uint32_t)packed;
+        const uint64_t tsz = tables_bytes(t, packed);
+        if (o + a16(tsz) > cap) goto overflow;
         jb->tables_off = o;
-        if ((r = expand_tables(f, t, desc + o, err))) return r;
+        if ((r = expand_tables(f, t, packed, desc + o, err))) goto done;
         o = a16(o + tsz);
-        if (tsz > L->smem) L->smem = (uint32_t)tsz;
         jb->rowmap_off = WC_GPU_NO_ROWMAP;
         if (e->n_tables > 1) {
-            if (o + a16(e->rows) > cap) return wc_fail(err, WC_EINVAL, "GPU decoder: descriptor area overflow");
+            if (o + a16(e->rows) > cap) goto overflow;
             memcpy(desc + o, t->rec + t->scales_size, e->rows);
             jb->rowmap_off = o;
             o = a16(o + e->rows);
-            L->multi = 1;
         }
         jb->scales_src = WC_GPU_NO_SCALES;
         if (p->first && t->scales_size && t->dst.scales) {
-            if (o + a16(t->scales_size) > cap) return wc_fail(err, WC_EINVAL, "GPU decoder: descriptor area overflow");
+            if (o + a16(t->scales_size) > cap) goto overflow;
             memcpy(desc + o, t->rec, t->scales_size);
             jb->scales_src = o;
             jb->scales_dst = t->dst.scales;
             o = a16(o + t->scales_size);
         }
         if (p->last && t->has_pred) {
-            if (o + a16(e->n_tiles) > cap) return wc_fail(err, WC_EINVAL, "GPU decoder: descriptor area overflow");
+            if (o + a16(e->n_tiles) > cap) goto overflow;
             for (uint32_t k = 0; k < e->n_tiles; k++)
                 desc[o + k] = t->rec[e->index_off + (uint64_t)WC_TILE_ENTRY * k + 4];
             const uint64_t D = e->top_distance ? e->top_distance : 1;
@@ -301,32 +379,34 @@ int wcg_build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *ps,
             if (chains > L->max_chains) L->max_chains = chains;
             o = a16(o + e->n_tiles);
         }
-        if (t->general) L->general = 1;
         (*job_tensor)[j] = p->t;
-        const uint32_t cnt = p->t1 - p->t0;
-        const uint32_t blocks = (cnt + WC_GPU_WARPS - 1) / WC_GPU_WARPS;
-        for (uint32_t k = 0; k < blocks; k++) bj[b + k] = j | (k == 0 ? 1u << 31 : 0);
-        for (uint32_t k = 0; k < blocks * WC_GPU_WARPS; k++) {
-            wc_gpu_tile *tl = &tiles[(uint64_t)b * WC_GPU_WARPS + k];
-            uint8_t *md = &modes[(uint64_t)b * WC_GPU_WARPS + k];
-            if (k < cnt) {
-                const uint32_t tn = p->t0 + k;
-                const uint64_t beg = wcg_tile_begin(t, tn), end = wcg_tile_begin(t, tn + 1);
-                tl->src = src_base[i] + beg;
-                tl->len = (uint32_t)(end - beg > UINT32_MAX ? UINT32_MAX : end - beg);
-                tl->tile = tn;
-                *md = t->rec[e->index_off + (uint64_t)WC_TILE_ENTRY * tn + 4];
-            } else {
-                tl->src = 0, tl->len = 0, tl->tile = WC_GPU_TILE_PAD;
-                *md = 0;
-            }
+        /* tile k: in the piece's first block after its place's warp, then whole blocks */
+        const uint64_t first = (uint64_t)pl[i].block * WC_GPU_WARPS + pl[i].warp;
+        for (uint32_t k = 0; k < cnt; k++) {
+            const uint64_t at = first + k;
+            const int in_first = at < ((uint64_t)pl[i].block + 1) * WC_GPU_WARPS;
+            const uint32_t tn = p->t0 + k;
+            const uint64_t beg = wcg_tile_begin(t, tn), end = wcg_tile_begin(t, tn + 1);
+            tiles[at] = (wc_gpu_tile){
+                .src = src_base[i] + beg,
+                .len = (uint32_t)(end - beg > UINT32_MAX ? UINT32_MAX : end - beg),
+                .tile = tn,
+                .job = j | (k == 0 && jb->scales_src != WC_GPU_NO_SCALES ? WC_GPU_JOB_SCALES : 0),
+                .tab = in_first ? pl[i].tab : 0,
+            };
+            modes[at] = t->rec[e->index_off + (uint64_t)WC_TILE_ENTRY * tn + 4];
         }
-        b += blocks;
         j++;
     }
     L->end = o;
-    if (L->smem > (uint32_t)g->max_smem - WC_GPU_STATIC_SMEM - 1024) L->smem = 0; /* tables from global memory */
-    return 0;
+    r = 0;
+    goto done;
+overflow:
+    r = wc_fail(err, WC_EINVAL, "GPU decoder: descriptor area overflow");
+done:
+    free(tb);
+    free(pl);
+    return r;
 }
 
 wc_gpu_launch wcg_make_launch(const layout *L, const uint8_t *d_desc, const uint8_t *d_data)
@@ -336,7 +416,6 @@ wc_gpu_launch wcg_make_launch(const layout *L, const uint8_t *d_desc, const uint
     l.jobs = (const wc_gpu_job *)(d_desc + L->jobs);
     l.tiles = (const wc_gpu_tile *)(d_desc + L->tiles);
     l.modes = d_desc + L->modes;
-    l.block_job = (const uint32_t *)(d_desc + L->block_job);
     l.data = d_data;
     l.desc = d_desc;
     l.errs = (unsigned long long *)(d_desc + L->errs);

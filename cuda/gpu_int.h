@@ -103,7 +103,8 @@ struct wc_gpu {
     wc_backend backend;
     int device;
     char reason[512];
-    int max_smem;
+    int max_smem;                 /* shared memory: a block's most (opt-in), an SM's */
+    int smem_sm;
     cudaStream_t compute;
     int n_slots;
     uint64_t data_cap, desc_cap;
@@ -139,7 +140,7 @@ typedef struct cursor {
 
 /* Where things went in a descriptor area. */
 typedef struct layout {
-    uint64_t jobs, errs, block_job, tiles, modes, end;
+    uint64_t jobs, errs, tiles, modes, end;
     uint32_t n_jobs, n_blocks, smem, multi, general;
     /* the prediction jobs (pieces that end a tensor with prediction): one launch */
     uint64_t preds, max_chains;

@@ -4,9 +4,12 @@
  * The host parses and checks every record (tables, row map, tile index) and
  * hands the kernels flat descriptors, so that a kernel never parses a file:
  *   wc_gpu_job   one coded tensor (or a piece of one: a range of its tiles)
- *   wc_gpu_tile  one tile: where its stream lies and its mode
- * One warp decodes one tile; a block's WC_GPU_WARPS tiles all belong to one
- * job, so the block shares that job's frequency tables in shared memory.
+ *   wc_gpu_tile  one tile: where its stream lies, its job, where the job's
+ *                tables lie in its block's shared memory
+ * One warp decodes one tile. A block's WC_GPU_WARPS tiles lie in runs of one
+ * job each, and the block holds each of those jobs' frequency tables in
+ * shared memory once: small tensors share blocks instead of leaving most of
+ * their warps idle (gpu_desc.c packs them within a shared memory budget).
  *
  * Expanded table layout (in the descriptor area, 16-byte aligned), per table:
  *   256 x u32  fc[s] = freq[s] | cum[s] << 16
@@ -34,6 +37,10 @@ extern "C" {
 #define WC_GPU_NO_ROWMAP UINT64_MAX
 #define WC_GPU_NO_SCALES UINT64_MAX
 #define WC_GPU_TILE_PAD UINT32_MAX          /* wc_gpu_tile.tile of a padding entry */
+#define WC_GPU_JOB_SCALES (1u << 31)        /* wc_gpu_tile.job: this block copies the job's scales */
+/* Blocks per SM the decode kernel is built for (its launch bounds): the
+ * host sizes a block's tables so as not to lower it. */
+#define WC_GPU_BLOCKS_PER_SM(several_tables) ((several_tables) ? 2 : 3)
 
 /* Error word per job: the lowest (tile << 8 | kind) found, UINT64_MAX when none. */
 #define WC_GPU_ERR_CORRUPT 1u               /* end-state / word-count check failed */
@@ -53,6 +60,8 @@ typedef struct wc_gpu_tile {
     uint64_t src;            /* offset of the stream in the data area */
     uint32_t len;            /* stream bytes */
     uint32_t tile;           /* tile number in its tensor, or WC_GPU_TILE_PAD */
+    uint32_t job;            /* index of its job | WC_GPU_JOB_SCALES on the job's first tile */
+    uint32_t tab;            /* byte offset of the job's tables in the block's dynamic shared memory */
 } wc_gpu_tile;
 
 /* Modes of a tile live in a byte array beside the tiles (same index). */
@@ -61,12 +70,11 @@ typedef struct wc_gpu_launch {
     const wc_gpu_job *jobs;        /* device */
     const wc_gpu_tile *tiles;      /* device, n_blocks * WC_GPU_WARPS entries */
     const uint8_t *modes;          /* device, same count */
-    const uint32_t *block_job;     /* device, n_blocks: job | 1u << 31 on a job's first block */
     const uint8_t *data;           /* device base of stream offsets */
     const uint8_t *desc;           /* device base of table / rowmap / scales offsets */
     unsigned long long *errs;      /* device, one per job */
     uint32_t n_blocks;
-    uint32_t smem_bytes;           /* max n_tables * table bytes over the jobs; 0: tables from global */
+    uint32_t smem_bytes;           /* the most table bytes of a block; 0: tables from global memory */
     int multi_table;               /* some job has n_tables > 1 */
     int general_tiles;             /* some job has tiles that are not contiguous in its output */
 } wc_gpu_launch;

@@ -268,32 +268,47 @@ __device__ __forceinline__ bool decode_tile(const uint8_t *tab, uint32_t tab_byt
     return false;
 }
 
-template <bool SHARED, bool MULTI, bool GENERAL>
-__global__ void __launch_bounds__(WC_GPU_THREADS, MULTI || GENERAL ? 2 : 3) wc_decode_kernel(wc_gpu_launch l)
+/* Brings the block's jobs into shared memory: the first entry of each run
+ * of one job copies that job's tables (with the whole block), and the
+ * scales where its entry says so. */
+template <bool SHARED>
+__device__ __forceinline__ void block_setup(const wc_gpu_launch &l, const wc_gpu_tile *bt)
 {
-    __shared__ uint16_t rings[WC_GPU_WARPS][RING_WORDS];
-    const uint32_t bj = l.block_job[blockIdx.x];
-    const uint32_t jid = bj & 0x7fffffffu;
-    const wc_gpu_job *job = &l.jobs[jid];
-    const uint32_t bits = job->prob_bits;
-    const uint32_t tab_bytes = WC_GPU_TABLE_BYTES(bits);
-    const uint8_t *tab = l.desc + job->tables_off;
-    if (SHARED) {
-        const uint32_t n16 = (job->packed ? WC_GPU_PACKED_BYTES(bits) : job->n_tables * tab_bytes) / 16;
-        const uint4 *src = (const uint4 *)tab;
-        for (uint32_t k = threadIdx.x; k < n16; k += blockDim.x) wc_smem[k] = src[k];
-        tab = (const uint8_t *)wc_smem;
-    }
-    if ((bj >> 31) && job->scales_dst && job->scales_src != WC_GPU_NO_SCALES) {
-        const float *s = (const float *)(l.desc + job->scales_src);
-        for (uint64_t k = threadIdx.x; k < job->rows; k += blockDim.x) job->scales_dst[k] = s[k];
+    for (uint32_t k = 0; k < WC_GPU_WARPS; k++) {
+        const wc_gpu_tile t = bt[k];
+        if (t.tile == WC_GPU_TILE_PAD || (k && ((bt[k - 1].job ^ t.job) & ~WC_GPU_JOB_SCALES) == 0)) continue;
+        const wc_gpu_job *job = &l.jobs[t.job & ~WC_GPU_JOB_SCALES];
+        if (SHARED) {
+            const uint32_t bits = job->prob_bits;
+            const uint32_t n16 = (job->packed ? WC_GPU_PACKED_BYTES(bits) : job->n_tables * WC_GPU_TABLE_BYTES(bits)) / 16;
+            const uint4 *src = (const uint4 *)(l.desc + job->tables_off);
+            uint4 *dst = wc_smem + t.tab / 16;
+            for (uint32_t i = threadIdx.x; i < n16; i += blockDim.x) dst[i] = src[i];
+        }
+        if ((t.job & WC_GPU_JOB_SCALES) && job->scales_dst && job->scales_src != WC_GPU_NO_SCALES) {
+            const float *s = (const float *)(l.desc + job->scales_src);
+            for (uint64_t i = threadIdx.x; i < job->rows; i += blockDim.x) job->scales_dst[i] = s[i];
+        }
     }
     if (SHARED) __syncthreads();
+}
+
+template <bool SHARED, bool MULTI, bool GENERAL>
+__global__ void __launch_bounds__(WC_GPU_THREADS, WC_GPU_BLOCKS_PER_SM(MULTI || GENERAL)) wc_decode_kernel(wc_gpu_launch l)
+{
+    __shared__ uint16_t rings[WC_GPU_WARPS][RING_WORDS];
+    const wc_gpu_tile *bt = l.tiles + (uint64_t)blockIdx.x * WC_GPU_WARPS;
+    block_setup<SHARED>(l, bt);
 
     const uint32_t warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const uint64_t idx = (uint64_t)blockIdx.x * WC_GPU_WARPS + warp;
-    const wc_gpu_tile tile = l.tiles[idx];
+    const wc_gpu_tile tile = bt[warp];
     if (tile.tile == WC_GPU_TILE_PAD) return;
+    const uint32_t jid = tile.job & ~WC_GPU_JOB_SCALES;
+    const wc_gpu_job *job = &l.jobs[jid];
+    const uint32_t bits = job->prob_bits;
+    const uint32_t tab_bytes = WC_GPU_TABLE_BYTES(bits);
+    const uint8_t *tab = SHARED ? (const uint8_t *)wc_smem + tile.tab : l.desc + job->tables_off;
     const uint32_t mode = l.modes[idx];
     const uint64_t cols = job->cols;
     const uint64_t tr = tile.tile / job->tiles_across, tc = tile.tile % job->tiles_across;

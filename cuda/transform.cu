@@ -14,7 +14,7 @@ __global__ void __launch_bounds__(WC_GPU_THREADS) wc_itx_kernel(wc_gpu_launch l)
     if (tile.tile == WC_GPU_TILE_PAD) return;
     const uint32_t tx = l.modes[idx] >> 4;
     if (!tx) return;
-    const wc_gpu_job *job = &l.jobs[l.block_job[blockIdx.x] & 0x7fffffffu];
+    const wc_gpu_job *job = &l.jobs[tile.job & ~WC_GPU_JOB_SCALES];
     const uint64_t tr = tile.tile / job->tiles_across, tc = tile.tile % job->tiles_across;
     const uint64_t r0 = tr * job->tile_rows, c0 = tc * job->tile_cols;
     const uint32_t h = (uint32_t)min((uint64_t)job->tile_rows, job->rows - r0);

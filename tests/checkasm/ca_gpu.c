@@ -65,9 +65,9 @@ int ca_gpu_rans_decode(const wc_rans_dec_table *tables, const uint8_t *row_table
     const int packed = n_tables == 1 && tables[0].packed;
     const uint64_t tab_bytes = packed ? WC_GPU_PACKED_BYTES(bits) : n_tables * WC_GPU_TABLE_BYTES(bits);
 
-    /* descriptor area: job | tables | row map | error word | block's job | tiles | modes */
+    /* descriptor area: job | tables | row map | error word | tiles | modes */
     const uint64_t o_tab = a16(sizeof(wc_gpu_job)), o_map = a16(o_tab + tab_bytes), o_err = a16(o_map + h),
-                   o_bj = o_err + 8, o_tiles = a16(o_bj + 4), o_modes = o_tiles + WC_GPU_WARPS * sizeof(wc_gpu_tile),
+                   o_tiles = a16(o_err + 8), o_modes = o_tiles + WC_GPU_WARPS * sizeof(wc_gpu_tile),
                    end = o_modes + WC_GPU_WARPS;
     if (end > G.desc_cap) {
         free(G.h_desc);
@@ -95,10 +95,8 @@ int ca_gpu_rans_decode(const wc_rans_dec_table *tables, const uint8_t *row_table
     }
     if (row_table) memcpy(hd + o_map, row_table, h);
     memset(hd + o_err, 0xff, 8);
-    const uint32_t bj = 1u << 31;
-    memcpy(hd + o_bj, &bj, 4);
     for (int k = 0; k < WC_GPU_WARPS; k++) {
-        wc_gpu_tile t = {src, (uint32_t)len, k ? WC_GPU_TILE_PAD : 0};
+        wc_gpu_tile t = {src, (uint32_t)len, k ? WC_GPU_TILE_PAD : 0, 0, 0};
         memcpy(hd + o_tiles + k * sizeof t, &t, sizeof t);
     }
     if (cudaMemcpy(G.d_desc, hd, end, cudaMemcpyHostToDevice) != cudaSuccess ||
@@ -106,7 +104,7 @@ int ca_gpu_rans_decode(const wc_rans_dec_table *tables, const uint8_t *row_table
         cudaMemset(G.d_out, 0xa5, n + 1) != cudaSuccess)
         abort();
     wc_gpu_launch l = {(const wc_gpu_job *)G.d_desc, (const wc_gpu_tile *)(G.d_desc + o_tiles), G.d_desc + o_modes,
-                       (const uint32_t *)(G.d_desc + o_bj), G.d_data, G.d_desc,
+                       G.d_data, G.d_desc,
                        (unsigned long long *)(G.d_desc + o_err), 1,
                        tab_bytes <= G.max_dyn_smem ? (uint32_t)tab_bytes : 0, n_tables > 1, 0};
     unsigned long long errw = 0;
