@@ -18,19 +18,22 @@
  * 16 bytes a lane, zero-filled past the stream's end), so that a step reads
  * its words from shared memory instead of waiting on global memory.
  * Segments are aligned to 16 bytes in global memory: the stream (4-byte
- * aligned) starts `shift` words into the first one, and word positions
- * (`pos` below) count from that aligned start. */
+ * aligned) starts `shift` words into the first one, and positions (`pos`
+ * below) count bytes from that aligned start. The ring is RING_BYTES-aligned
+ * in shared memory, so a position's address is one AND-OR with it. */
 #define SEG_WORDS 256
+#define SEG_BYTES (2 * SEG_WORDS)
 #define RING_SEGS 4
 #define AHEAD 2
 #define RING_WORDS (SEG_WORDS * RING_SEGS)
+#define RING_BYTES (2 * RING_WORDS)
 static_assert(RING_WORDS == WC_GPU_RING_WORDS, "ring size");
 
 struct ring_src {
     const uint16_t *base;    /* the stream's words, rounded down to 16 bytes */
     uint32_t end;            /* the stream's end, in words from base */
-    uint16_t *ring;          /* the warp's ring */
-    uint32_t ready;          /* segments known complete */
+    uint32_t ring;           /* shared address of the warp's ring */
+    uint32_t lim;            /* bytes from base known to be in the ring (whole segments) */
 };
 
 __device__ __forceinline__ void cp_async(uint32_t saddr, const void *src, uint32_t size, uint32_t bytes)
@@ -49,8 +52,7 @@ __device__ __forceinline__ void seg_issue(const ring_src &rs, uint32_t seg, uint
 {
     /* lane copies words 8*lane .. 8*lane+7 of the segment (16 bytes) */
     const uint32_t w0 = seg * SEG_WORDS + 8 * lane;
-    uint16_t *dst = rs.ring + (seg % RING_SEGS) * SEG_WORDS + 8 * lane;
-    const uint32_t saddr = (uint32_t)__cvta_generic_to_shared(dst);
+    const uint32_t saddr = rs.ring + (seg % RING_SEGS) * SEG_BYTES + 16 * lane;
     const uint32_t bytes = w0 + 8 <= rs.end ? 16u : w0 < rs.end ? 2 * (rs.end - w0) : 0u;
     const uint16_t *before = rs.base - 8;
     if (bytes == 16 || bytes == 0) {
@@ -62,35 +64,51 @@ __device__ __forceinline__ void seg_issue(const ring_src &rs, uint32_t seg, uint
     asm volatile("cp.async.commit_group;\n" ::);
 }
 
-/* Makes words [pos, end) present in the ring (end - pos <= 64, so the
- * window spans at most two segments): while they are not, waits for the
+/* Makes bytes [pos, end) present in the ring (end - pos <= SEG_BYTES, so
+ * the window spans at most two segments): while they are not, waits for the
  * oldest segment in flight and issues the next. The slot an issue
  * overwrites, AHEAD segments on, is then never one of the two being read. */
 static_assert(AHEAD + 2 <= RING_SEGS, "ring too small for its segments in flight");
 __device__ __forceinline__ void ring_ensure(ring_src &rs, uint32_t end, uint32_t lane)
 {
-    while ((end + SEG_WORDS - 1) / SEG_WORDS > rs.ready) {
+    while (end > rs.lim) {
         asm volatile("cp.async.wait_group %0;\n" ::"n"(AHEAD - 1));
         __syncwarp();
-        seg_issue(rs, rs.ready + AHEAD, lane);
-        rs.ready++;
+        seg_issue(rs, rs.lim / SEG_BYTES + AHEAD, lane);
+        rs.lim += SEG_BYTES;
     }
+}
+
+__device__ __forceinline__ uint32_t lds_u8(uint32_t a)
+{
+    uint32_t v;
+    asm volatile("ld.shared.u8 %0, [%1];" : "=r"(v) : "r"(a));
+    return v;
+}
+__device__ __forceinline__ uint32_t lds_u16(uint32_t a)
+{
+    uint16_t v;
+    asm volatile("ld.shared.u16 %0, [%1];" : "=h"(v) : "r"(a));
+    return v;
+}
+__device__ __forceinline__ uint32_t lds_u32(uint32_t a)
+{
+    uint32_t v;
+    asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(a));
+    return v;
 }
 
 /* The block's tables (dynamic shared memory, 16-byte aligned). */
 extern __shared__ uint4 wc_smem[];
 
-/* Where a table lies: a byte offset into wc_smem (SHARED), so that a step
- * loads with a 32-bit shared address, or a global pointer. */
+/* Where a table lies: its shared address (SHARED), so that a step's load
+ * is one add and an LDS, or a global pointer. */
 template <bool SHARED> struct tab_ref;
 template <> struct tab_ref<true> {
-    uint32_t off;
-    __device__ __forceinline__ tab_ref(const uint8_t *p) : off((uint32_t)(p - (const uint8_t *)wc_smem)) {}
-    __device__ __forceinline__ uint32_t u8(uint32_t i) const { return ((const uint8_t *)wc_smem)[off + i]; }
-    __device__ __forceinline__ uint32_t u32(uint32_t i) const
-    {
-        return *(const uint32_t *)((const uint8_t *)wc_smem + off + 4 * i);
-    }
+    uint32_t a;
+    __device__ __forceinline__ tab_ref(const uint8_t *p) : a((uint32_t)__cvta_generic_to_shared(p)) {}
+    __device__ __forceinline__ uint32_t u8(uint32_t i) const { return lds_u8(a + i); }
+    __device__ __forceinline__ uint32_t u32(uint32_t i) const { return lds_u32(a + 4 * i); }
 };
 template <> struct tab_ref<false> {
     const uint8_t *p;
@@ -110,7 +128,7 @@ __device__ __forceinline__ void put_u8(uint8_t *p, uint32_t v)
  * renormalises its state from the ring; returns the symbol. */
 template <bool SHARED, bool PACKED, bool ALL>
 __device__ __forceinline__ uint32_t dec_sym(uint32_t &x, uint32_t &pos, tab_ref<SHARED> t, uint32_t bits,
-                                            uint32_t lt, const uint16_t *ring, bool active)
+                                            uint32_t lt, uint32_t ring, bool active)
 {
     const uint32_t slot = x & ((1u << bits) - 1);
     uint32_t s, y;
@@ -127,31 +145,30 @@ __device__ __forceinline__ uint32_t dec_sym(uint32_t &x, uint32_t &pos, tab_ref<
     const uint32_t bal = __ballot_sync(FULL_MASK, need);
     /* every lane loads (the slot is in the ring whatever it holds): a
      * select instead of a branch around the load */
-    const uint32_t word = ring[(pos + __popc(bal & lt)) % RING_WORDS];
+    const uint32_t word = lds_u16(((pos + 2 * __popc(bal & lt)) & (RING_BYTES - 2)) | ring);
     y = need ? y << 16 | word : y;
-    pos += __popc(bal);
+    pos += 2 * __popc(bal);
     if (ALL || active) x = y;
     return s;
 }
 
 /* `steps` steps in which every lane has a symbol, all with table t: the
- * lane's symbols go to o[32 k + lane]. Two steps to a ring check. */
+ * lane's symbols go to o[32 k + lane]. Four steps to a ring check. */
 template <bool SHARED, bool PACKED>
 __device__ __forceinline__ void dec_run(uint32_t &x, uint32_t &pos, ring_src &rs, tab_ref<SHARED> t, uint8_t *o,
                                         uint32_t steps, uint32_t bits, uint32_t lane, uint32_t lt)
 {
     o += lane;
-    for (; steps >= 2; steps -= 2, o += 64) {
-        ring_ensure(rs, pos + 64, lane);
-        put_u8(o, dec_sym<SHARED, PACKED, true>(x, pos, t, bits, lt, rs.ring, true));
-        put_u8(o + 32, dec_sym<SHARED, PACKED, true>(x, pos, t, bits, lt, rs.ring, true));
+    for (; steps >= 4; steps -= 4, o += 128) {
+        ring_ensure(rs, pos + 4 * 64, lane);
+#pragma unroll
+        for (uint32_t k = 0; k < 4; k++) put_u8(o + 32 * k, dec_sym<SHARED, PACKED, true>(x, pos, t, bits, lt, rs.ring, true));
     }
-    if (steps) {
-        ring_ensure(rs, pos + 32, lane);
+    for (; steps; steps--, o += 32) {
+        ring_ensure(rs, pos + 64, lane);
         put_u8(o, dec_sym<SHARED, PACKED, true>(x, pos, t, bits, lt, rs.ring, true));
     }
 }
-
 __device__ __forceinline__ const uint8_t *row_table(const uint8_t *tab, uint32_t tab_bytes, const uint8_t *rowmap,
                                                     uint32_t r, uint32_t h)
 {
@@ -182,7 +199,7 @@ __device__ __forceinline__ void decode_rows(uint32_t &x, uint32_t &pos, ring_src
         const uint8_t *t1 = MULTI ? tab + map1 * tab_bytes : tab;
         if (MULTI) map1 = __ldg(rowmap + min(r + 2, h - 1));
         if (b) {
-            ring_ensure(rs, pos + 32, lane);
+            ring_ensure(rs, pos + 64, lane);
             const bool hi = lane >= b;
             const uint32_t s = dec_sym<SHARED, PACKED, true>(x, pos, tab_ref<SHARED>(hi ? t1 : t0), bits, lt, rs.ring,
                                                              true);
@@ -197,7 +214,7 @@ __device__ __forceinline__ void decode_rows(uint32_t &x, uint32_t &pos, ring_src
         t0 = t1;
     }
     if (n % 32) { /* the last b symbols of the last row */
-        ring_ensure(rs, pos + 32, lane);
+        ring_ensure(rs, pos + 64, lane);
         const uint32_t s = dec_sym<SHARED, PACKED, false>(x, pos, tab_ref<SHARED>(t0), bits, lt, rs.ring, lane < b);
         if (lane < b) put_u8(row + (w - b) + lane, s);
     }
@@ -213,7 +230,7 @@ __device__ __forceinline__ void decode_narrow(uint32_t &x, uint32_t &pos, ring_s
 {
     const uint32_t n = h * w;
     for (uint32_t i = lane; i - lane < n; i += 32) {
-        ring_ensure(rs, pos + 32, lane);
+        ring_ensure(rs, pos + 64, lane);
         const uint32_t ty = i / w, tx = i - ty * w;
         const uint8_t *t = MULTI ? row_table(tab, tab_bytes, rowmap, ty, h) : tab;
         const uint32_t s = dec_sym<SHARED, PACKED, false>(x, pos, tab_ref<SHARED>(t), bits, lt, rs.ring, i < n);
@@ -228,7 +245,7 @@ template <bool SHARED, bool MULTI, bool GENERAL, bool PACKED>
 __device__ __forceinline__ bool decode_tile(const uint8_t *tab, uint32_t tab_bytes, const uint8_t *rowmap,
                                             const uint8_t *stream, uint32_t len, uint8_t *out,
                                             uint64_t stride, uint32_t h, uint32_t w, uint32_t bits,
-                                            uint32_t lane, uint16_t *ring)
+                                            uint32_t lane, uint32_t ring)
 {
     if (len < 128 || (len - 128) & 3) return false;
     const uint16_t *words = (const uint16_t *)(stream + 128);
@@ -237,7 +254,7 @@ __device__ __forceinline__ bool decode_tile(const uint8_t *tab, uint32_t tab_byt
     ring_src rs = {words - shift, nw + shift, ring, 0};
 #pragma unroll
     for (uint32_t k = 0; k < AHEAD; k++) seg_issue(rs, k, lane);
-    uint32_t x = __ldg((const uint32_t *)stream + lane), pos = shift;
+    uint32_t x = __ldg((const uint32_t *)stream + lane), pos = 2 * shift;
     bool ok = x >= WC_RANS_L;
     const uint32_t lt = (1u << lane) - 1;
     const uint32_t n = h * w;
@@ -245,7 +262,7 @@ __device__ __forceinline__ bool decode_tile(const uint8_t *tab, uint32_t tab_byt
     if (!MULTI && !GENERAL) {
         dec_run<SHARED, PACKED>(x, pos, rs, tab_ref<SHARED>(tab), out, n / 32, bits, lane, lt);
         if (n % 32) {
-            ring_ensure(rs, pos + 32, lane);
+            ring_ensure(rs, pos + 64, lane);
             const uint32_t i = n / 32 * 32 + lane;
             const uint32_t s = dec_sym<SHARED, PACKED, false>(x, pos, tab_ref<SHARED>(tab), bits, lt, ring, i < n);
             if (i < n) put_u8(out + i, s);
@@ -262,7 +279,7 @@ __device__ __forceinline__ bool decode_tile(const uint8_t *tab, uint32_t tab_byt
     ok = __all_sync(FULL_MASK, ok && x == WC_RANS_L);
     /* words past the end were zero-filled: more consumed means the stream
      * ran out; one word less is the padding word of an odd count */
-    const uint32_t used = pos - shift;
+    const uint32_t used = pos / 2 - shift;
     if (used == nw) return ok;
     if (used + 1 == nw && (used & 1) && __ldg(words + used) == 0) return ok;
     return false;
@@ -296,7 +313,7 @@ __device__ __forceinline__ void block_setup(const wc_gpu_launch &l, const wc_gpu
 template <bool SHARED, bool MULTI, bool GENERAL>
 __global__ void __launch_bounds__(WC_GPU_THREADS, WC_GPU_BLOCKS_PER_SM(MULTI || GENERAL)) wc_decode_kernel(wc_gpu_launch l)
 {
-    __shared__ uint16_t rings[WC_GPU_WARPS][RING_WORDS];
+    __shared__ __align__(RING_BYTES) uint16_t rings[WC_GPU_WARPS][RING_WORDS];
     const wc_gpu_tile *bt = l.tiles + (uint64_t)blockIdx.x * WC_GPU_WARPS;
     block_setup<SHARED>(l, bt);
 
@@ -318,7 +335,7 @@ __global__ void __launch_bounds__(WC_GPU_THREADS, WC_GPU_BLOCKS_PER_SM(MULTI || 
     uint8_t *out = job->out + r0 * cols + c0;
     const uint8_t *rowmap = MULTI && job->n_tables > 1 ? l.desc + job->rowmap_off + r0 : nullptr;
     const uint8_t *src = l.data + tile.src;
-    uint16_t *ring = rings[warp];
+    const uint32_t ring = (uint32_t)__cvta_generic_to_shared(rings[warp]);
     const bool gen = GENERAL && h > 1 && w < cols;
     bool ok;
 #define DEC(M, G, P) decode_tile<SHARED, M, G, P>(tab, tab_bytes, rowmap, src, tile.len, out, cols, h, w, bits, lane, ring)

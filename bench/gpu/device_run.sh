@@ -1,8 +1,8 @@
 #!/bin/bash
 # Runs on the GPU machine (the `device` tool), from the checkout's root, with
 # build-gpu, .devdeps and .gpudata carried. Stages: test (the GPU tests and
-# checkasm's GPU level, also under memcheck), sanitize, kernel, ncu, ncusrc,
-# synth, synthk, ncusynth, synthbench, synthmin, e2e (E2E_CFGS picks its
+# checkasm's GPU level, also under memcheck), sanitize, kernel, ab, ncu,
+# ncusrc, synth, synthk, ncusynth, synthbench, synthmin, e2e (E2E_CFGS picks its
 # configurations). A call brings back at most 8 files of $OUT: the stages keep
 # their logs in /tmp and put a short table last in $OUT/summary.txt.
 set -u
@@ -103,6 +103,20 @@ ncusrc)
         grep -E "wc_decode_kernel|Duration|Executed Instructions  |Registers Per|Achieved Occ|Theoretical Occ" $OUT/ncu_$name.txt | tee -a $summary
     done
     cuobjdump -sass $B/cuda/libwcodec_gpu.a.p/rans_decode.cu.o 2>&1 | gzip > $OUT/sass.txt.gz
+    ;;
+ab)
+    # each build's kernel on the same files in the same call: build-alt/bench_gpu_* (bench_gpu of
+    # earlier commits, copied there by hand) beside this build's; the synthetic model if synthk made it
+    for tw in 16384 4096; do
+        [ -f $T/slice_$tw.wcodec ] || $B/tools/wcodec encode -q -f --tile-weights $tw $W/slice_mixed.safetensors -o $T/slice_$tw.wcodec
+    done
+    for f in $T/slice_16384.wcodec:100 $T/slice_4096.wcodec:100 $W/ppocr_16384.wcodec:50 $W/ppocr_4096.wcodec:50 \
+             $T/synth7b_16384.wcodec:1; do
+        [ -f ${f%%:*} ] || continue
+        for bin in build-alt/bench_gpu_* $B/bench/gpu/bench_gpu; do
+            echo "$bin $(basename ${f%%:*}) x${f##*:}: $($bin kernel ${f%%:*} 20 ${f##*:} | grep -oE 'time_ms=[0-9.]+|GBps=[0-9.]+|ratio[a-z_]*=[0-9.]+' | tr '\n' ' ')" | tee -a $summary
+        done
+    done
     ;;
 ncusynth)
     ncu --section SpeedOfLight --section Occupancy --section SchedulerStats --section WarpStateStats \
