@@ -31,7 +31,7 @@ extern "C" {
 #define WC_GPU_WARPS 16                      /* tiles (warps) per block */
 #define WC_GPU_THREADS (32 * WC_GPU_WARPS)
 #define WC_GPU_RING_WORDS 1024               /* per-warp word ring (rans_decode.cu) */
-#define WC_GPU_STATIC_SMEM (WC_GPU_WARPS * WC_GPU_RING_WORDS * 2)
+#define WC_GPU_STATIC_SMEM ((WC_GPU_WARPS + 1) * WC_GPU_RING_WORDS * 2) /* the rings, aligned (rans_decode.cu) */
 #define WC_GPU_TABLE_BYTES(bits) (1024u + (1u << (bits)))
 #define WC_GPU_PACKED_BYTES(bits) (4u << (bits))
 #define WC_GPU_NO_ROWMAP UINT64_MAX

@@ -19,8 +19,11 @@
  * its words from shared memory instead of waiting on global memory.
  * Segments are aligned to 16 bytes in global memory: the stream (4-byte
  * aligned) starts `shift` words into the first one, and positions (`pos`
- * below) count bytes from that aligned start. The ring is RING_BYTES-aligned
- * in shared memory, so a position's address is one AND-OR with it. */
+ * below) count bytes from that aligned start. The rings are RING_BYTES-
+ * aligned in shared memory, so a position's address is one AND-OR with its
+ * ring's: __align__ does not give that (the window starts with memory
+ * reserved by the system), so the block's rings take one ring more and
+ * start at the first aligned address in it. */
 #define SEG_WORDS 256
 #define SEG_BYTES (2 * SEG_WORDS)
 #define RING_SEGS 4
@@ -28,6 +31,7 @@
 #define RING_WORDS (SEG_WORDS * RING_SEGS)
 #define RING_BYTES (2 * RING_WORDS)
 static_assert(RING_WORDS == WC_GPU_RING_WORDS, "ring size");
+static_assert(WC_GPU_STATIC_SMEM == (WC_GPU_WARPS + 1) * RING_BYTES, "static shared memory");
 
 struct ring_src {
     const uint16_t *base;    /* the stream's words, rounded down to 16 bytes */
@@ -313,7 +317,7 @@ __device__ __forceinline__ void block_setup(const wc_gpu_launch &l, const wc_gpu
 template <bool SHARED, bool MULTI, bool GENERAL>
 __global__ void __launch_bounds__(WC_GPU_THREADS, WC_GPU_BLOCKS_PER_SM(MULTI || GENERAL)) wc_decode_kernel(wc_gpu_launch l)
 {
-    __shared__ __align__(RING_BYTES) uint16_t rings[WC_GPU_WARPS][RING_WORDS];
+    __shared__ __align__(16) uint16_t rings[(WC_GPU_WARPS + 1) * RING_WORDS];
     const wc_gpu_tile *bt = l.tiles + (uint64_t)blockIdx.x * WC_GPU_WARPS;
     block_setup<SHARED>(l, bt);
 
@@ -335,7 +339,8 @@ __global__ void __launch_bounds__(WC_GPU_THREADS, WC_GPU_BLOCKS_PER_SM(MULTI || 
     uint8_t *out = job->out + r0 * cols + c0;
     const uint8_t *rowmap = MULTI && job->n_tables > 1 ? l.desc + job->rowmap_off + r0 : nullptr;
     const uint8_t *src = l.data + tile.src;
-    const uint32_t ring = (uint32_t)__cvta_generic_to_shared(rings[warp]);
+    const uint32_t ring =
+        ((uint32_t)__cvta_generic_to_shared(rings) + RING_BYTES - 1) / RING_BYTES * RING_BYTES + warp * RING_BYTES;
     const bool gen = GENERAL && h > 1 && w < cols;
     bool ok;
 #define DEC(M, G, P) decode_tile<SHARED, M, G, P>(tab, tab_bytes, rowmap, src, tile.len, out, cols, h, w, bits, lane, ring)

@@ -64,6 +64,12 @@ ncu)
         $B/bench/gpu/bench_gpu kernel $T/slice_16384.wcodec 1 100 > $OUT/ncu.txt 2>&1
     grep -E "Duration|Throughput|Achieved Occupancy|Registers|Theoretical Occ|Issue Slots|Eligible|No Eligible|Stall|Block Limit" $OUT/ncu.txt | head -40
     ;;
+ncuall)
+    # every kernel of a resident run of the real slice x 100 (decode, prediction), one line each
+    ncu --section SpeedOfLight --section Occupancy --section LaunchStats -k regex:wc_ -c 4 \
+        $B/bench/gpu/bench_gpu kernel $T/slice_16384.wcodec 1 100 > $OUT/ncu_all.txt 2>&1
+    grep -E "^  wc_|Duration|Achieved Occupancy|Grid Size|Compute \(SM\) Throughput|Memory Throughput" $OUT/ncu_all.txt | tee -a $summary
+    ;;
 synth)
     PYTHONUNBUFFERED=1 python3 bench/gpu/make_synth.py $T --bf16 2>&1 | tee -a $summary
     PYTHONUNBUFFERED=1 python3 bench/gpu/make_synth.py $T --sizes 2>&1 | tee -a $summary
@@ -95,6 +101,7 @@ ncusrc)
     # where the decode kernel's issue slots go, per SASS instruction (synthetic model, 16K tiles; real slice x 100)
     for f in synth7b_16384:1 slice_16384:100; do
         name=${f%%:*}
+        [ -f $T/$name.wcodec ] || continue
         ncu --section InstructionStats --section WarpStateStats --section SourceCounters --section SpeedOfLight \
             --section Occupancy --section LaunchStats -k regex:wc_decode -c 1 -f -o $T/prof_$name \
             $B/bench/gpu/bench_gpu kernel $T/$name.wcodec 1 ${f##*:} > /dev/null 2>&1
