@@ -9,7 +9,8 @@
  *   top     q += up                                  (parallel)
  *   left    prefix sum along the row from `left`      (block scan)
  *   planar  prefix sum from (left - upleft), then + up (block scan)
- *   avg     a true recurrence: one thread walks the segment
+ *   avg     a true recurrence: slices of the segment per thread, each
+ *           from a checked guess of the value left of it (block_avg)
  * All arithmetic is modulo 256. */
 #include <cuda_runtime.h>
 
@@ -56,6 +57,71 @@ __device__ uint32_t block_prefix(uint8_t *q, uint32_t n, uint32_t carry)
     return carry;
 }
 
+#define AVG_CHUNK 4096
+/* steps before a slice that make its guess; -DWC_AVG_WARM=1 makes most
+ * guesses wrong, to test the recomputation (device_run.sh test) */
+#ifdef WC_AVG_WARM
+#define AVG_WARM WC_AVG_WARM
+#else
+#define AVG_WARM 32
+#endif
+
+/* One avg step: the value from the residual q, the one above u and the
+ * one to the left l (signed bytes, the sum halved rounding down). */
+__device__ __forceinline__ int avg_step(int l, uint32_t q, uint32_t u)
+{
+    return (int8_t)(q + ((l + (int)(int8_t)u) >> 1));
+}
+
+/* avg over q[0..w) (up: the row D above, or none) from `left`. The
+ * recurrence is serial (a byte every ~15 cycles on one thread: ~30 us for
+ * a 2880-wide row), so each thread takes a slice of the segment and guesses
+ * the value left of it by running AVG_WARM steps from 0 before it: the
+ * halving forgets the start, and the guess is checked against the value
+ * the thread to its left computed. The slices after the first wrong guess
+ * (none, in practice) are recomputed in order by one thread, so the result
+ * is exact whatever the data. */
+__device__ void block_avg(uint8_t *q, const uint8_t *up, uint32_t w, uint32_t left)
+{
+    __shared__ uint8_t sq[AVG_CHUNK], su[AVG_CHUNK], so[AVG_CHUNK];
+    __shared__ uint32_t bad; /* the first slice whose guess was wrong */
+    const uint32_t t = threadIdx.x;
+    int carry = (int8_t)left;
+    for (uint32_t base = 0; base < w; base += AVG_CHUNK) {
+        const uint32_t n = min(w - base, (uint32_t)AVG_CHUNK);
+        for (uint32_t c = t; c < n; c += PT) {
+            sq[c] = q[base + c];
+            su[c] = up ? up[base + c] : 0;
+        }
+        if (t == 0) bad = PT;
+        __syncthreads();
+        const uint32_t S = (n + PT - 1) / PT, c0 = t * S, c1 = min(c0 + S, n);
+        int l = c0 > AVG_WARM ? 0 : carry;
+        for (uint32_t c = c0 > AVG_WARM ? c0 - AVG_WARM : 0; c < c0 && c < n; c++) l = avg_step(l, sq[c], su[c]);
+        const int guess = l;
+        for (uint32_t c = c0; c < c1; c++) {
+            l = avg_step(l, sq[c], su[c]);
+            so[c] = (uint8_t)l;
+        }
+        __syncthreads();
+        if (t > 0 && c0 < n && guess != (int8_t)so[c0 - 1]) atomicMin(&bad, t);
+        __syncthreads();
+        if (bad < PT) {
+            if (t == 0) {
+                int v = (int8_t)so[bad * S - 1];
+                for (uint32_t c = bad * S; c < n; c++) {
+                    v = avg_step(v, sq[c], su[c]);
+                    so[c] = (uint8_t)v;
+                }
+            }
+            __syncthreads();
+        }
+        carry = (int8_t)so[n - 1];
+        for (uint32_t c = t; c < n; c += PT) q[base + c] = so[c];
+        __syncthreads();
+    }
+}
+
 /* Block (x, y) walks chains x, x + gridDim.x, ... of job y. */
 __global__ void __launch_bounds__(PT) wc_predict_kernel(const wc_gpu_pred_job *jobs, const uint8_t *desc)
 {
@@ -84,15 +150,7 @@ __global__ void __launch_bounds__(PT) wc_predict_kernel(const wc_gpu_pred_job *j
                 } else if (pm == 1) {
                     block_prefix(q, w, left);
                 } else if (pm == 3) {
-                    if (threadIdx.x == 0) {
-                        int l = (int8_t)left;
-                        for (uint32_t c = 0; c < w; c++) {
-                            int t = up ? (int8_t)up[c] : 0;
-                            uint8_t v = (uint8_t)(q[c] + ((l + t) >> 1));
-                            q[c] = v;
-                            l = (int8_t)v;
-                        }
-                    }
+                    block_avg(q, up, w, left);
                 }
                 __syncthreads();
             }

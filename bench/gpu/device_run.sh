@@ -33,6 +33,9 @@ test)
     check test_gpu timeout 400 $B/tests/gpu/test_gpu $W/slice_mixed.safetensors
     echo "test_gpu took ${SECONDS} s" | tee -a $summary
     check test_nodev env CUDA_VISIBLE_DEVICES= $B/tests/gpu/test_gpu --nodev
+    # built with -Dcuda_args=-DWC_AVG_WARM=1 (carried when there): the avg prediction's guesses mostly
+    # wrong, so that its recomputation runs
+    [ -x build-warm1/tests/gpu/test_gpu ] && check test_gpu_avg_warm1 timeout 300 build-warm1/tests/gpu/test_gpu $W/none
     check test_gpu_shared_dev $B/tests/gpu/test_gpu_shared_dev $B/tests/gpu/example.wcodec
     check test_gpu_shared_nodev env CUDA_VISIBLE_DEVICES= $B/tests/gpu/test_gpu_shared $B/tests/gpu/example.wcodec
     check test_gpu_io $B/tests/gpu/test_gpu_io
