@@ -15,8 +15,9 @@
  *   256 x u32  fc[s] = freq[s] | cum[s] << 16
  *   M   x u8   slot_sym[slot]
  * so one table takes WC_GPU_TABLE_BYTES(prob_bits) bytes. A tensor of one
- * table whose frequencies are all <= 4096 gets the packed layout instead
- * (wc_gpu_job.packed), the CPU decoders' slot_dec (codec/rans.h):
+ * table whose frequencies are all <= 4096, with at least 8 tiles in the
+ * launch (gpu_desc.c), gets the packed layout instead (wc_gpu_job.packed),
+ * the CPU decoders' slot_dec (codec/rans.h):
  *   M   x u32  (freq - 1) << 20 | (slot - cum) << 8 | symbol
  * so that a step costs one shared load instead of two dependent ones. */
 #ifndef WC_CUDA_KERNELS_CUH

@@ -2,9 +2,13 @@
 # Runs on the GPU machine (the `device` tool), from the checkout's root, with
 # build-gpu, .devdeps and .gpudata carried. Stages: test (the GPU tests and
 # checkasm's GPU level, also under memcheck), sanitize, kernel, ab, ncu,
-# ncusrc, synth, synthk, ncusynth, synthbench, synthmin, e2e (E2E_CFGS picks its
+# ncusrc, synth, synthk, ncusynth, synthbench, sizes, synthmin, e2e (E2E_CFGS picks its
 # configurations). A call brings back at most 8 files of $OUT: the stages keep
 # their logs in /tmp and put a short table last in $OUT/summary.txt.
+# Optional carries: build-alt/bench_gpu_* (earlier builds' bench_gpu, for `ab`) and
+# build-warm1/tests/gpu/test_gpu (`meson setup build-warm1 -Dcuda=enabled -Dbuildtype=release
+# -Dcuda_args=-DWC_AVG_WARM=1 && ninja -C build-warm1 tests/gpu/test_gpu`, for `test`). The
+# working tree and the carries together must stay under 64 MiB.
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p /tmp/deps "$OUT"
@@ -133,6 +137,12 @@ ncusynth)
         --section LaunchStats -k regex:wc_decode -c 1 \
         $B/bench/gpu/bench_gpu kernel $T/synth7b_16384.wcodec 1 > $OUT/ncu_synth.txt 2>&1
     grep -E "Duration|Throughput|Achieved Occupancy|Registers|Theoretical Occ|Issue Slots|Eligible|No Eligible|Stall|Block Limit" $OUT/ncu_synth.txt | head -40
+    ;;
+sizes)
+    # decode time against tensor size, 64 KB .. 1 GB (synthetic rows, 16K tiles): $OUT/sizes.txt for plot_sizes.py
+    PYTHONUNBUFFERED=1 python3 bench/gpu/make_synth.py $T --sizes 2>&1 | tail -1 | tee -a $summary
+    $B/tools/wcodec encode -q -f --tile-weights 16384 $T/sizes.safetensors -o $T/sizes.wcodec
+    $B/bench/gpu/bench_gpu sizes $T/sizes.wcodec | tee $OUT/sizes.txt | tee -a $summary
     ;;
 synthmin)
     PYTHONUNBUFFERED=1 python3 bench/gpu/make_synth.py $T 2>&1 | tee -a $summary
