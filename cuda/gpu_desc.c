@@ -288,8 +288,11 @@ int wcg_build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *ps,
     /* A block's tables within what leaves the SM its blocks (kernels.cuh);
      * tables too large for shared memory are read from global memory,
      * and then blocks are filled regardless of them. */
-    const uint64_t smem_most = (uint64_t)g->max_smem - WC_GPU_STATIC_SMEM - 1024;
-    uint64_t budget = (uint64_t)g->smem_sm / WC_GPU_BLOCKS_PER_SM(L->multi || L->general) - 1024 - WC_GPU_STATIC_SMEM;
+    const uint64_t fixed = WC_GPU_STATIC_SMEM + 1024; /* the rings, and what the system reserves a block */
+    const uint64_t most = (uint64_t)g->max_smem;
+    const uint64_t per = (uint64_t)g->smem_sm / WC_GPU_BLOCKS_PER_SM(L->multi || L->general);
+    const uint64_t smem_most = most > fixed ? most - fixed : 0;
+    uint64_t budget = per > fixed ? per - fixed : 0;
     if (budget > smem_most) budget = smem_most;
     if (budget < max_tb) budget = max_tb;
     const int shared = max_tb <= smem_most;

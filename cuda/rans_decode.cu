@@ -166,7 +166,8 @@ __device__ __forceinline__ void dec_run(uint32_t &x, uint32_t &pos, ring_src &rs
     for (; steps >= 4; steps -= 4, o += 128) {
         ring_ensure(rs, pos + 4 * 64, lane);
 #pragma unroll
-        for (uint32_t k = 0; k < 4; k++) put_u8(o + 32 * k, dec_sym<SHARED, PACKED, true>(x, pos, t, bits, lt, rs.ring, true));
+        for (uint32_t k = 0; k < 4; k++)
+            put_u8(o + 32 * k, dec_sym<SHARED, PACKED, true>(x, pos, t, bits, lt, rs.ring, true));
     }
     for (; steps; steps--, o += 32) {
         ring_ensure(rs, pos + 64, lane);
@@ -301,7 +302,8 @@ __device__ __forceinline__ void block_setup(const wc_gpu_launch &l, const wc_gpu
         const wc_gpu_job *job = &l.jobs[t.job & ~WC_GPU_JOB_SCALES];
         if (SHARED) {
             const uint32_t bits = job->prob_bits;
-            const uint32_t n16 = (job->packed ? WC_GPU_PACKED_BYTES(bits) : job->n_tables * WC_GPU_TABLE_BYTES(bits)) / 16;
+            const uint32_t bytes = job->packed ? WC_GPU_PACKED_BYTES(bits) : job->n_tables * WC_GPU_TABLE_BYTES(bits);
+            const uint32_t n16 = bytes / 16;
             const uint4 *src = (const uint4 *)(l.desc + job->tables_off);
             uint4 *dst = wc_smem + t.tab / 16;
             for (uint32_t i = threadIdx.x; i < n16; i += blockDim.x) dst[i] = src[i];
@@ -315,7 +317,8 @@ __device__ __forceinline__ void block_setup(const wc_gpu_launch &l, const wc_gpu
 }
 
 template <bool SHARED, bool MULTI, bool GENERAL>
-__global__ void __launch_bounds__(WC_GPU_THREADS, WC_GPU_BLOCKS_PER_SM(MULTI || GENERAL)) wc_decode_kernel(wc_gpu_launch l)
+__global__ void __launch_bounds__(WC_GPU_THREADS, WC_GPU_BLOCKS_PER_SM(MULTI || GENERAL))
+    wc_decode_kernel(wc_gpu_launch l)
 {
     __shared__ __align__(16) uint16_t rings[(WC_GPU_WARPS + 1) * RING_WORDS];
     const wc_gpu_tile *bt = l.tiles + (uint64_t)blockIdx.x * WC_GPU_WARPS;
