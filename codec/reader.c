@@ -157,23 +157,38 @@ int wc_decode_tensor(const wc_file *f, size_t i, void *out, size_t out_size, flo
     return wc_decode_tensor_ex(f, i, out, out_size, scales, n_scales, NULL, err);
 }
 
-int wc_decode_tensor_ex(const wc_file *f, size_t i, void *out, size_t out_size, float *scales,
-                        size_t n_scales, const wc_decode_opts *o, wc_err *err)
+int wc_entry_check_dst(const wc_file *f, const wc_entry *e, size_t out_size, const float *scales,
+                       size_t n_scales, wc_err *err)
 {
-    if (i >= f->h.n_tensors) return wc_fail(err, WC_EINVAL, "%s: no tensor %zu", f->label, i);
-    const wc_entry *e = &f->e[i];
-    const uint8_t *rec = f->map + e->offset;
     if (out_size < wc_entry_out_bytes(e))
         return wc_fail(err, WC_EINVAL, "%s: tensor '%s': output buffer of %zu bytes, needs %llu",
                        f->label, e->name, out_size, (unsigned long long)wc_entry_out_bytes(e));
     if (scales && (e->flags & WC_ENTRY_HAS_SCALES) && n_scales < e->rows)
         return wc_fail(err, WC_EINVAL, "%s: tensor '%s': room for %zu scales, needs %llu",
                        f->label, e->name, n_scales, (unsigned long long)e->rows);
-    if (wc_hash_differs(e->hash, rec, e->size))
-        return wc_fail(err, WC_ECHECKSUM,
-                       "%s: tensor '%s': checksum mismatch over its record [%llu, %llu)", f->label,
-                       e->name, (unsigned long long)e->offset,
-                       (unsigned long long)(e->offset + e->size));
+    return 0;
+}
+
+int wc_record_hash_fail(const wc_file *f, const wc_entry *e, wc_err *err)
+{
+    return wc_fail(err, WC_ECHECKSUM, "%s: tensor '%s': checksum mismatch over its record [%llu, %llu)", f->label,
+                   e->name, (unsigned long long)e->offset, (unsigned long long)(e->offset + e->size));
+}
+
+int wc_record_check_hash(const wc_file *f, const wc_entry *e, const uint8_t *rec, wc_err *err)
+{
+    return wc_hash_differs(e->hash, rec, e->size) ? wc_record_hash_fail(f, e, err) : 0;
+}
+
+int wc_decode_tensor_ex(const wc_file *f, size_t i, void *out, size_t out_size, float *scales,
+                        size_t n_scales, const wc_decode_opts *o, wc_err *err)
+{
+    if (i >= f->h.n_tensors) return wc_fail(err, WC_EINVAL, "%s: no tensor %zu", f->label, i);
+    const wc_entry *e = &f->e[i];
+    const uint8_t *rec = f->map + e->offset;
+    int r = wc_entry_check_dst(f, e, out_size, scales, n_scales, err);
+    if (!r) r = wc_record_check_hash(f, e, rec, err);
+    if (r) return r;
     if (e->coding == WC_CODING_RAW) {
         memcpy(out, rec, e->size);
         return 0;

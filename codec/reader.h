@@ -7,6 +7,15 @@
 const wc_entry *wc_file_entry(const wc_file *f, size_t i);
 const uint8_t *wc_file_base(const wc_file *f);
 
+/* Whether out_size bytes (and, when scales, room for n_scales) hold the
+ * decoded tensor e; WC_EINVAL with the message otherwise. */
+int wc_entry_check_dst(const wc_file *f, const wc_entry *e, size_t out_size, const float *scales,
+                       size_t n_scales, wc_err *err);
+/* The message of a record whose XXH3 is wrong; returns WC_ECHECKSUM. */
+int wc_record_hash_fail(const wc_file *f, const wc_entry *e, wc_err *err);
+/* Checks the record of e (at rec) against its XXH3: 0 or wc_record_hash_fail. */
+int wc_record_check_hash(const wc_file *f, const wc_entry *e, const uint8_t *rec, wc_err *err);
+
 /* The decoder routines: the plain references, or the fastest for this CPU. */
 struct wc_dsp;
 const struct wc_dsp *wc_dsp_get(bool reference);

@@ -10,7 +10,6 @@
 
 #define WC_ATTR_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
-
 static inline uint16_t wc_rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 static inline uint32_t wc_rd32(const uint8_t *p)
 {

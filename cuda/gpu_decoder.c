@@ -214,12 +214,7 @@ static int retire_slot(wc_gpu *g, slot *sl, const wc_file *f, const treq *rq, wc
 /* The message for a failed io task (a read or a record hash). */
 static int io_fail(const wc_file *f, const treq *rq, const io_task *t, wc_err *err)
 {
-    if (t->result == WC_ECHECKSUM) {
-        const wc_entry *e = rq[t->tensor].e;
-        return wc_fail(err, t->result, "%s: tensor '%s': checksum mismatch over its record [%llu, %llu)",
-                       wc_file_label(f), e->name, (unsigned long long)e->offset,
-                       (unsigned long long)(e->offset + e->size));
-    }
+    if (t->result == WC_ECHECKSUM) return wc_record_hash_fail(f, rq[t->tensor].e, err);
     return wc_fail(err, t->result, "%s: read of %llu bytes at offset %llu failed: %s", wc_file_label(f),
                    (unsigned long long)t->len, (unsigned long long)t->off,
                    t->sys_errno ? strerror(t->sys_errno) : "unexpected end of file");

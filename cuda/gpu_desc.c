@@ -2,32 +2,14 @@
  * (index, row map, tables) so that the kernels never parse a file, cuts the
  * tensors into batches that fit a ring slot, and writes the flat job, tile,
  * table and prediction descriptors of kernels.cuh. */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
-#include <xxhash.h>
 
 #include "gpu_int.h"
 #include "rans.h"
 
 /* ---- per-tensor preparation (host checks of the record's head) ---- */
-
-static int check_dst(const wc_file *f, const wc_entry *e, const wc_gpu_dst *d, wc_err *err)
-{
-    const uint64_t need = wc_entry_out_bytes(e);
-    if (d->out_size < need)
-        return wc_fail(err, WC_EINVAL, "%s: tensor '%s': output buffer of %zu bytes, needs %llu",
-                       wc_file_label(f), e->name, d->out_size, (unsigned long long)need);
-    if (d->scales && (e->flags & WC_ENTRY_HAS_SCALES) && d->n_scales < e->rows)
-        return wc_fail(err, WC_EINVAL, "%s: tensor '%s': room for %zu scales, needs %llu",
-                       wc_file_label(f), e->name, d->n_scales, (unsigned long long)e->rows);
-    return 0;
-}
 
 /* Checks the index, row map and tables of a coded tensor (the kernels trust them). */
 static int prep_tensor(const wc_file *f, treq *t, wc_err *err)
@@ -470,7 +452,8 @@ int wcg_prep_all(const wc_file *f, const wc_gpu_dst *dst, const size_t *which, s
         rq[k].e = wc_file_entry(f, which[k]);
         rq[k].rec = wc_file_base(f) + rq[k].e->offset;
         rq[k].dst = dst[k];
-        if (!(r = check_dst(f, rq[k].e, &dst[k], err))) r = prep_tensor(f, &rq[k], err);
+        r = wc_entry_check_dst(f, rq[k].e, dst[k].out_size, dst[k].scales, dst[k].n_scales, err);
+        if (!r) r = prep_tensor(f, &rq[k], err);
     }
     if (r) {
         free(rq);

@@ -1,17 +1,10 @@
 /* The GPU decoder's resident path: the whole compressed file copied to the
  * device once, decoded again from there (include/wcodec/wcodec_gpu.h). */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
-#include <xxhash.h>
 
 #include "gpu_int.h"
-#include "rans.h"
 
 /* ---- resident: the whole file on the device ---- */
 
@@ -67,15 +60,8 @@ int wc_gpu_resident_create_sets(wc_gpu *g, const wc_file *f, const wc_gpu_dst *d
     if ((r = wcg_prep_all(f, d, which, m, &R->rq, err))) goto fail;
     R->n_rq = m;
     if (g->o.verify_checksums)
-        for (size_t k = 0; k < m && k < wc_file_tensor_count(f); k++) {
-            const wc_entry *e = R->rq[k].e;
-            if (wc_hash_differs(e->hash, R->rq[k].rec, e->size)) {
-                r = wc_fail(err, WC_ECHECKSUM, "%s: tensor '%s': checksum mismatch over its record [%llu, %llu)",
-                            wc_file_label(f), e->name, (unsigned long long)e->offset,
-                            (unsigned long long)(e->offset + e->size));
-                goto fail;
-            }
-        }
+        for (size_t k = 0; k < m && k < wc_file_tensor_count(f); k++)
+            if ((r = wc_record_check_hash(f, R->rq[k].e, R->rq[k].rec, err))) goto fail;
     ps = calloc(m ? m : 1, sizeof *ps);
     src_base = calloc(m ? m : 1, sizeof *src_base);
     if (!ps || !src_base) {
