@@ -26,6 +26,18 @@ typedef int (*wc_rans_decode_fn)(const wc_rans_dec_table *tables, const uint8_t 
                                  uint32_t w, const uint8_t *stream, size_t len, uint8_t *out,
                                  size_t n);
 
+/* The scalar parts of a tile decode (codec/dsp_ref.c), which the SIMD
+ * decoders share with the reference: the head (the lanes' states, and the
+ * renormalisation words that follow), the reference's steps from symbol
+ * base (a multiple of 32) to n, with lane states st and read position *pos,
+ * and the end checks (every lane back at L, every word consumed but the
+ * zero pad word after an odd count). Same results, writes and failure
+ * points as wc_rans_decode_ref, which is these three in a row. */
+int wc_rans_decode_head(const uint8_t *stream, size_t len, uint32_t *st, const uint8_t **words, size_t *nw);
+int wc_rans_decode_steps(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w, const uint8_t *words,
+                         size_t nw, size_t *pos, uint32_t *st, size_t base, uint8_t *out, size_t n);
+int wc_rans_decode_end(const uint8_t *words, size_t nw, size_t pos, const uint32_t *st);
+
 /* Inverse transform tx of an h x w tile (row stride `stride`), in place. */
 typedef void (*wc_itx_fn)(uint8_t *tile, size_t stride, uint32_t h, uint32_t w);
 

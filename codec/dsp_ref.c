@@ -1,30 +1,38 @@
 /* Reference versions of the decoder's hot routines (codec/dsp.h): plain C,
  * written to be read beside docs/FORMAT.md. */
 #include <stdbool.h>
+#include <string.h>
 
 #include "dsp.h"
 
 static inline int sx(uint8_t b) { return (int8_t)b; }
 
-int wc_rans_decode_ref(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
-                       const uint8_t *stream, size_t len, uint8_t *out, size_t n)
+int wc_rans_decode_head(const uint8_t *stream, size_t len, uint32_t *st, const uint8_t **words, size_t *nw)
 {
     if (len < WC_RANS_HEADER_BYTES || (len - WC_RANS_HEADER_BYTES) % 4) return WC_ECORRUPT;
-    uint32_t st[WC_RANS_LANES];
     for (int l = 0; l < WC_RANS_LANES; l++) {
         st[l] = wc_rd32(stream + 4 * l);
         if (st[l] < WC_RANS_L) return WC_ECORRUPT;
     }
-    const uint8_t *words = stream + WC_RANS_HEADER_BYTES;
-    const size_t nw = (len - WC_RANS_HEADER_BYTES) / 2;
-    size_t pos = 0;
+    *words = stream + WC_RANS_HEADER_BYTES;
+    *nw = (len - WC_RANS_HEADER_BYTES) / 2;
+    return 0;
+}
+
+int wc_rans_decode_steps(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w, const uint8_t *words,
+                         size_t nw, size_t *pos_io, uint32_t *st_io, size_t base, uint8_t *out, size_t n)
+{
+    /* local copies: out may alias anything, these then stay in registers */
+    uint32_t st[WC_RANS_LANES];
+    memcpy(st, st_io, sizeof st);
+    size_t pos = *pos_io;
     uint32_t bad = 0;
 
     /* Step k decodes symbols 32k .. 32k+31, lane l taking symbol 32k+l; the
      * lanes that need a word read them in lane order. Symbol i is in tile
      * row i / w, whose table it uses. */
     const uint32_t bits = tables[0].t.prob_bits, mask = (1u << bits) - 1;
-    for (size_t base = 0; base < n; base += WC_RANS_LANES) {
+    for (; base < n; base += WC_RANS_LANES) {
         const int lanes = n - base < WC_RANS_LANES ? (int)(n - base) : WC_RANS_LANES;
         /* the common case, a whole step inside one row, looks its table up once */
         const size_t row = base / w;
@@ -48,13 +56,29 @@ int wc_rans_decode_ref(const wc_rans_dec_table *tables, const uint8_t *row_table
         }
         if (bad) return WC_ECORRUPT;
     }
+    memcpy(st_io, st, sizeof st);
+    *pos_io = pos;
+    return 0;
+}
 
+int wc_rans_decode_end(const uint8_t *words, size_t nw, size_t pos, const uint32_t *st)
+{
     for (int l = 0; l < WC_RANS_LANES; l++)
         if (st[l] != WC_RANS_L) return WC_ECORRUPT;
-    /* all words consumed, except the one zero pad word after an odd count */
     if (pos == nw) return 0;
     if (pos + 1 == nw && (pos & 1) && wc_rd16(words + 2 * pos) == 0) return 0;
     return WC_ECORRUPT;
+}
+
+int wc_rans_decode_ref(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
+                       const uint8_t *stream, size_t len, uint8_t *out, size_t n)
+{
+    uint32_t st[WC_RANS_LANES];
+    const uint8_t *words;
+    size_t nw, pos = 0;
+    int r = wc_rans_decode_head(stream, len, st, &words, &nw);
+    if (!r) r = wc_rans_decode_steps(tables, row_table, w, words, nw, &pos, st, 0, out, n);
+    return r ? r : wc_rans_decode_end(words, nw, pos, st);
 }
 
 /* The Haar (S-transform) lifting pair, modulo 256. */

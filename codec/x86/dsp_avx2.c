@@ -6,7 +6,7 @@
 #include <immintrin.h>
 
 #include "dsp.h"
-#include "rans_tail.h"
+#include "rans_simd.h"
 
 void wc_dsp_init_avx2(wc_dsp *d);
 
@@ -249,7 +249,7 @@ static int rans_decode_avx2(const wc_rans_dec_table *tables, const uint8_t *row_
             r = packed ? decode_steps(tables, NULL, w, words, nw, &pos, st, &base, out, n, true, false)
                        : decode_steps(tables, NULL, w, words, nw, &pos, st, &base, out, n, false, false);
     }
-    if (!r) r = wc_rans_decode_tail(tables, row_table, w, words, nw, &pos, st, base, out, n);
+    if (!r) r = wc_rans_decode_steps(tables, row_table, w, words, nw, &pos, st, base, out, n);
     if (r) return r;
     return wc_rans_decode_end(words, nw, pos, st);
 }

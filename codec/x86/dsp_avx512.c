@@ -17,7 +17,7 @@
 #include <immintrin.h>
 
 #include "dsp.h"
-#include "rans_tail.h"
+#include "rans_simd.h"
 
 void wc_dsp_init_avx512(wc_dsp *d);
 
@@ -247,7 +247,7 @@ static int decode_runs(const wc_rans_dec_table *tables, const uint8_t *row_table
             r = t->packed ? decode_steps(t, NULL, w, words, nw, pos, st, &base, out, end, true, false)
                           : decode_steps(t, NULL, w, words, nw, pos, st, &base, out, end, false, false);
         } else {
-            r = wc_rans_decode_tail(tables, row_table, w, words, nw, pos, st, base, out, base + WC_RANS_LANES);
+            r = wc_rans_decode_steps(tables, row_table, w, words, nw, pos, st, base, out, base + WC_RANS_LANES);
             base += WC_RANS_LANES;
         }
     }
@@ -276,7 +276,7 @@ static int rans_decode_avx512(const wc_rans_dec_table *tables, const uint8_t *ro
             r = packed ? decode_steps(tables, NULL, w, words, nw, &pos, st, &base, out, n, true, false)
                        : decode_steps(tables, NULL, w, words, nw, &pos, st, &base, out, n, false, false);
     }
-    if (!r) r = wc_rans_decode_tail(tables, row_table, w, words, nw, &pos, st, base, out, n);
+    if (!r) r = wc_rans_decode_steps(tables, row_table, w, words, nw, &pos, st, base, out, n);
     if (r) return r;
     return wc_rans_decode_end(words, nw, pos, st);
 }
