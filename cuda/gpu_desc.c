@@ -240,6 +240,45 @@ static uint32_t pack_blocks(const treq *rq, const piece *ps, size_t np, const ui
     return nb;
 }
 
+/* A block lasts as long as its longest tile, and blocks start in index
+ * order as earlier ones end: the longest first, so that what runs last,
+ * while SMs fall idle, is short (longest-processing-time order). cost[b]:
+ * the most symbols of a tile of block b. Stable, so that equal blocks keep
+ * file order. */
+typedef struct block_key {
+    uint64_t cost;
+    uint32_t block;
+} block_key;
+
+static int block_cmp(const void *a, const void *b)
+{
+    const block_key *x = a, *y = b;
+    if (x->cost != y->cost) return x->cost < y->cost ? 1 : -1;
+    return x->block < y->block ? -1 : x->block > y->block;
+}
+
+static int order_blocks(wc_gpu_tile *tiles, uint8_t *modes, const uint64_t *cost, uint32_t nb)
+{
+    block_key *k = malloc((nb ? nb : 1) * sizeof *k);
+    wc_gpu_tile *t = malloc((size_t)(nb ? nb : 1) * WC_GPU_WARPS * sizeof *t);
+    uint8_t *m = malloc((size_t)(nb ? nb : 1) * WC_GPU_WARPS);
+    int r = k && t && m ? 0 : WC_ENOMEM;
+    if (!r) {
+        for (uint32_t b = 0; b < nb; b++) k[b] = (block_key){cost[b], b};
+        qsort(k, nb, sizeof *k, block_cmp);
+        memcpy(t, tiles, (size_t)nb * WC_GPU_WARPS * sizeof *t);
+        memcpy(m, modes, (size_t)nb * WC_GPU_WARPS);
+        for (uint32_t b = 0; b < nb; b++) {
+            memcpy(tiles + (size_t)b * WC_GPU_WARPS, t + (size_t)k[b].block * WC_GPU_WARPS, WC_GPU_WARPS * sizeof *t);
+            memcpy(modes + (size_t)b * WC_GPU_WARPS, m + (size_t)k[b].block * WC_GPU_WARPS, WC_GPU_WARPS);
+        }
+    }
+    free(k);
+    free(t);
+    free(m);
+    return r;
+}
+
 /* Writes the descriptors of the coded pieces into desc (cap bytes). `src_base`
  * gives each piece's stream offset: the stream of tile k lies at
  * src_base[piece] + begin(k) in the data area. */
@@ -252,6 +291,7 @@ int wcg_build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *ps,
     memset(L, 0, sizeof *L);
     uint64_t *tb = calloc(np ? np : 1, sizeof *tb);
     place *pl = calloc(np ? np : 1, sizeof *pl);
+    uint64_t *cost = NULL;
     int r = 0;
     if (!tb || !pl) {
         r = wc_fail(err, WC_ENOMEM, "out of memory");
@@ -282,6 +322,11 @@ int wcg_build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *ps,
         for (size_t i = 0; i < np; i++) tb[i] = 0;
     uint64_t smem;
     const uint32_t nb = pack_blocks(rq, ps, np, tb, budget, pl, &smem);
+    cost = calloc(nb ? nb : 1, sizeof *cost);
+    if (!cost) {
+        r = wc_fail(err, WC_ENOMEM, "out of memory");
+        goto done;
+    }
     L->n_jobs = nj, L->n_blocks = nb;
     L->smem = shared ? (uint32_t)smem : 0;
     if (*job_cap < nj + 1) {
@@ -380,8 +425,17 @@ int wcg_build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *ps,
                 .tab = in_first ? pl[i].tab : 0,
             };
             modes[at] = t->rec[e->index_off + (uint64_t)WC_TILE_ENTRY * tn + 4];
+            const uint64_t r0 = (uint64_t)(tn / e->tiles_across) * e->tile_rows;
+            const uint64_t c0 = (uint64_t)(tn % e->tiles_across) * e->tile_cols;
+            const uint64_t h = e->rows - r0 < e->tile_rows ? e->rows - r0 : e->tile_rows;
+            const uint64_t w = e->cols - c0 < e->tile_cols ? e->cols - c0 : e->tile_cols;
+            if (h * w > cost[at / WC_GPU_WARPS]) cost[at / WC_GPU_WARPS] = h * w;
         }
         j++;
+    }
+    if ((r = order_blocks(tiles, modes, cost, nb))) {
+        r = wc_fail(err, r, "out of memory");
+        goto done;
     }
     L->end = o;
     r = 0;
@@ -391,6 +445,7 @@ overflow:
 done:
     free(tb);
     free(pl);
+    free(cost);
     return r;
 }
 

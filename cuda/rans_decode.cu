@@ -157,22 +157,25 @@ __device__ __forceinline__ uint32_t dec_sym(uint32_t &x, uint32_t &pos, tab_ref<
 }
 
 /* `steps` steps in which every lane has a symbol, all with table t: the
- * lane's symbols go to o[32 k + lane]. Four steps to a ring check. */
+ * lane's symbols go to o[32 k + lane]. Eight steps (512 bytes at most, a
+ * segment) to a ring check, and one check for the rest. */
 template <bool SHARED, bool PACKED>
 __device__ __forceinline__ void dec_run(uint32_t &x, uint32_t &pos, ring_src &rs, tab_ref<SHARED> t, uint8_t *o,
                                         uint32_t steps, uint32_t bits, uint32_t lane, uint32_t lt)
 {
+    constexpr uint32_t G = SEG_BYTES / 64;
     o += lane;
-    for (; steps >= 4; steps -= 4, o += 128) {
-        ring_ensure(rs, pos + 4 * 64, lane);
+    for (; steps >= G; steps -= G, o += 32 * G) {
+        ring_ensure(rs, pos + G * 64, lane);
 #pragma unroll
-        for (uint32_t k = 0; k < 4; k++)
+        for (uint32_t k = 0; k < G; k++)
             put_u8(o + 32 * k, dec_sym<SHARED, PACKED, true>(x, pos, t, bits, lt, rs.ring, true));
     }
-    for (; steps; steps--, o += 32) {
-        ring_ensure(rs, pos + 64, lane);
-        put_u8(o, dec_sym<SHARED, PACKED, true>(x, pos, t, bits, lt, rs.ring, true));
-    }
+    if (!steps) return;
+    ring_ensure(rs, pos + steps * 64, lane);
+#pragma unroll
+    for (uint32_t k = 0; k < G - 1; k++)
+        if (k < steps) put_u8(o + 32 * k, dec_sym<SHARED, PACKED, true>(x, pos, t, bits, lt, rs.ring, true));
 }
 __device__ __forceinline__ const uint8_t *row_table(const uint8_t *tab, uint32_t tab_bytes, const uint8_t *rowmap,
                                                     uint32_t r, uint32_t h)
@@ -292,28 +295,52 @@ __device__ __forceinline__ bool decode_tile(const uint8_t *tab, uint32_t tab_byt
 
 /* Brings the block's jobs into shared memory: the first entry of each run
  * of one job copies that job's tables (with the whole block), and the
- * scales where its entry says so. */
+ * scales where its entry says so. Every warp reads the block's entries at
+ * once (lane k: entry k) and all the tables go in one round of cp.async,
+ * so that a block waits one trip to memory instead of one per entry and
+ * per table row. */
 template <bool SHARED>
 __device__ __forceinline__ void block_setup(const wc_gpu_launch &l, const wc_gpu_tile *bt)
 {
-    for (uint32_t k = 0; k < WC_GPU_WARPS; k++) {
-        const wc_gpu_tile t = bt[k];
-        if (t.tile == WC_GPU_TILE_PAD || (k && ((bt[k - 1].job ^ t.job) & ~WC_GPU_JOB_SCALES) == 0)) continue;
-        const wc_gpu_job *job = &l.jobs[t.job & ~WC_GPU_JOB_SCALES];
-        if (SHARED) {
-            const uint32_t bits = job->prob_bits;
-            const uint32_t bytes = job->packed ? WC_GPU_PACKED_BYTES(bits) : job->n_tables * WC_GPU_TABLE_BYTES(bits);
-            const uint32_t n16 = bytes / 16;
-            const uint4 *src = (const uint4 *)(l.desc + job->tables_off);
-            uint4 *dst = wc_smem + t.tab / 16;
-            for (uint32_t i = threadIdx.x; i < n16; i += blockDim.x) dst[i] = src[i];
-        }
-        if ((t.job & WC_GPU_JOB_SCALES) && job->scales_dst && job->scales_src != WC_GPU_NO_SCALES) {
-            const float *s = (const float *)(l.desc + job->scales_src);
-            for (uint64_t i = threadIdx.x; i < job->rows; i += blockDim.x) job->scales_dst[i] = s[i];
-        }
+    static_assert(WC_GPU_WARPS <= 32, "a lane per entry");
+    const uint32_t lane = threadIdx.x & 31;
+    uint32_t job = 0, tab = 0, n16 = 0;
+    bool start = false;
+    const wc_gpu_job *jp = nullptr;
+    if (lane < WC_GPU_WARPS) {
+        const wc_gpu_tile t = bt[lane];
+        job = t.job, tab = t.tab;
+        start = t.tile != WC_GPU_TILE_PAD && (lane == 0 || ((bt[lane - 1].job ^ t.job) & ~WC_GPU_JOB_SCALES) != 0);
     }
-    if (SHARED) __syncthreads();
+    const uint32_t starts = __ballot_sync(FULL_MASK, start);
+    if (start) {
+        jp = &l.jobs[job & ~WC_GPU_JOB_SCALES];
+        const uint32_t bits = jp->prob_bits;
+        n16 = (jp->packed ? WC_GPU_PACKED_BYTES(bits) : jp->n_tables * WC_GPU_TABLE_BYTES(bits)) / 16;
+    }
+    if (SHARED) {
+        const uint32_t base = (uint32_t)__cvta_generic_to_shared(wc_smem);
+        for (uint32_t m = starts; m; m &= m - 1) {
+            const int k = __ffs(m) - 1;
+            const uint32_t n = __shfl_sync(FULL_MASK, n16, k), dst = base + __shfl_sync(FULL_MASK, tab, k);
+            const uint4 *src = (const uint4 *)(l.desc + (jp ? jp->tables_off : 0));
+            src = (const uint4 *)__shfl_sync(FULL_MASK, (unsigned long long)src, k);
+            for (uint32_t i = threadIdx.x; i < n; i += blockDim.x) cp_async(dst + 16 * i, src + i, 16, 16);
+        }
+        asm volatile("cp.async.commit_group;\n" ::);
+    }
+    /* the scales meanwhile (nothing in this block reads them) */
+    const bool scales = start && (job & WC_GPU_JOB_SCALES) && jp->scales_dst && jp->scales_src != WC_GPU_NO_SCALES;
+    for (uint32_t m = __ballot_sync(FULL_MASK, scales); m; m &= m - 1) {
+        const int k = __ffs(m) - 1;
+        const wc_gpu_job *j = (const wc_gpu_job *)__shfl_sync(FULL_MASK, (unsigned long long)jp, k);
+        const float *s = (const float *)(l.desc + j->scales_src);
+        for (uint64_t i = threadIdx.x; i < j->rows; i += blockDim.x) j->scales_dst[i] = s[i];
+    }
+    if (SHARED) {
+        asm volatile("cp.async.wait_all;\n" ::);
+        __syncthreads();
+    }
 }
 
 template <bool SHARED, bool MULTI, bool GENERAL>
