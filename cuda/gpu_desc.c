@@ -279,6 +279,23 @@ static int order_blocks(wc_gpu_tile *tiles, uint8_t *modes, const uint64_t *cost
     return r;
 }
 
+/* Which of the prediction kernels a tensor needs (WC_GPU_PRED_*), from its
+ * tiles' modes: a row of tiles reading the row D above is chained; one
+ * that does not but has a left tile is free. */
+static uint32_t pred_kinds(const uint8_t *modes, uint32_t n_tiles, uint32_t across)
+{
+    uint32_t kinds = 0;
+    for (uint32_t t0 = 0; t0 < n_tiles; t0 += across) {
+        int chained = 0, left = 0;
+        for (uint32_t k = t0; k < t0 + across && k < n_tiles; k++) {
+            chained |= (modes[k] & 15) >= 2;
+            left |= (modes[k] & 15) == 1;
+        }
+        kinds |= chained ? WC_GPU_PRED_CHAINS : left ? WC_GPU_PRED_FREE : 0;
+    }
+    return kinds;
+}
+
 /* Writes the descriptors of the coded pieces into desc (cap bytes). `src_base`
  * gives each piece's stream offset: the stream of tile k lies at
  * src_base[piece] + begin(k) in the data area. */
@@ -395,6 +412,7 @@ int wcg_build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *ps,
             for (uint32_t k = 0; k < e->n_tiles; k++)
                 desc[o + k] = t->rec[e->index_off + (uint64_t)WC_TILE_ENTRY * k + 4];
             const uint64_t D = e->top_distance ? e->top_distance : 1;
+            const uint32_t kinds = pred_kinds(desc + o, e->n_tiles, e->tiles_across);
             ((wc_gpu_pred_job *)(desc + L->preds))[L->n_preds++] = (wc_gpu_pred_job){
                 .q = t->dst.out,
                 .modes_off = o,
@@ -404,9 +422,11 @@ int wcg_build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *ps,
                 .tile_cols = e->tile_cols,
                 .tiles_across = e->tiles_across,
                 .top_distance = (uint32_t)D,
+                .kinds = kinds,
             };
             const uint64_t chains = D < e->rows ? D : e->rows;
-            if (chains > L->max_chains) L->max_chains = chains;
+            if ((kinds & WC_GPU_PRED_CHAINS) && chains > L->max_chains) L->max_chains = chains;
+            if ((kinds & WC_GPU_PRED_FREE) && e->rows > L->free_rows) L->free_rows = e->rows;
             o = a16(o + e->n_tiles);
         }
         (*job_tensor)[j] = p->t;
@@ -470,8 +490,8 @@ wc_gpu_launch wcg_make_launch(const layout *L, const uint8_t *d_desc, const uint
 int wcg_launch_preds(wc_gpu *g, const layout *L, const uint8_t *d_desc, wc_err *err)
 {
     if (!L->n_preds) return 0;
-    int ce = wc_gpu_launch_predict((const wc_gpu_pred_job *)(d_desc + L->preds), L->n_preds, L->max_chains, d_desc,
-                                   g->compute);
+    int ce = wc_gpu_launch_predict((const wc_gpu_pred_job *)(d_desc + L->preds), L->n_preds, L->free_rows,
+                                   L->max_chains, d_desc, g->compute);
     return ce ? wcg_cuda_fail(err, (cudaError_t)ce, "prediction kernel launch") : 0;
 }
 

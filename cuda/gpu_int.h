@@ -143,7 +143,7 @@ typedef struct layout {
     uint64_t jobs, errs, tiles, modes, end;
     uint32_t n_jobs, n_blocks, smem, multi, general;
     /* the prediction jobs (pieces that end a tensor with prediction): one launch */
-    uint64_t preds, max_chains;
+    uint64_t preds, free_rows, max_chains;
     uint32_t n_preds;
 } layout;
 

@@ -89,19 +89,26 @@ int wc_gpu_launch_decode(const wc_gpu_launch *l, void *stream);
 int wc_gpu_launch_itx(const wc_gpu_launch *l, void *stream);
 
 /* Prediction over whole tensors, after the decode of all their tiles: one
- * launch for every job of a batch. `modes_off` locates each tile's mode
- * byte (n_tiles of them) in the descriptor area; q holds the residuals on
- * entry and the values on return. */
+ * or two launches for every job of a batch. `modes_off` locates each tile's
+ * mode byte (n_tiles of them) in the descriptor area; q holds the residuals
+ * on entry and the values on return. A row of tiles whose modes are all
+ * none or left needs no other row ("free"): those rows go first, a warp
+ * each; the rows of the others (top, avg, planar: the row D above) then
+ * follow their chains. */
+#define WC_GPU_PRED_FREE 1u   /* some free row of tiles has a left tile */
+#define WC_GPU_PRED_CHAINS 2u /* some row of tiles reads the row D above */
 typedef struct wc_gpu_pred_job {
     uint8_t *q;
     uint64_t modes_off;
     uint64_t rows, cols;
     uint32_t tile_rows, tile_cols, tiles_across, top_distance;
+    uint32_t kinds, pad; /* WC_GPU_PRED_* */
 } wc_gpu_pred_job;
-/* jobs: device, n of them in the descriptor area at desc; max_chains: the
- * largest min(top_distance, rows) among them. */
-int wc_gpu_launch_predict(const wc_gpu_pred_job *jobs, uint32_t n, uint64_t max_chains, const uint8_t *desc,
-                          void *stream);
+/* jobs: device, n of them in the descriptor area at desc; free_rows: the
+ * most rows of a job with WC_GPU_PRED_FREE (0: no such launch); max_chains:
+ * the largest min(top_distance, rows) of a job with WC_GPU_PRED_CHAINS. */
+int wc_gpu_launch_predict(const wc_gpu_pred_job *jobs, uint32_t n, uint64_t free_rows, uint64_t max_chains,
+                          const uint8_t *desc, void *stream);
 
 /* Allows the decode kernel max_smem_optin - WC_GPU_STATIC_SMEM bytes of
  * dynamic shared memory (the tables). */

@@ -2,9 +2,11 @@
  * tensor, after the rANS decode and inverse transform of all its tiles.
  *
  * Every prediction looks only at the same row (left) and at row r - D
- * (top, avg, planar), so the rows split into D independent chains
- * r = j, j + D, j + 2D, ...; one block walks one chain, row by row, and each
- * row tile segment by tile segment (a segment's mode is its tile's):
+ * (top, avg, planar). A row whose tiles are all none or left is free: a
+ * warp each, all at once, before the others (wc_predict_free_kernel). The
+ * other rows split into D independent chains r = j, j + D, j + 2D, ...; one
+ * block walks one chain, row by row, and each row tile segment by tile
+ * segment (a segment's mode is its tile's):
  *   none    nothing
  *   top     q += up                                  (parallel)
  *   left    prefix sum along the row from `left`      (block scan)
@@ -122,26 +124,91 @@ __device__ void block_avg(uint8_t *q, const uint8_t *up, uint32_t w, uint32_t le
     }
 }
 
-/* Block (x, y) walks chains x, x + gridDim.x, ... of job y. */
+/* Whether row of tiles tr reads the row D above (top, avg or planar). */
+__device__ bool tile_row_chained(const uint8_t *modes, uint64_t tr, uint32_t tiles_across)
+{
+    bool chained = false;
+    for (uint32_t tc = 0; tc < tiles_across; tc++) {
+        const uint32_t pm = modes[tr * tiles_across + tc] & 15;
+        chained |= pm >= 2;
+    }
+    return chained;
+}
+
+/* In-place prefix sum (mod 256) of q[0..n) plus carry by one warp. */
+__device__ void warp_prefix(uint8_t *q, uint32_t n, uint32_t carry, uint32_t lane)
+{
+    for (uint32_t base = 0; base < n; base += 128) {
+        const uint32_t at = base + 4 * lane;
+        uint32_t v[4], sum = 0;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            sum += at + k < n ? q[at + k] : 0;
+            v[k] = sum;
+        }
+        uint32_t inc = sum;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            const uint32_t y = __shfl_up_sync(0xffffffffu, inc, o);
+            if (lane >= o) inc += y;
+        }
+        const uint32_t before = carry + inc - sum;
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+            if (at + k < n) q[at + k] = (uint8_t)(v[k] + before);
+        carry = __shfl_sync(0xffffffffu, before + sum, 31);
+    }
+}
+
+/* The free rows: warp w of block (x, y) takes rows x * 8 + w, then every
+ * gridDim.x * 8 rows on, of job y, and walks each row's tiles left to
+ * right (left: a prefix sum from the value left of the tile). */
+__global__ void __launch_bounds__(PT) wc_predict_free_kernel(const wc_gpu_pred_job *jobs, const uint8_t *desc)
+{
+    const wc_gpu_pred_job p = jobs[blockIdx.y];
+    if (!(p.kinds & WC_GPU_PRED_FREE)) return;
+    const uint8_t *modes = desc + p.modes_off;
+    const uint32_t lane = threadIdx.x & 31;
+    for (uint64_t r = (uint64_t)blockIdx.x * (PT / 32) + threadIdx.x / 32; r < p.rows; r += gridDim.x * (PT / 32)) {
+        const uint64_t tr = r / p.tile_rows;
+        if (tile_row_chained(modes, tr, p.tiles_across)) continue;
+        uint8_t *row = p.q + r * p.cols;
+        for (uint32_t tc = 0; tc < p.tiles_across; tc++) {
+            if ((modes[tr * p.tiles_across + tc] & 15) != 1) continue;
+            const uint64_t c0 = (uint64_t)tc * p.tile_cols;
+            const uint32_t w = (uint32_t)min((uint64_t)p.tile_cols, p.cols - c0);
+            __syncwarp(); /* the tile left of it, finished by this warp */
+            warp_prefix(row + c0, w, c0 ? row[c0 - 1] : 0, lane);
+        }
+    }
+}
+
+/* The chained rows: block (x, y) walks chains x, x + gridDim.x, ... of job
+ * y, skipping the free rows (done by wc_predict_free_kernel before it). */
 __global__ void __launch_bounds__(PT) wc_predict_kernel(const wc_gpu_pred_job *jobs, const uint8_t *desc)
 {
     const wc_gpu_pred_job p = jobs[blockIdx.y];
+    if (!(p.kinds & WC_GPU_PRED_CHAINS)) return;
     const uint8_t *modes = desc + p.modes_off;
     const uint64_t D = p.top_distance;
     const uint64_t chains = D < p.rows ? D : p.rows;
     for (uint64_t j = blockIdx.x; j < chains; j += gridDim.x) {
+        uint64_t seen = UINT64_MAX; /* the row of tiles `chained` is of */
+        bool chained = false;
         for (uint64_t r = j; r < p.rows; r += D) {
+            const uint64_t trow = r / p.tile_rows;
+            if (trow != seen) chained = tile_row_chained(modes, trow, p.tiles_across), seen = trow;
+            if (!chained) continue;
             uint8_t *row = p.q + r * p.cols;
             const uint8_t *upr = r >= D ? row - D * p.cols : nullptr;
-            const uint64_t trow = (r / p.tile_rows) * p.tiles_across;
             for (uint32_t tc = 0; tc < p.tiles_across; tc++) {
-                const uint32_t pm = modes[trow + tc] & 15;
+                const uint32_t pm = modes[trow * p.tiles_across + tc] & 15;
                 const uint64_t c0 = (uint64_t)tc * p.tile_cols;
                 const uint32_t w = (uint32_t)min((uint64_t)p.tile_cols, p.cols - c0);
                 uint8_t *q = row + c0;
                 const uint8_t *up = upr ? upr + c0 : nullptr;
                 /* q[-1] was finished by this block (earlier segment, barrier
-                 * below); up[] by an earlier row of this chain. */
+                 * below); up[] by an earlier row of this chain, or is free. */
                 const uint32_t left = c0 ? q[-1] : 0, upleft = c0 && up ? up[-1] : 0;
                 if (pm == 2 || pm == 4) {
                     if (pm == 4) block_prefix(q, w, (left - upleft) & 0xff);
@@ -158,15 +225,20 @@ __global__ void __launch_bounds__(PT) wc_predict_kernel(const wc_gpu_pred_job *j
     }
 }
 
-extern "C" int wc_gpu_launch_predict(const wc_gpu_pred_job *jobs, uint32_t n, uint64_t max_chains,
+extern "C" int wc_gpu_launch_predict(const wc_gpu_pred_job *jobs, uint32_t n, uint64_t free_rows, uint64_t max_chains,
                                      const uint8_t *desc, void *stream)
 {
+    const uint64_t fb = (free_rows + PT / 32 - 1) / (PT / 32);
+    const unsigned gf = (unsigned)(fb < 1024 ? fb : 1024);
     const unsigned gx = (unsigned)(max_chains < 4096 ? max_chains : 4096);
     (void)cudaGetLastError();
-    for (uint32_t j0 = 0; j0 < n && gx; j0 += 65535) { /* gridDim.y's limit */
+    for (uint32_t j0 = 0; j0 < n; j0 += 65535) { /* gridDim.y's limit */
         const unsigned gy = n - j0 < 65535 ? n - j0 : 65535;
-        wc_predict_kernel<<<dim3(gx, gy), PT, 0, (cudaStream_t)stream>>>(jobs + j0, desc);
-        const cudaError_t e = cudaGetLastError();
+        if (gf) wc_predict_free_kernel<<<dim3(gf, gy), PT, 0, (cudaStream_t)stream>>>(jobs + j0, desc);
+        cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess) return (int)e;
+        if (gx) wc_predict_kernel<<<dim3(gx, gy), PT, 0, (cudaStream_t)stream>>>(jobs + j0, desc);
+        e = cudaGetLastError();
         if (e != cudaSuccess) return (int)e;
     }
     return 0;
