@@ -142,7 +142,8 @@ typedef struct cursor {
 typedef struct layout {
     uint64_t jobs, errs, tiles, modes, end;
     uint32_t n_jobs, n_blocks, smem, multi, general;
-    /* the prediction jobs (pieces that end a tensor with prediction): one launch */
+    /* the prediction jobs (pieces that end a tensor with prediction): a launch of
+     * each prediction kernel they need; free_rows and max_chains size them */
     uint64_t preds, free_rows, max_chains;
     uint32_t n_preds;
 } layout;
