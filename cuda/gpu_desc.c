@@ -8,6 +8,7 @@
 
 #include "gpu_int.h"
 #include "rans.h"
+#include "record.h"
 
 /* ---- per-tensor preparation (host checks of the record's head) ---- */
 
@@ -445,11 +446,10 @@ int wcg_build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *ps,
                 .tab = in_first ? pl[i].tab : 0,
             };
             modes[at] = t->rec[e->index_off + (uint64_t)WC_TILE_ENTRY * tn + 4];
-            const uint64_t r0 = (uint64_t)(tn / e->tiles_across) * e->tile_rows;
-            const uint64_t c0 = (uint64_t)(tn % e->tiles_across) * e->tile_cols;
-            const uint64_t h = e->rows - r0 < e->tile_rows ? e->rows - r0 : e->tile_rows;
-            const uint64_t w = e->cols - c0 < e->tile_cols ? e->cols - c0 : e->tile_cols;
-            if (h * w > cost[at / WC_GPU_WARPS]) cost[at / WC_GPU_WARPS] = h * w;
+            uint64_t r0, c0;
+            uint32_t h, w;
+            wc_tile_rect(e, tn, &r0, &c0, &h, &w);
+            if ((uint64_t)h * w > cost[at / WC_GPU_WARPS]) cost[at / WC_GPU_WARPS] = (uint64_t)h * w;
         }
         j++;
     }
@@ -503,13 +503,14 @@ int wcg_check_errs(const wc_file *f, const treq *rq, const unsigned long long *e
         if (errs[j] == ~0ull) continue;
         const treq *t = &rq[job_tensor[j]];
         const wc_entry *e = t->e;
-        uint32_t tile = (uint32_t)(errs[j] >> 8);
-        uint64_t tr = tile / e->tiles_across, tc = tile % e->tiles_across;
+        const uint32_t tile = (uint32_t)(errs[j] >> 8);
+        uint64_t r0, c0;
+        uint32_t h, w;
+        wc_tile_rect(e, tile, &r0, &c0, &h, &w);
         return wc_fail(err, WC_ECORRUPT,
                        "%s: tensor '%s': tile %u (rows %llu.., cols %llu..) at offset %llu fails its rANS "
                        "end-state check (found on the GPU)",
-                       wc_file_label(f), e->name, tile, (unsigned long long)(tr * e->tile_rows),
-                       (unsigned long long)(tc * e->tile_cols),
+                       wc_file_label(f), e->name, tile, (unsigned long long)r0, (unsigned long long)c0,
                        (unsigned long long)(e->offset + e->tiles_off + wcg_tile_begin(t, tile)));
     }
     return 0;

@@ -304,14 +304,14 @@ __device__ __forceinline__ void block_setup(const wc_gpu_launch &l, const wc_gpu
 {
     static_assert(WC_GPU_WARPS <= 32, "a lane per entry");
     const uint32_t lane = threadIdx.x & 31;
-    uint32_t job = 0, tab = 0, n16 = 0;
-    bool start = false;
+    uint32_t job = 0, tab = 0, tile = WC_GPU_TILE_PAD, n16 = 0;
     const wc_gpu_job *jp = nullptr;
     if (lane < WC_GPU_WARPS) {
         const wc_gpu_tile t = bt[lane];
-        job = t.job, tab = t.tab;
-        start = t.tile != WC_GPU_TILE_PAD && (lane == 0 || ((bt[lane - 1].job ^ t.job) & ~WC_GPU_JOB_SCALES) != 0);
+        job = t.job, tab = t.tab, tile = t.tile;
     }
+    const uint32_t prev = __shfl_up_sync(FULL_MASK, job, 1); /* entry lane - 1's */
+    const bool start = tile != WC_GPU_TILE_PAD && (lane == 0 || ((prev ^ job) & ~WC_GPU_JOB_SCALES) != 0);
     const uint32_t starts = __ballot_sync(FULL_MASK, start);
     if (start) {
         jp = &l.jobs[job & ~WC_GPU_JOB_SCALES];
