@@ -19,7 +19,7 @@
 #include "kernels.cuh"
 
 #define PT 256          /* threads per block */
-#define PB 16           /* bytes per thread per chunk */
+#define PB 8            /* bytes per thread per chunk */
 
 /* In-place inclusive prefix sum (mod 256) of q[0..n) plus carry-in; returns
  * the last value. Every thread of the block calls it. */
@@ -60,6 +60,7 @@ __device__ uint32_t block_prefix(uint8_t *q, uint32_t n, uint32_t carry)
 }
 
 #define AVG_CHUNK 4096
+static_assert(AVG_CHUNK == 16 * PT, "a chunk is staged 16 bytes a thread");
 /* steps before a slice that make its guess; -DWC_AVG_WARM=1 makes most
  * guesses wrong, to test the recomputation (device_run.sh test) */
 #ifdef WC_AVG_WARM
@@ -68,6 +69,16 @@ __device__ uint32_t block_prefix(uint8_t *q, uint32_t n, uint32_t carry)
 #define AVG_WARM 32
 #endif
 
+/* block_avg's chunk: the residuals, the row above and the values. `so`
+ * outlives a call: a chain's next row reads its row above from it instead
+ * of from global memory (the kernel knows which row it holds). */
+struct avg_smem {
+    __align__(16) uint8_t sq[AVG_CHUNK];
+    __align__(16) uint8_t su[AVG_CHUNK];
+    __align__(16) uint8_t so[AVG_CHUNK];
+    uint32_t bad; /* the first slice whose guess was wrong */
+};
+
 /* One avg step: the value from the residual q, the one above u and the
  * one to the left l (signed bytes, the sum halved rounding down). */
 __device__ __forceinline__ int avg_step(int l, uint32_t q, uint32_t u)
@@ -75,51 +86,75 @@ __device__ __forceinline__ int avg_step(int l, uint32_t q, uint32_t u)
     return (int8_t)(q + ((l + (int)(int8_t)u) >> 1));
 }
 
-/* avg over q[0..w) (up: the row D above, or none) from `left`. The
- * recurrence is serial (a byte every ~15 cycles on one thread: ~30 us for
- * a 2880-wide row), so each thread takes a slice of the segment and guesses
- * the value left of it by running AVG_WARM steps from 0 before it: the
- * halving forgets the start, and the guess is checked against the value
- * the thread to its left computed. The slices after the first wrong guess
- * (none, in practice) are recomputed in order by one thread, so the result
- * is exact whatever the data. */
-__device__ void block_avg(uint8_t *q, const uint8_t *up, uint32_t w, uint32_t left)
+/* Copies n <= AVG_CHUNK bytes of global src (and of up, unless null) into
+ * shared dst (and du), 16 bytes a thread where both are aligned: the loads
+ * are then all in flight at once, one trip to memory for the chunk. Loads
+ * bypass L1 (ld.global.cg): rows above were written by this kernel. */
+__device__ __forceinline__ void stage_rows(uint8_t *dst, const uint8_t *src, uint8_t *du, const uint8_t *up,
+                                           uint32_t n)
 {
-    __shared__ uint8_t sq[AVG_CHUNK], su[AVG_CHUNK], so[AVG_CHUNK];
-    __shared__ uint32_t bad; /* the first slice whose guess was wrong */
+    const uint32_t c = 16 * threadIdx.x;
+    if ((((uintptr_t)src | (uintptr_t)up) & 15) == 0 && c + 16 <= n) {
+        const uint4 a = __ldcg((const uint4 *)(src + c));
+        if (up) *(uint4 *)(du + c) = __ldcg((const uint4 *)(up + c));
+        *(uint4 *)(dst + c) = a;
+        return;
+    }
+    for (uint32_t k = c; k < c + 16 && k < n; k++) {
+        dst[k] = __ldcg(src + k);
+        if (up) du[k] = __ldcg(up + k);
+    }
+}
+
+/* avg over q[0..w) from `left`, with the row D above at up (global), or
+ * in sm.so (up_in_so: w <= AVG_CHUNK, the previous call's values), or
+ * none. The recurrence is serial (a byte every ~15 cycles on one thread:
+ * ~30 us for a 2880-wide row), so each thread takes a slice of the segment
+ * and guesses the value left of it by running AVG_WARM steps from 0 before
+ * it: the halving forgets the start, and the guess is checked against the
+ * value the thread to its left computed. The slices after the first wrong
+ * guess (none, in practice) are recomputed in order by one thread, so the
+ * result is exact whatever the data. */
+__device__ void block_avg(avg_smem &sm, uint8_t *q, const uint8_t *up, bool up_in_so, uint32_t w, uint32_t left)
+{
     const uint32_t t = threadIdx.x;
     int carry = (int8_t)left;
     for (uint32_t base = 0; base < w; base += AVG_CHUNK) {
         const uint32_t n = min(w - base, (uint32_t)AVG_CHUNK);
-        for (uint32_t c = t; c < n; c += PT) {
-            sq[c] = q[base + c];
-            su[c] = up ? up[base + c] : 0;
+        if (up_in_so) {
+            for (uint32_t c = 16 * t; c < n; c += 16 * PT) *(uint4 *)(sm.su + c) = *(const uint4 *)(sm.so + c);
+            stage_rows(sm.sq, q + base, nullptr, nullptr, n);
+        } else if (up) {
+            stage_rows(sm.sq, q + base, sm.su, up + base, n);
+        } else {
+            stage_rows(sm.sq, q + base, nullptr, nullptr, n);
+            for (uint32_t c = t; c < n; c += PT) sm.su[c] = 0;
         }
-        if (t == 0) bad = PT;
+        if (t == 0) sm.bad = PT;
         __syncthreads();
         const uint32_t S = (n + PT - 1) / PT, c0 = t * S, c1 = min(c0 + S, n);
         int l = c0 > AVG_WARM ? 0 : carry;
-        for (uint32_t c = c0 > AVG_WARM ? c0 - AVG_WARM : 0; c < c0 && c < n; c++) l = avg_step(l, sq[c], su[c]);
+        for (uint32_t c = c0 > AVG_WARM ? c0 - AVG_WARM : 0; c < c0 && c < n; c++) l = avg_step(l, sm.sq[c], sm.su[c]);
         const int guess = l;
         for (uint32_t c = c0; c < c1; c++) {
-            l = avg_step(l, sq[c], su[c]);
-            so[c] = (uint8_t)l;
+            l = avg_step(l, sm.sq[c], sm.su[c]);
+            sm.so[c] = (uint8_t)l;
         }
         __syncthreads();
-        if (t > 0 && c0 < n && guess != (int8_t)so[c0 - 1]) atomicMin(&bad, t);
+        if (t > 0 && c0 < n && guess != (int8_t)sm.so[c0 - 1]) atomicMin(&sm.bad, t);
         __syncthreads();
-        if (bad < PT) {
+        if (sm.bad < PT) {
             if (t == 0) {
-                int v = (int8_t)so[bad * S - 1];
-                for (uint32_t c = bad * S; c < n; c++) {
-                    v = avg_step(v, sq[c], su[c]);
-                    so[c] = (uint8_t)v;
+                int v = (int8_t)sm.so[sm.bad * S - 1];
+                for (uint32_t c = sm.bad * S; c < n; c++) {
+                    v = avg_step(v, sm.sq[c], sm.su[c]);
+                    sm.so[c] = (uint8_t)v;
                 }
             }
             __syncthreads();
         }
-        carry = (int8_t)so[n - 1];
-        for (uint32_t c = t; c < n; c += PT) q[base + c] = so[c];
+        carry = (int8_t)sm.so[n - 1];
+        for (uint32_t c = t; c < n; c += PT) q[base + c] = sm.so[c];
         __syncthreads();
     }
 }
@@ -183,26 +218,84 @@ __global__ void __launch_bounds__(PT) wc_predict_free_kernel(const wc_gpu_pred_j
     }
 }
 
+/* The modes of a window of a job's tile rows in shared memory, with a flag
+ * per tile row for whether it is chained, so that walking a chain reads no
+ * mode from global memory: the whole block loads a window at once, instead
+ * of one trip to memory per row of the chain, in turn. */
+#define MODE_WIN 2048
+struct mode_win {
+    uint8_t m[MODE_WIN];
+    uint8_t chained[MODE_WIN];
+};
+
+/* Loads the tile rows from tr on that fit (tiles_across <= MODE_WIN);
+ * returns how many. Every thread of the block calls it. */
+__device__ uint32_t mode_win_load(mode_win &mw, const uint8_t *modes, uint64_t tr, uint64_t tiles_down,
+                                  uint32_t tiles_across)
+{
+    const uint32_t nr = (uint32_t)min(tiles_down - tr, (uint64_t)(MODE_WIN / tiles_across));
+    const uint32_t n = nr * tiles_across;
+    const uint8_t *src = modes + tr * tiles_across;
+    __syncthreads(); /* nobody reads the previous window any more */
+    for (uint32_t i = threadIdx.x; i < n; i += PT) mw.m[i] = __ldg(src + i);
+    __syncthreads();
+    for (uint32_t i = threadIdx.x; i < nr; i += PT) {
+        bool chained = false;
+        for (uint32_t tc = 0; tc < tiles_across; tc++) chained |= (mw.m[i * tiles_across + tc] & 15) >= 2;
+        mw.chained[i] = chained;
+    }
+    __syncthreads();
+    return nr;
+}
+
+/* Row r of tile row trow, rin rows into it, to row r + D (D = dq tile rows
+ * and dr rows). */
+__device__ __forceinline__ void advance_row(uint64_t &trow, uint32_t &rin, uint64_t dq, uint32_t dr, uint32_t tile_rows)
+{
+    rin += dr;
+    trow += dq + (rin >= tile_rows);
+    rin -= rin >= tile_rows ? tile_rows : 0;
+}
+
 /* The chained rows: block (x, y) walks chains x, x + gridDim.x, ... of job
  * y, skipping the free rows (done by wc_predict_free_kernel before it). */
-__global__ void __launch_bounds__(PT) wc_predict_kernel(const wc_gpu_pred_job *jobs, const uint8_t *desc)
+__global__ void __launch_bounds__(PT, 4) wc_predict_kernel(const wc_gpu_pred_job *jobs, const uint8_t *desc)
 {
+    __shared__ avg_smem asm_;
+    __shared__ mode_win mw;
     const wc_gpu_pred_job p = jobs[blockIdx.y];
     if (!(p.kinds & WC_GPU_PRED_CHAINS)) return;
     const uint8_t *modes = desc + p.modes_off;
     const uint64_t D = p.top_distance;
     const uint64_t chains = D < p.rows ? D : p.rows;
+    const uint64_t tiles_down = (p.rows + p.tile_rows - 1) / p.tile_rows;
+    const bool windowed = p.tiles_across <= MODE_WIN;
+    /* a chain's rows advance by D without a division a row */
+    const uint64_t dq = D / p.tile_rows;
+    const uint32_t dr = (uint32_t)(D % p.tile_rows);
     for (uint64_t j = blockIdx.x; j < chains; j += gridDim.x) {
-        uint64_t seen = UINT64_MAX; /* the row of tiles `chained` is of */
+        uint64_t w0 = 0, w1 = 0;      /* tile rows in mw */
+        uint64_t seen = UINT64_MAX;   /* unwindowed: the row of tiles `chained` is of */
         bool chained = false;
-        for (uint64_t r = j; r < p.rows; r += D) {
-            const uint64_t trow = r / p.tile_rows;
-            if (trow != seen) chained = tile_row_chained(modes, trow, p.tiles_across), seen = trow;
+        uint64_t so_row = UINT64_MAX; /* the row whose segment so_c0 is in asm_.so */
+        uint64_t so_c0 = 0;
+        uint64_t trow = j / p.tile_rows;
+        uint32_t rin = (uint32_t)(j % p.tile_rows);
+        for (uint64_t r = j; r < p.rows; r += D, advance_row(trow, rin, dq, dr, p.tile_rows)) {
+            const uint8_t *m;
+            if (windowed) {
+                if (trow >= w1) w0 = trow, w1 = trow + mode_win_load(mw, modes, trow, tiles_down, p.tiles_across);
+                m = mw.m + (trow - w0) * p.tiles_across;
+                chained = mw.chained[trow - w0];
+            } else {
+                m = modes + trow * p.tiles_across;
+                if (trow != seen) chained = tile_row_chained(modes, trow, p.tiles_across), seen = trow;
+            }
             if (!chained) continue;
             uint8_t *row = p.q + r * p.cols;
             const uint8_t *upr = r >= D ? row - D * p.cols : nullptr;
             for (uint32_t tc = 0; tc < p.tiles_across; tc++) {
-                const uint32_t pm = modes[trow * p.tiles_across + tc] & 15;
+                const uint32_t pm = m[tc] & 15;
                 const uint64_t c0 = (uint64_t)tc * p.tile_cols;
                 const uint32_t w = (uint32_t)min((uint64_t)p.tile_cols, p.cols - c0);
                 uint8_t *q = row + c0;
@@ -217,7 +310,8 @@ __global__ void __launch_bounds__(PT) wc_predict_kernel(const wc_gpu_pred_job *j
                 } else if (pm == 1) {
                     block_prefix(q, w, left);
                 } else if (pm == 3) {
-                    block_avg(q, up, w, left);
+                    block_avg(asm_, q, up, up && so_row == r - D && so_c0 == c0, w, left);
+                    so_row = w <= AVG_CHUNK ? r : UINT64_MAX, so_c0 = c0;
                 }
                 __syncthreads();
             }

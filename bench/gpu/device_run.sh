@@ -105,18 +105,19 @@ synthk)
     done
     ;;
 ncusrc)
-    # where the decode kernel's issue slots go, per SASS instruction (synthetic model, 16K tiles; real slice x 100)
+    # where a kernel's issue slots go, per SASS instruction (synthetic model, 16K tiles; real slice x 100);
+    # NCU_K: the kernel (a regex; wc_decode unless set)
     for f in synth7b_16384:1 slice_16384:100; do
         name=${f%%:*}
         [ -f $T/$name.wcodec ] || continue
         ncu --section InstructionStats --section WarpStateStats --section SourceCounters --section SpeedOfLight \
-            --section Occupancy --section LaunchStats -k regex:wc_decode -c 1 -f -o $T/prof_$name \
+            --section Occupancy --section LaunchStats -k regex:${NCU_K:-wc_decode} -c 1 -f -o $T/prof_$name \
             $B/bench/gpu/bench_gpu kernel $T/$name.wcodec 1 ${f##*:} > /dev/null 2>&1
         ncu -i $T/prof_$name.ncu-rep > $OUT/ncu_$name.txt 2>&1
         ncu -i $T/prof_$name.ncu-rep --page source --csv --print-source sass | gzip > $OUT/src_$name.csv.gz
-        grep -E "wc_decode_kernel|Duration|Executed Instructions  |Registers Per|Achieved Occ|Theoretical Occ" $OUT/ncu_$name.txt | tee -a $summary
+        grep -E "wc_[a-z_]*kernel|Duration|Executed Instructions  |Registers Per|Achieved Occ|Theoretical Occ" $OUT/ncu_$name.txt | tee -a $summary
     done
-    cuobjdump -sass $B/cuda/libwcodec_gpu.a.p/rans_decode.cu.o 2>&1 | gzip > $OUT/sass.txt.gz
+    cuobjdump -sass $B/cuda/libwcodec_gpu.a.p/rans_decode.cu.o $B/cuda/libwcodec_gpu.a.p/predictor_reconstruct.cu.o 2>&1 | gzip > $OUT/sass.txt.gz
     ;;
 ab)
     # each build's kernel on the same files in the same call: build-alt/bench_gpu_* (bench_gpu of
