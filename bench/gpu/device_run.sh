@@ -1,7 +1,7 @@
 #!/bin/bash
 # Runs on the GPU machine (the `device` tool), from the checkout's root, with
 # build-gpu, .devdeps and .gpudata carried. Stages: test (the GPU tests and
-# checkasm's GPU level, also under memcheck), sanitize, kernel, ab, ncu,
+# checkasm's GPU level, also under memcheck), sanitize, kernel, ab, abbits, ncu,
 # ncusrc, synth, synthk, ncusynth, synthbench, sizes, synthmin, e2e (E2E_CFGS picks its
 # configurations). A call brings back at most 8 files of $OUT: the stages keep
 # their logs in /tmp and put a short table last in $OUT/summary.txt.
@@ -64,6 +64,21 @@ kernel)
         $B/bench/gpu/bench_gpu kernel $T/slice_$tw.wcodec 20 100 | tee -a $summary
     done
     $B/bench/gpu/bench_gpu e2e $T/slice_16384.wcodec 5 | tee -a $summary
+    ;;
+abbits)
+    # the same as ab on files coded with 11-, 12- and 13-bit tables (--prob-bits; 13 is the default):
+    # the real slice at 16K tiles, and PP-OCRv4 where .gpudata has ppocr_16384_pb11/12.wcodec
+    for pb in 11 12 13; do
+        $B/tools/wcodec encode -q -f --tile-weights 16384 --prob-bits $pb $W/slice_mixed.safetensors -o $T/slice_16384_pb$pb.wcodec
+    done
+    cp $W/ppocr_16384.wcodec $T/ppocr_16384_pb13.wcodec
+    for pb in 11 12; do [ -f $W/ppocr_16384_pb$pb.wcodec ] && cp $W/ppocr_16384_pb$pb.wcodec $T/; done
+    for f in slice_16384_pb11:100 slice_16384_pb12:100 slice_16384_pb13:100 ppocr_16384_pb11:50 ppocr_16384_pb12:50 ppocr_16384_pb13:50; do
+        [ -f $T/${f%%:*}.wcodec ] || continue
+        for bin in build-alt/bench_gpu_* $B/bench/gpu/bench_gpu; do
+            echo "$bin ${f%%:*} x${f##*:}: $($bin kernel $T/${f%%:*}.wcodec 20 ${f##*:} | grep -oE 'time_ms=[0-9.]+|GBps=[0-9.]+|ratio[a-z_]*=[0-9.]+' | tr '\n' ' ')" | tee -a $summary
+        done
+    done
     ;;
 ncu)
     ncu --section SpeedOfLight --section Occupancy --section SchedulerStats --section WarpStateStats \
