@@ -239,11 +239,7 @@ __device__ uint32_t mode_win_load(mode_win &mw, const uint8_t *modes, uint64_t t
     __syncthreads(); /* nobody reads the previous window any more */
     for (uint32_t i = threadIdx.x; i < n; i += PT) mw.m[i] = __ldg(src + i);
     __syncthreads();
-    for (uint32_t i = threadIdx.x; i < nr; i += PT) {
-        bool chained = false;
-        for (uint32_t tc = 0; tc < tiles_across; tc++) chained |= (mw.m[i * tiles_across + tc] & 15) >= 2;
-        mw.chained[i] = chained;
-    }
+    for (uint32_t i = threadIdx.x; i < nr; i += PT) mw.chained[i] = tile_row_chained(mw.m, i, tiles_across);
     __syncthreads();
     return nr;
 }
