@@ -20,6 +20,17 @@ W=.gpudata
 T=/tmp/wcb
 mkdir -p $T
 summary=$OUT/summary.txt
+# ab_kernels FILE:SETS...: the kernel benchmark of every build (build-alt/bench_gpu_*, then this
+# one's) on each file that exists, in the same call, one line each
+ab_kernels() {
+    local f bin
+    for f in "$@"; do
+        [ -f ${f%%:*} ] || continue
+        for bin in build-alt/bench_gpu_* $B/bench/gpu/bench_gpu; do
+            echo "$bin $(basename ${f%%:*}) x${f##*:}: $($bin kernel ${f%%:*} 20 ${f##*:} | grep -oE 'time_ms=[0-9.]+|GBps=[0-9.]+|ratio[a-z_]*=[0-9.]+' | tr '\n' ' ')" | tee -a $summary
+        done
+    done
+}
 for stage in "$@"; do
 case $stage in
 test)
@@ -73,12 +84,8 @@ abbits)
     done
     cp $W/ppocr_16384.wcodec $T/ppocr_16384_pb13.wcodec
     for pb in 11 12; do [ -f $W/ppocr_16384_pb$pb.wcodec ] && cp $W/ppocr_16384_pb$pb.wcodec $T/; done
-    for f in slice_16384_pb11:100 slice_16384_pb12:100 slice_16384_pb13:100 ppocr_16384_pb11:50 ppocr_16384_pb12:50 ppocr_16384_pb13:50; do
-        [ -f $T/${f%%:*}.wcodec ] || continue
-        for bin in build-alt/bench_gpu_* $B/bench/gpu/bench_gpu; do
-            echo "$bin ${f%%:*} x${f##*:}: $($bin kernel $T/${f%%:*}.wcodec 20 ${f##*:} | grep -oE 'time_ms=[0-9.]+|GBps=[0-9.]+|ratio[a-z_]*=[0-9.]+' | tr '\n' ' ')" | tee -a $summary
-        done
-    done
+    ab_kernels $T/slice_16384_pb11.wcodec:100 $T/slice_16384_pb12.wcodec:100 $T/slice_16384_pb13.wcodec:100 \
+               $T/ppocr_16384_pb11.wcodec:50 $T/ppocr_16384_pb12.wcodec:50 $T/ppocr_16384_pb13.wcodec:50
     ;;
 ncu)
     ncu --section SpeedOfLight --section Occupancy --section SchedulerStats --section WarpStateStats \
@@ -140,13 +147,8 @@ ab)
     for tw in 16384 4096; do
         [ -f $T/slice_$tw.wcodec ] || $B/tools/wcodec encode -q -f --tile-weights $tw $W/slice_mixed.safetensors -o $T/slice_$tw.wcodec
     done
-    for f in $T/slice_16384.wcodec:100 $T/slice_4096.wcodec:100 $W/ppocr_16384.wcodec:50 $W/ppocr_4096.wcodec:50 \
-             $T/synth7b_16384.wcodec:1; do
-        [ -f ${f%%:*} ] || continue
-        for bin in build-alt/bench_gpu_* $B/bench/gpu/bench_gpu; do
-            echo "$bin $(basename ${f%%:*}) x${f##*:}: $($bin kernel ${f%%:*} 20 ${f##*:} | grep -oE 'time_ms=[0-9.]+|GBps=[0-9.]+|ratio[a-z_]*=[0-9.]+' | tr '\n' ' ')" | tee -a $summary
-        done
-    done
+    ab_kernels $T/slice_16384.wcodec:100 $T/slice_4096.wcodec:100 $W/ppocr_16384.wcodec:50 $W/ppocr_4096.wcodec:50 \
+               $T/synth7b_16384.wcodec:1
     ;;
 ncusynth)
     ncu --section SpeedOfLight --section Occupancy --section SchedulerStats --section WarpStateStats \
