@@ -34,14 +34,15 @@ static int prep_tensor(const wc_file *f, treq *t, wc_err *err)
                                label, e->name, (unsigned long long)r, map[r], e->n_tables,
                                (unsigned long long)(e->offset + t->scales_size + r));
     }
-    if (e->n_tables == 1) {
+    t->packed = WC_GPU_PACKED_FITS(e->n_tables, e->prob_bits);
+    for (uint64_t k = 0, pos = e->tables_off; k < e->n_tables; k++) {
         wc_rans_table tab;
         size_t used;
-        if (wc_rans_table_read(rec + e->tables_off, e->index_off - e->tables_off, e->prob_bits, &tab, &used))
-            return wc_fail(err, WC_EFORMAT, "%s: tensor '%s': frequency table 0 at offset %llu is invalid", label,
-                           e->name, (unsigned long long)(e->offset + e->tables_off));
-        t->packed = 1;
+        if (wc_rans_table_read(rec + pos, e->index_off - pos, e->prob_bits, &tab, &used))
+            return wc_fail(err, WC_EFORMAT, "%s: tensor '%s': frequency table %llu at offset %llu is invalid", label,
+                           e->name, (unsigned long long)k, (unsigned long long)(e->offset + pos));
         for (int s = 0; s < 256; s++) t->packed &= tab.freq[s] <= 4096;
+        pos += used;
     }
     for (uint32_t k = 0; k < e->n_tiles; k++) {
         const uint8_t *ent = rec + e->index_off + (uint64_t)WC_TILE_ENTRY * k;
@@ -63,21 +64,28 @@ static int prep_tensor(const wc_file *f, treq *t, wc_err *err)
     return 0;
 }
 
-/* Whether a piece of n tiles of t gets the packed table. A piece of a few
- * tiles shares its block with other pieces (wcg_build_desc), and a packed
- * table (32 KB at 13 bits) would keep them out where the expanded one
- * (9 KB) lets them in; the packed table saves less than idle warps cost. */
+/* Whether a piece of n tiles of t gets the packed tables. Packed tables
+ * larger than the expanded ones (13 bits: 32 KB a table against 9 KB; two
+ * of 13 or four of 12 bits take 64 KB) keep every other piece out of the
+ * piece's blocks (wcg_build_desc), so the blocks' warps that its tiles
+ * leave idle stay idle: the packed layout is worth it only where that is
+ * at most an eighth of them (packing every piece of 8 tiles or more cost
+ * the real slice 7%: its 12-tile tensor of two 13-bit tables kept a block
+ * of 16 warps to itself; bench/RESULTS.md). */
 static int piece_packed(const treq *t, uint32_t n)
 {
-    const uint32_t bits = t->e->prob_bits;
-    return t->packed && (n >= WC_GPU_WARPS / 2 || WC_GPU_PACKED_BYTES(bits) <= WC_GPU_TABLE_BYTES(bits));
+    const wc_entry *e = t->e;
+    if (!t->packed) return 0;
+    if (WC_GPU_PACKED_BYTES(e->prob_bits) <= WC_GPU_TABLE_BYTES(e->prob_bits)) return 1;
+    const uint32_t blocks = (n + WC_GPU_WARPS - 1) / WC_GPU_WARPS, idle = blocks * WC_GPU_WARPS - n;
+    return 8 * idle <= blocks * WC_GPU_WARPS;
 }
 
 /* Bytes of the tensor's tables in the layout of kernels.cuh. */
 static uint64_t tables_bytes(const treq *t, int packed)
 {
     const wc_entry *e = t->e;
-    return packed ? WC_GPU_PACKED_BYTES(e->prob_bits) : (uint64_t)e->n_tables * WC_GPU_TABLE_BYTES(e->prob_bits);
+    return (uint64_t)e->n_tables * (packed ? WC_GPU_PACKED_BYTES(e->prob_bits) : WC_GPU_TABLE_BYTES(e->prob_bits));
 }
 
 void wcg_expand_table(const wc_rans_table *tab, uint8_t *dst)
@@ -95,25 +103,26 @@ static int expand_tables(const wc_file *f, const treq *t, int packed, uint8_t *d
 {
     const wc_entry *e = t->e;
     uint64_t pos = e->tables_off;
-    const uint32_t tb = WC_GPU_TABLE_BYTES(e->prob_bits);
-    for (uint32_t k = 0; k < e->n_tables; k++) {
+    const uint32_t tb = packed ? WC_GPU_PACKED_BYTES(e->prob_bits) : WC_GPU_TABLE_BYTES(e->prob_bits);
+    wc_rans_dec_table *dt = packed ? malloc(sizeof *dt) : NULL;
+    if (packed && !dt) return wc_fail(err, WC_ENOMEM, "out of memory");
+    int r = 0;
+    for (uint32_t k = 0; k < e->n_tables && !r; k++) {
         wc_rans_table tab;
         size_t used;
-        if (wc_rans_table_read(t->rec + pos, e->index_off - pos, e->prob_bits, &tab, &used))
-            return wc_fail(err, WC_EFORMAT, "%s: tensor '%s': frequency table %u at offset %llu is invalid",
-                           wc_file_label(f), e->name, k, (unsigned long long)(e->offset + pos));
-        if (packed) {
-            wc_rans_dec_table *dt = malloc(sizeof *dt);
-            if (!dt) return wc_fail(err, WC_ENOMEM, "out of memory");
+        if (wc_rans_table_read(t->rec + pos, e->index_off - pos, e->prob_bits, &tab, &used)) {
+            r = wc_fail(err, WC_EFORMAT, "%s: tensor '%s': frequency table %u at offset %llu is invalid",
+                        wc_file_label(f), e->name, k, (unsigned long long)(e->offset + pos));
+        } else if (packed) {
             wc_rans_dec_table_init(dt, &tab);
-            memcpy(dst, dt->slot_dec, WC_GPU_PACKED_BYTES(e->prob_bits));
-            free(dt);
-            return 0;
+            memcpy(dst + (uint64_t)k * tb, dt->slot_dec, tb);
+        } else {
+            wcg_expand_table(&tab, dst + (uint64_t)k * tb);
         }
-        wcg_expand_table(&tab, dst + (uint64_t)k * tb);
         pos += used;
     }
-    return 0;
+    free(dt);
+    return r;
 }
 
 /* ---- batches: pieces of tensors and their descriptors ---- */

@@ -120,7 +120,7 @@ typedef struct treq {
     const uint8_t *rec;       /* mapped */
     wc_gpu_dst dst;
     int coded, has_pred, any_tx, general;
-    int packed;               /* one table, packed layout (kernels.cuh) */
+    int packed;               /* its tables may take the packed layout (kernels.cuh) */
     uint64_t stream_bytes;
     uint64_t scales_size;
 } treq;

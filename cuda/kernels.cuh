@@ -14,10 +14,12 @@
  * Expanded table layout (in the descriptor area, 16-byte aligned), per table:
  *   256 x u32  fc[s] = freq[s] | cum[s] << 16
  *   M   x u8   slot_sym[slot]
- * so one table takes WC_GPU_TABLE_BYTES(prob_bits) bytes. A tensor of one
- * table whose frequencies are all <= 4096, with at least 8 tiles in the
- * launch (gpu_desc.c), gets the packed layout instead (wc_gpu_job.packed),
- * the CPU decoders' slot_dec (codec/rans.h):
+ * so one table takes WC_GPU_TABLE_BYTES(prob_bits) bytes. A tensor whose
+ * frequencies are all <= 4096 and whose tables take at most
+ * WC_GPU_PACKED_MAX bytes packed, with at least 8 tiles in the launch or
+ * packed tables no larger than expanded ones (gpu_desc.c), gets the packed
+ * layout instead (wc_gpu_job.packed), per table the CPU decoders' slot_dec
+ * (codec/rans.h):
  *   M   x u32  (freq - 1) << 20 | (slot - cum) << 8 | symbol
  * so that a step costs one shared load instead of two dependent ones. */
 #ifndef WC_CUDA_KERNELS_CUH
@@ -29,19 +31,34 @@
 extern "C" {
 #endif
 
+#ifndef WC_GPU_WARPS
 #define WC_GPU_WARPS 16                      /* tiles (warps) per block */
+#endif
 #define WC_GPU_THREADS (32 * WC_GPU_WARPS)
 #define WC_GPU_RING_WORDS 1024               /* per-warp word ring (rans_decode.cu) */
-#define WC_GPU_STATIC_SMEM ((WC_GPU_WARPS + 1) * WC_GPU_RING_WORDS * 2) /* the rings, aligned (rans_decode.cu) */
+#define WC_GPU_RING_AREA (WC_GPU_RING_WORDS * 2 + 512) /* a ring and the mirror of its first segment */
+#define WC_GPU_STATIC_SMEM (WC_GPU_WARPS * WC_GPU_RING_AREA) /* the rings (rans_decode.cu) */
 #define WC_GPU_TABLE_BYTES(bits) (1024u + (1u << (bits)))
 #define WC_GPU_PACKED_BYTES(bits) (4u << (bits))
+#ifndef WC_GPU_PACKED_MAX
+#define WC_GPU_PACKED_MAX 65536u             /* a tensor's packed tables at most (two blocks per SM) */
+#endif
+/* Whether n tables of `bits` may take the packed layout (every frequency
+ * <= 4096 is the caller's to check). */
+#define WC_GPU_PACKED_FITS(n, bits) ((uint64_t)(n) * WC_GPU_PACKED_BYTES(bits) <= WC_GPU_PACKED_MAX)
 #define WC_GPU_NO_ROWMAP UINT64_MAX
 #define WC_GPU_NO_SCALES UINT64_MAX
 #define WC_GPU_TILE_PAD UINT32_MAX          /* wc_gpu_tile.tile of a padding entry */
 #define WC_GPU_JOB_SCALES (1u << 31)        /* wc_gpu_tile.job: this block copies the job's scales */
 /* Blocks per SM the decode kernel is built for (its launch bounds): the
  * host sizes a block's tables so as not to lower it. */
-#define WC_GPU_BLOCKS_PER_SM(several_tables) ((several_tables) ? 2 : 3)
+#ifndef WC_GPU_BPSM_MULTI
+#define WC_GPU_BPSM_MULTI 2
+#endif
+#ifndef WC_GPU_BPSM_ONE
+#define WC_GPU_BPSM_ONE 3
+#endif
+#define WC_GPU_BLOCKS_PER_SM(several_tables) ((several_tables) ? WC_GPU_BPSM_MULTI : WC_GPU_BPSM_ONE)
 
 /* Error word per job: the lowest (tile << 8 | kind) found, UINT64_MAX when none. */
 #define WC_GPU_ERR_CORRUPT 1u               /* end-state / word-count check failed */

@@ -3,7 +3,7 @@
  * word take consecutive words in lane order (ballot + popc). A block's warps
  * decode tiles of one tensor and share its expanded frequency tables in
  * shared memory (kernels.cuh: fc[s] = freq | cum << 16 and the slot ->
- * symbol bytes, or for one table the packed slot entries).
+ * symbol bytes, or the packed slot entries).
  * The inverse transform of the tile's mode follows in the same kernel. */
 #include <cuda_runtime.h>
 
@@ -19,11 +19,10 @@
  * its words from shared memory instead of waiting on global memory.
  * Segments are aligned to 16 bytes in global memory: the stream (4-byte
  * aligned) starts `shift` words into the first one, and positions (`pos`
- * below) count bytes from that aligned start. The rings are RING_BYTES-
- * aligned in shared memory, so a position's address is one AND-OR with its
- * ring's: __align__ does not give that (the window starts with memory
- * reserved by the system), so the block's rings take one ring more and
- * start at the first aligned address in it. */
+ * below) count bytes from that aligned start. The ring's first segment is
+ * also copied past its end (the mirror), so that any window of at most a
+ * segment reads straight on from its first byte's address: a run of steps
+ * keeps a shared address (`a`) and adds to it, with no wrap a step. */
 #define SEG_WORDS 256
 #define SEG_BYTES (2 * SEG_WORDS)
 #define RING_SEGS 4
@@ -31,12 +30,12 @@
 #define RING_WORDS (SEG_WORDS * RING_SEGS)
 #define RING_BYTES (2 * RING_WORDS)
 static_assert(RING_WORDS == WC_GPU_RING_WORDS, "ring size");
-static_assert(WC_GPU_STATIC_SMEM == (WC_GPU_WARPS + 1) * RING_BYTES, "static shared memory");
+static_assert(WC_GPU_RING_AREA == RING_BYTES + SEG_BYTES, "ring and mirror");
 
 struct ring_src {
     const uint16_t *base;    /* the stream's words, rounded down to 16 bytes */
     uint32_t end;            /* the stream's end, in words from base */
-    uint32_t ring;           /* shared address of the warp's ring */
+    uint32_t ring;           /* shared address of the warp's ring (and mirror) */
     uint32_t lim;            /* bytes from base known to be in the ring (whole segments) */
 };
 
@@ -52,11 +51,8 @@ __device__ __forceinline__ void cp_async(uint32_t saddr, const void *src, uint32
  * the 16 bytes): the chunk that holds the stream's end goes in 4-byte
  * copies (the end is 4-byte aligned), and chunks wholly past it read the
  * 16 bytes before base, inside the tile's 128-byte head, and keep none. */
-__device__ __forceinline__ void seg_issue(const ring_src &rs, uint32_t seg, uint32_t lane)
+__device__ __forceinline__ void seg_copy(const ring_src &rs, uint32_t saddr, uint32_t w0)
 {
-    /* lane copies words 8*lane .. 8*lane+7 of the segment (16 bytes) */
-    const uint32_t w0 = seg * SEG_WORDS + 8 * lane;
-    const uint32_t saddr = rs.ring + (seg % RING_SEGS) * SEG_BYTES + 16 * lane;
     const uint32_t bytes = w0 + 8 <= rs.end ? 16u : w0 < rs.end ? 2 * (rs.end - w0) : 0u;
     const uint16_t *before = rs.base - 8;
     if (bytes == 16 || bytes == 0) {
@@ -65,6 +61,15 @@ __device__ __forceinline__ void seg_issue(const ring_src &rs, uint32_t seg, uint
         for (uint32_t k = 0; k < 4; k++)
             cp_async(saddr + 4 * k, 4 * k < bytes ? rs.base + w0 + 2 * k : before, 4, 4 * k < bytes ? 4u : 0u);
     }
+}
+
+/* Lane copies words 8*lane .. 8*lane+7 of segment seg (16 bytes), into its
+ * slot and, for the first slot, into the mirror too. */
+__device__ __forceinline__ void seg_issue(const ring_src &rs, uint32_t seg, uint32_t lane)
+{
+    const uint32_t w0 = seg * SEG_WORDS + 8 * lane, slot = seg % RING_SEGS;
+    seg_copy(rs, rs.ring + slot * SEG_BYTES + 16 * lane, w0);
+    if (slot == 0) seg_copy(rs, rs.ring + RING_BYTES + 16 * lane, w0);
     asm volatile("cp.async.commit_group;\n" ::);
 }
 
@@ -81,6 +86,13 @@ __device__ __forceinline__ void ring_ensure(ring_src &rs, uint32_t end, uint32_t
         seg_issue(rs, rs.lim / SEG_BYTES + AHEAD, lane);
         rs.lim += SEG_BYTES;
     }
+}
+
+/* The shared address of byte pos: from there a window of up to SEG_BYTES
+ * reads straight on (the mirror). */
+__device__ __forceinline__ uint32_t ring_at(const ring_src &rs, uint32_t pos)
+{
+    return rs.ring + (pos & (RING_BYTES - 1));
 }
 
 __device__ __forceinline__ uint32_t lds_u8(uint32_t a)
@@ -122,23 +134,25 @@ template <> struct tab_ref<false> {
 };
 
 /* Output bytes go to global memory (a generic store would also check for
- * shared and local addresses). */
+ * shared and local addresses); st.u8 keeps the register's low byte, so a
+ * packed entry's symbol needs no mask first. */
 __device__ __forceinline__ void put_u8(uint8_t *p, uint32_t v)
 {
-    __stcg(p, (uint8_t)v);
+    asm volatile("st.global.cg.u8 [%0], %1;" ::"l"(p), "r"(v) : "memory");
 }
 
 /* Decodes the lane's next symbol with table t (when ALL or active) and
- * renormalises its state from the ring; returns the symbol. */
+ * renormalises its state from the ring, whose next word is at shared
+ * address a; returns the symbol. */
 template <bool SHARED, bool PACKED, bool ALL>
-__device__ __forceinline__ uint32_t dec_sym(uint32_t &x, uint32_t &pos, tab_ref<SHARED> t, uint32_t bits,
-                                            uint32_t lt, uint32_t ring, bool active)
+__device__ __forceinline__ uint32_t dec_sym(uint32_t &x, uint32_t &a, tab_ref<SHARED> t, uint32_t bits,
+                                            uint32_t lt, bool active)
 {
     const uint32_t slot = x & ((1u << bits) - 1);
     uint32_t s, y;
     if (PACKED) {
         const uint32_t e = t.u32(slot);
-        s = e & 0xffu;
+        s = e; /* the symbol is its low byte */
         y = ((e >> 20) + 1) * (x >> bits) + ((e >> 8) & 0xfffu);
     } else {
         s = t.u8(1024 + slot);
@@ -149,10 +163,23 @@ __device__ __forceinline__ uint32_t dec_sym(uint32_t &x, uint32_t &pos, tab_ref<
     const uint32_t bal = __ballot_sync(FULL_MASK, need);
     /* every lane loads (the slot is in the ring whatever it holds): a
      * select instead of a branch around the load */
-    const uint32_t word = lds_u16(((pos + 2 * __popc(bal & lt)) & (RING_BYTES - 2)) | ring);
+    const uint32_t word = lds_u16(a + 2 * __popc(bal & lt));
     y = need ? y << 16 | word : y;
-    pos += 2 * __popc(bal);
+    a += 2 * __popc(bal);
     if (ALL || active) x = y;
+    return s;
+}
+
+/* One step on its own: makes its words present, then decodes. */
+template <bool SHARED, bool PACKED, bool ALL>
+__device__ __forceinline__ uint32_t dec_step(uint32_t &x, uint32_t &pos, ring_src &rs, tab_ref<SHARED> t,
+                                             uint32_t bits, uint32_t lane, uint32_t lt, bool active)
+{
+    ring_ensure(rs, pos + 64, lane);
+    const uint32_t a0 = ring_at(rs, pos);
+    uint32_t a = a0;
+    const uint32_t s = dec_sym<SHARED, PACKED, ALL>(x, a, t, bits, lt, active);
+    pos += a - a0;
     return s;
 }
 
@@ -167,15 +194,20 @@ __device__ __forceinline__ void dec_run(uint32_t &x, uint32_t &pos, ring_src &rs
     o += lane;
     for (; steps >= G; steps -= G, o += 32 * G) {
         ring_ensure(rs, pos + G * 64, lane);
+        const uint32_t a0 = ring_at(rs, pos);
+        uint32_t a = a0;
 #pragma unroll
-        for (uint32_t k = 0; k < G; k++)
-            put_u8(o + 32 * k, dec_sym<SHARED, PACKED, true>(x, pos, t, bits, lt, rs.ring, true));
+        for (uint32_t k = 0; k < G; k++) put_u8(o + 32 * k, dec_sym<SHARED, PACKED, true>(x, a, t, bits, lt, true));
+        pos += a - a0;
     }
     if (!steps) return;
     ring_ensure(rs, pos + steps * 64, lane);
+    const uint32_t a0 = ring_at(rs, pos);
+    uint32_t a = a0;
 #pragma unroll
     for (uint32_t k = 0; k < G - 1; k++)
-        if (k < steps) put_u8(o + 32 * k, dec_sym<SHARED, PACKED, true>(x, pos, t, bits, lt, rs.ring, true));
+        if (k < steps) put_u8(o + 32 * k, dec_sym<SHARED, PACKED, true>(x, a, t, bits, lt, true));
+    pos += a - a0;
 }
 __device__ __forceinline__ const uint8_t *row_table(const uint8_t *tab, uint32_t tab_bytes, const uint8_t *rowmap,
                                                     uint32_t r, uint32_t h)
@@ -207,10 +239,9 @@ __device__ __forceinline__ void decode_rows(uint32_t &x, uint32_t &pos, ring_src
         const uint8_t *t1 = MULTI ? tab + map1 * tab_bytes : tab;
         if (MULTI) map1 = __ldg(rowmap + min(r + 2, h - 1));
         if (b) {
-            ring_ensure(rs, pos + 64, lane);
             const bool hi = lane >= b;
-            const uint32_t s = dec_sym<SHARED, PACKED, true>(x, pos, tab_ref<SHARED>(hi ? t1 : t0), bits, lt, rs.ring,
-                                                             true);
+            const uint32_t s = dec_step<SHARED, PACKED, true>(x, pos, rs, tab_ref<SHARED>(hi ? t1 : t0), bits, lane,
+                                                              lt, true);
             put_u8(row + (w - b) + lane + (hi ? rstep - w : 0), s);
             steps--;
             b += w - 32;
@@ -222,8 +253,7 @@ __device__ __forceinline__ void decode_rows(uint32_t &x, uint32_t &pos, ring_src
         t0 = t1;
     }
     if (n % 32) { /* the last b symbols of the last row */
-        ring_ensure(rs, pos + 64, lane);
-        const uint32_t s = dec_sym<SHARED, PACKED, false>(x, pos, tab_ref<SHARED>(t0), bits, lt, rs.ring, lane < b);
+        const uint32_t s = dec_step<SHARED, PACKED, false>(x, pos, rs, tab_ref<SHARED>(t0), bits, lane, lt, lane < b);
         if (lane < b) put_u8(row + (w - b) + lane, s);
     }
 }
@@ -238,10 +268,9 @@ __device__ __forceinline__ void decode_narrow(uint32_t &x, uint32_t &pos, ring_s
 {
     const uint32_t n = h * w;
     for (uint32_t i = lane; i - lane < n; i += 32) {
-        ring_ensure(rs, pos + 64, lane);
         const uint32_t ty = i / w, tx = i - ty * w;
         const uint8_t *t = MULTI ? row_table(tab, tab_bytes, rowmap, ty, h) : tab;
-        const uint32_t s = dec_sym<SHARED, PACKED, false>(x, pos, tab_ref<SHARED>(t), bits, lt, rs.ring, i < n);
+        const uint32_t s = dec_step<SHARED, PACKED, false>(x, pos, rs, tab_ref<SHARED>(t), bits, lane, lt, i < n);
         if (i < n) put_u8(out + (GENERAL ? (uint64_t)ty * stride + tx : i), s);
     }
 }
@@ -270,9 +299,8 @@ __device__ __forceinline__ bool decode_tile(const uint8_t *tab, uint32_t tab_byt
     if (!MULTI && !GENERAL) {
         dec_run<SHARED, PACKED>(x, pos, rs, tab_ref<SHARED>(tab), out, n / 32, bits, lane, lt);
         if (n % 32) {
-            ring_ensure(rs, pos + 64, lane);
             const uint32_t i = n / 32 * 32 + lane;
-            const uint32_t s = dec_sym<SHARED, PACKED, false>(x, pos, tab_ref<SHARED>(tab), bits, lt, ring, i < n);
+            const uint32_t s = dec_step<SHARED, PACKED, false>(x, pos, rs, tab_ref<SHARED>(tab), bits, lane, lt, i < n);
             if (i < n) put_u8(out + i, s);
         }
     } else if (w >= 32) {
@@ -316,7 +344,7 @@ __device__ __forceinline__ void block_setup(const wc_gpu_launch &l, const wc_gpu
     if (start) {
         jp = &l.jobs[job & ~WC_GPU_JOB_SCALES];
         const uint32_t bits = jp->prob_bits;
-        n16 = (jp->packed ? WC_GPU_PACKED_BYTES(bits) : jp->n_tables * WC_GPU_TABLE_BYTES(bits)) / 16;
+        n16 = jp->n_tables * (jp->packed ? WC_GPU_PACKED_BYTES(bits) : WC_GPU_TABLE_BYTES(bits)) / 16;
     }
     if (SHARED) {
         const uint32_t base = (uint32_t)__cvta_generic_to_shared(wc_smem);
@@ -347,7 +375,7 @@ template <bool SHARED, bool MULTI, bool GENERAL>
 __global__ void __launch_bounds__(WC_GPU_THREADS, WC_GPU_BLOCKS_PER_SM(MULTI || GENERAL))
     wc_decode_kernel(wc_gpu_launch l)
 {
-    __shared__ __align__(16) uint16_t rings[(WC_GPU_WARPS + 1) * RING_WORDS];
+    __shared__ __align__(16) uint8_t rings[WC_GPU_STATIC_SMEM];
     const wc_gpu_tile *bt = l.tiles + (uint64_t)blockIdx.x * WC_GPU_WARPS;
     block_setup<SHARED>(l, bt);
 
@@ -358,7 +386,7 @@ __global__ void __launch_bounds__(WC_GPU_THREADS, WC_GPU_BLOCKS_PER_SM(MULTI || 
     const uint32_t jid = tile.job & ~WC_GPU_JOB_SCALES;
     const wc_gpu_job *job = &l.jobs[jid];
     const uint32_t bits = job->prob_bits;
-    const uint32_t tab_bytes = WC_GPU_TABLE_BYTES(bits);
+    const uint32_t tab_bytes = job->packed ? WC_GPU_PACKED_BYTES(bits) : WC_GPU_TABLE_BYTES(bits);
     const uint8_t *tab = SHARED ? (const uint8_t *)wc_smem + tile.tab : l.desc + job->tables_off;
     const uint32_t mode = l.modes[idx];
     const uint64_t cols = job->cols;
@@ -369,12 +397,12 @@ __global__ void __launch_bounds__(WC_GPU_THREADS, WC_GPU_BLOCKS_PER_SM(MULTI || 
     uint8_t *out = job->out + r0 * cols + c0;
     const uint8_t *rowmap = MULTI && job->n_tables > 1 ? l.desc + job->rowmap_off + r0 : nullptr;
     const uint8_t *src = l.data + tile.src;
-    const uint32_t ring =
-        ((uint32_t)__cvta_generic_to_shared(rings) + RING_BYTES - 1) / RING_BYTES * RING_BYTES + warp * RING_BYTES;
+    const uint32_t ring = (uint32_t)__cvta_generic_to_shared(rings) + warp * WC_GPU_RING_AREA;
     const bool gen = GENERAL && h > 1 && w < cols;
     bool ok;
 #define DEC(M, G, P) decode_tile<SHARED, M, G, P>(tab, tab_bytes, rowmap, src, tile.len, out, cols, h, w, bits, lane, ring)
-    if (MULTI && rowmap) ok = gen ? DEC(true, true, false) : DEC(true, false, false);
+    if (MULTI && rowmap && job->packed) ok = gen ? DEC(true, true, true) : DEC(true, false, true);
+    else if (MULTI && rowmap) ok = gen ? DEC(true, true, false) : DEC(true, false, false);
     else if (job->packed) ok = gen ? DEC(false, true, true) : DEC(false, false, true);
     else ok = gen ? DEC(false, true, false) : DEC(false, false, false);
 #undef DEC

@@ -2,7 +2,7 @@
 # Runs on the GPU machine (the `device` tool), from the checkout's root, with
 # build-gpu, .devdeps and .gpudata carried. Stages: test (the GPU tests and
 # checkasm's GPU level, also under memcheck), sanitize, kernel, ab, abbits, ncu,
-# ncusrc, synth, synthk, ncusynth, synthbench, sizes, synthmin, e2e (E2E_CFGS picks its
+# abn, abenc, ncusrc, synth, synthk, ncusynth, synthbench, sizes, synthmin, e2e (E2E_CFGS picks its
 # configurations). A call brings back at most 8 files of $OUT: the stages keep
 # their logs in /tmp and put a short table last in $OUT/summary.txt.
 # Optional carries: build-alt/bench_gpu_* (earlier builds' bench_gpu, for `ab`) and
@@ -150,11 +150,29 @@ ab)
     ab_kernels $T/slice_16384.wcodec:100 $T/slice_4096.wcodec:100 $W/ppocr_16384.wcodec:50 $W/ppocr_4096.wcodec:50 \
                $T/synth7b_16384.wcodec:1
     ;;
+abn)
+    # ab_kernels over AB_FILES (FILE:SETS ..., paths from the checkout's root or /tmp/wcb), e.g. more
+    # sets of the real slice than `ab` takes, to see what part of its time is the last wave
+    ab_kernels ${AB_FILES:-}
+    ;;
+abenc)
+    # ab_kernels on files encoded here with other table options: ABENC="SRC:TILE_WEIGHTS:PROB_BITS:MAX_TABLES:SETS ..."
+    # (SRC: a safetensors file; synth = the synthetic model of synthk)
+    for spec in ${ABENC:-}; do
+        IFS=: read -r src tw pb mt sets <<< "$spec"
+        [ "$src" = synth ] && src=$T/synth7b_int8.safetensors
+        o=$T/$(basename ${src%.safetensors})_${tw}_b${pb}_t${mt}.wcodec
+        $B/tools/wcodec encode -q -f --tile-weights $tw --prob-bits $pb --max-tables $mt $src -o $o
+        echo "$(basename $o): $(stat -c %s $o) bytes" | tee -a $summary
+        ab_kernels $o:$sets
+    done
+    ;;
 ncusynth)
+    # NCU_FILE: another file than the synthetic model at 16K tiles
     ncu --section SpeedOfLight --section Occupancy --section SchedulerStats --section WarpStateStats \
-        --section LaunchStats -k regex:wc_decode -c 1 \
-        $B/bench/gpu/bench_gpu kernel $T/synth7b_16384.wcodec 1 > $OUT/ncu_synth.txt 2>&1
-    grep -E "Duration|Throughput|Achieved Occupancy|Registers|Theoretical Occ|Issue Slots|Eligible|No Eligible|Stall|Block Limit" $OUT/ncu_synth.txt | head -40
+        --section LaunchStats --section MemoryWorkloadAnalysis_Tables -k regex:wc_decode -c 1 \
+        $B/bench/gpu/bench_gpu kernel ${NCU_FILE:-$T/synth7b_16384.wcodec} 1 > $OUT/ncu_synth.txt 2>&1
+    grep -E "Duration|Throughput|Achieved Occupancy|Registers|Theoretical Occ|Issue Slots|Eligible|No Eligible|Stall|Block Limit|Executed Ipc|Bank|Wavefronts" $OUT/ncu_synth.txt | head -50 | tee -a $summary
     ;;
 sizes)
     # decode time against tensor size, 64 KB .. 1 GB (synthetic rows, 16K tiles): $OUT/sizes.txt for plot_sizes.py

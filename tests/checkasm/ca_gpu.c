@@ -2,7 +2,8 @@
  * that checkasm runs it beside the C reference on the same random, real
  * and damaged streams. Each call lays out what the GPU decoder's host side
  * would for a tensor of one tile (kernels.cuh): the job, the tables
- * (packed for one table whose frequencies allow it, else expanded), the
+ * (packed where the frequencies and WC_GPU_PACKED_FITS allow it, else
+ * expanded), the
  * row map, the tile and its stream, and launches the kernel on them. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,8 +63,10 @@ int ca_gpu_rans_decode(const wc_rans_dec_table *tables, const uint8_t *row_table
     uint32_t n_tables = 1;
     for (uint32_t y = 0; row_table && y < h; y++)
         if (row_table[y] >= n_tables) n_tables = row_table[y] + 1u;
-    const int packed = n_tables == 1 && tables[0].packed;
-    const uint64_t tab_bytes = packed ? WC_GPU_PACKED_BYTES(bits) : n_tables * WC_GPU_TABLE_BYTES(bits);
+    int packed = WC_GPU_PACKED_FITS(n_tables, bits);
+    for (uint32_t t = 0; t < n_tables; t++) packed &= tables[t].packed != 0;
+    const uint32_t one = packed ? WC_GPU_PACKED_BYTES(bits) : WC_GPU_TABLE_BYTES(bits);
+    const uint64_t tab_bytes = (uint64_t)n_tables * one;
 
     /* descriptor area: job | tables | row map | error word | tiles | modes */
     const uint64_t o_tab = a16(sizeof(wc_gpu_job)), o_map = a16(o_tab + tab_bytes), o_err = a16(o_map + h),
@@ -86,12 +89,9 @@ int ca_gpu_rans_decode(const wc_rans_dec_table *tables, const uint8_t *row_table
                       .tiles_across = 1, .prob_bits = bits, .n_tables = n_tables, .packed = (uint32_t)packed};
     memcpy(hd, &job, sizeof job);
     for (uint32_t t = 0; t < n_tables; t++) {
-        uint8_t *d = hd + o_tab + t * WC_GPU_TABLE_BYTES(bits);
-        if (packed) {
-            memcpy(d, tables[0].slot_dec, WC_GPU_PACKED_BYTES(bits));
-            break;
-        }
-        wcg_expand_table(&tables[t].t, d);
+        uint8_t *d = hd + o_tab + (uint64_t)t * one;
+        if (packed) memcpy(d, tables[t].slot_dec, one);
+        else wcg_expand_table(&tables[t].t, d);
     }
     if (row_table) memcpy(hd + o_map, row_table, h);
     memset(hd + o_err, 0xff, 8);

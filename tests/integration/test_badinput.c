@@ -135,9 +135,12 @@ static void test_flipped_directory_byte(void **state)
     }
 }
 
-/* A flipped byte in a tile: the record checksum names the tensor and its
- * byte range; with the checksum forged, the rANS end-state check names the
- * tile and its offset. */
+/* A flipped byte in a tile stream: the record checksum finds every one and
+ * names the tensor and its byte range. With the checksum forged, the rANS
+ * end-state check names the tile and its offset for nearly all, but not a
+ * flip that only moves a slot to another symbol of the same frequency
+ * (docs/FORMAT.md, "Integrity"): of this model's 109 sampled flips, one
+ * passes it at 12-bit tables. */
 static void test_flipped_tile_byte(void **state)
 {
     (void)state;
@@ -146,6 +149,7 @@ static void test_flipped_tile_byte(void **state)
     uint64_t tiles = wc_rd64(good + ent + WC_DIR_FIXED + 16 + WC_DIR_RANS - 8);
     wc_err e;
     char at[64];
+    unsigned flips = 0, missed = 0;
     for (uint64_t k = tiles + 3; k < size; k += 97) {
         uint8_t *p = copy_good();
         p[rec + k] ^= 0x40;
@@ -156,10 +160,17 @@ static void test_flipped_tile_byte(void **state)
         th_rehash_record(p, 0);
         th_reseal(p, good_size);
         int r = try_image(p, good_size, 0, &e);
-        assert_int_equal(r, WC_ECORRUPT);
-        assert_true(th_msg_has(e.msg, "bad.wcodec", "enc.weight", "tile", "offset", NULL));
+        flips++;
+        if (r == 0) {
+            missed++;
+        } else {
+            assert_int_equal(r, WC_ECORRUPT);
+            assert_true(th_msg_has(e.msg, "bad.wcodec", "enc.weight", "tile", "offset", NULL));
+        }
         free(p);
     }
+    assert_true(flips >= 100);
+    assert_true(missed * 50 <= flips);
 }
 
 /* Forged directory fields (checksums recomputed) reach the semantic checks. */
