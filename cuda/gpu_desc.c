@@ -221,30 +221,45 @@ typedef struct place {
     uint32_t block, warp, tab;
 } place;
 
-/* Packs the coded pieces' tiles into blocks in order: a piece starts in the
- * last block while that has a warp free and room for its tables (tb[i]
- * bytes) within `budget`. Returns the number of blocks; *smem: the most
- * table bytes of a block. A block holds until its slowest warp is done,
- * so small tensors each in a block of their own would leave most of the
- * GPU idle (the real weights' tensors are 1-15 tiles each). */
+/* Packs the coded pieces' tiles into blocks. A piece that fits one block
+ * goes to the first of the last FIT_WINDOW blocks with warps free and room
+ * for its tables (tb[i] bytes) within `budget`; any other starts in the
+ * last block while that has a warp free and room, and fills new blocks
+ * after it. Returns the number of blocks; *smem: the most table bytes of a
+ * block. A block holds until its slowest warp is done, so small tensors
+ * each in a block of their own would leave most of the GPU idle (the real
+ * weights' tensors are 1-60 tiles each), and a piece with large packed
+ * tables, which keeps later pieces out of its block, would otherwise close
+ * the block before it with warps free. */
+#define FIT_WINDOW 64
 static uint32_t pack_blocks(const treq *rq, const piece *ps, size_t np, const uint64_t *tb, uint64_t budget,
                             place *pl, uint64_t *smem)
 {
-    uint32_t nb = 0, used = 0;
-    uint64_t s = 0; /* the last block's warps and table bytes */
+    uint32_t nb = 0, used[FIT_WINDOW];
+    uint64_t bytes[FIT_WINDOW]; /* warps and table bytes taken, block b at b % FIT_WINDOW */
     *smem = 0;
     for (size_t i = 0; i < np; i++) {
         if (!rq[ps[i].t].coded) continue;
-        if (nb == 0 || used == WC_GPU_WARPS || s + tb[i] > budget) nb++, used = 0, s = 0;
-        pl[i] = (place){nb - 1, used, (uint32_t)s};
-        s += tb[i];
-        if (s > *smem) *smem = s;
-        const uint32_t cnt = ps[i].t1 - ps[i].t0, here = cnt < WC_GPU_WARPS - used ? cnt : WC_GPU_WARPS - used;
-        used += here;
-        if (cnt > here) {
-            nb += (cnt - here + WC_GPU_WARPS - 1) / WC_GPU_WARPS;
-            used = (cnt - here) % WC_GPU_WARPS ? (cnt - here) % WC_GPU_WARPS : WC_GPU_WARPS;
-            s = tb[i];
+        const uint32_t cnt = ps[i].t1 - ps[i].t0;
+        uint32_t b = nb;
+        if (cnt <= WC_GPU_WARPS)
+            for (b = nb > FIT_WINDOW ? nb - FIT_WINDOW : 0; b < nb; b++)
+                if (used[b % FIT_WINDOW] + cnt <= WC_GPU_WARPS && bytes[b % FIT_WINDOW] + tb[i] <= budget) break;
+        if (b == nb && nb > 0 && used[(nb - 1) % FIT_WINDOW] < WC_GPU_WARPS &&
+            bytes[(nb - 1) % FIT_WINDOW] + tb[i] <= budget)
+            b = nb - 1;
+        if (b == nb) used[nb % FIT_WINDOW] = 0, bytes[nb % FIT_WINDOW] = 0, nb++;
+        uint32_t *u = &used[b % FIT_WINDOW];
+        uint64_t *s = &bytes[b % FIT_WINDOW];
+        pl[i] = (place){b, *u, (uint32_t)*s};
+        *s += tb[i];
+        if (*s > *smem) *smem = *s;
+        const uint32_t here = cnt < WC_GPU_WARPS - *u ? cnt : WC_GPU_WARPS - *u;
+        *u += here;
+        for (uint32_t rest = cnt - here; rest; nb++) { /* whole blocks after b, which is the last */
+            const uint32_t k = rest < WC_GPU_WARPS ? rest : WC_GPU_WARPS;
+            used[nb % FIT_WINDOW] = k, bytes[nb % FIT_WINDOW] = tb[i];
+            rest -= k;
         }
     }
     return nb;
