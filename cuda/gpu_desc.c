@@ -66,12 +66,13 @@ static int prep_tensor(const wc_file *f, treq *t, wc_err *err)
 
 /* Whether a piece of n tiles of t gets the packed tables. Packed tables
  * larger than the expanded ones (13 bits: 32 KB a table against 9 KB; two
- * of 13 or four of 12 bits take 64 KB) keep every other piece out of the
- * piece's blocks (wcg_build_desc), so the blocks' warps that its tiles
- * leave idle stay idle: the packed layout is worth it only where that is
- * at most an eighth of them (packing every piece of 8 tiles or more cost
- * the real slice 7%: its 12-tile tensor of two 13-bit tables kept a block
- * of 16 warps to itself; bench/RESULTS.md). */
+ * of 13 or four of 12 bits take 64 KB) leave room beside them in a block
+ * for little more than one small table (pack_blocks), so the warps that
+ * the piece's tiles leave free in its blocks mostly stay idle: the packed
+ * layout is worth it where that is at most an eighth of them (packing
+ * every piece of 8 tiles or more cost the real slice 7%: its 12-tile
+ * tensor of two 13-bit tables kept a block of 16 warps to itself;
+ * bench/RESULTS.md). */
 static int piece_packed(const treq *t, uint32_t n)
 {
     const wc_entry *e = t->e;

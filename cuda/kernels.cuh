@@ -16,10 +16,10 @@
  *   M   x u8   slot_sym[slot]
  * so one table takes WC_GPU_TABLE_BYTES(prob_bits) bytes. A tensor whose
  * frequencies are all <= 4096 and whose tables take at most
- * WC_GPU_PACKED_MAX bytes packed, with at least 8 tiles in the launch or
- * packed tables no larger than expanded ones (gpu_desc.c), gets the packed
- * layout instead (wc_gpu_job.packed), per table the CPU decoders' slot_dec
- * (codec/rans.h):
+ * WC_GPU_PACKED_MAX bytes packed gets the packed layout instead
+ * (wc_gpu_job.packed) where its piece fills its blocks or packed tables are
+ * no larger (gpu_desc.c, piece_packed), per table the CPU decoders'
+ * slot_dec (codec/rans.h):
  *   M   x u32  (freq - 1) << 20 | (slot - cum) << 8 | symbol
  * so that a step costs one shared load instead of two dependent ones. */
 #ifndef WC_CUDA_KERNELS_CUH

@@ -1,10 +1,9 @@
 /* The GPU decode kernel behind the signature of the CPU rANS routines, so
  * that checkasm runs it beside the C reference on the same random, real
  * and damaged streams. Each call lays out what the GPU decoder's host side
- * would for a tensor of one tile (kernels.cuh): the job, the tables
- * (packed where the frequencies and WC_GPU_PACKED_FITS allow it, else
- * expanded), the
- * row map, the tile and its stream, and launches the kernel on them. */
+ * would for a tensor of one tile (kernels.cuh): the job, the tables (packed
+ * where the frequencies and WC_GPU_PACKED_FITS allow it, else expanded),
+ * the row map, the tile and its stream, and launches the kernel on them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
