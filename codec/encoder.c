@@ -38,11 +38,10 @@ typedef struct enc {
 
 void wc_encode_opts_default(wc_encode_opts *o)
 {
-    /* 12-bit tables, at most 4: their packed slot entries (64 KB) fit a GPU
-     * block's shared memory, so that a step costs the GPU one shared load
-     * (docs/FORMAT.md, "Why these parameters") */
-    *o = (wc_encode_opts){.min_weights = 4096, .tile_weights = 262144, .prob_bits = 12,
-                          .max_tables = 4, .force_pred = -1, .force_tx = -1};
+    /* the smallest files; 12-bit tables, at most 4, decode ~10% faster on a
+     * GPU at 0.3-1.5% more bits (docs/FORMAT.md, "Why these parameters") */
+    *o = (wc_encode_opts){.min_weights = 4096, .tile_weights = 262144, .prob_bits = 13,
+                          .max_tables = 8, .force_pred = -1, .force_tx = -1};
 }
 
 static int quantize_job(job *j, const wc_st_file *in, const wc_code_params *p)

@@ -166,9 +166,9 @@ typedef struct wc_encode_opts {
     int threads;              /* 0: one per online CPU */
     uint64_t min_weights;     /* smaller tensors are stored raw; default 4096 */
     uint32_t tile_weights;    /* target weights per tile; default 262144 */
-    uint32_t prob_bits;       /* rANS table precision in bits; default 12 */
+    uint32_t prob_bits;       /* rANS table precision in bits; default 13 */
     bool ints_as_float;       /* quantize I16/I32 matrices like floats */
-    uint32_t max_tables;      /* frequency tables per tensor, 1..16; default 4 */
+    uint32_t max_tables;      /* frequency tables per tensor, 1..16; default 8 */
     int force_pred;           /* one prediction for every tile (0 none, 1 left, 2 top,
                                  3 avg, 4 planar), or -1 (default): chosen per tile */
     int force_tx;             /* one transform (0 none, 1 Haar, 2 WHT4), or -1 */
