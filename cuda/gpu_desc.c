@@ -86,7 +86,7 @@ static int piece_packed(const treq *t, uint32_t n)
 static uint64_t tables_bytes(const treq *t, int packed)
 {
     const wc_entry *e = t->e;
-    return (uint64_t)e->n_tables * (packed ? WC_GPU_PACKED_BYTES(e->prob_bits) : WC_GPU_TABLE_BYTES(e->prob_bits));
+    return (uint64_t)e->n_tables * WC_GPU_ONE_TABLE_BYTES(packed, e->prob_bits);
 }
 
 void wcg_expand_table(const wc_rans_table *tab, uint8_t *dst)
@@ -104,7 +104,7 @@ static int expand_tables(const wc_file *f, const treq *t, int packed, uint8_t *d
 {
     const wc_entry *e = t->e;
     uint64_t pos = e->tables_off;
-    const uint32_t tb = packed ? WC_GPU_PACKED_BYTES(e->prob_bits) : WC_GPU_TABLE_BYTES(e->prob_bits);
+    const uint32_t tb = WC_GPU_ONE_TABLE_BYTES(packed, e->prob_bits);
     wc_rans_dec_table *dt = packed ? malloc(sizeof *dt) : NULL;
     if (packed && !dt) return wc_fail(err, WC_ENOMEM, "out of memory");
     int r = 0;
@@ -139,7 +139,7 @@ uint64_t wcg_piece_desc(const treq *t, uint32_t n, int first, int last)
 {
     const wc_entry *e = t->e;
     uint64_t np = (n + WC_GPU_WARPS - 1) / WC_GPU_WARPS * WC_GPU_WARPS;
-    /* packing pieces into blocks (wcg_build_desc) never takes more blocks than a block per 16 tiles */
+    /* packing pieces into blocks (pack_blocks) never takes more blocks than a block per 16 tiles */
     uint64_t d = sizeof(wc_gpu_job) + 8 + (sizeof(wc_gpu_tile) + 1) * np + 96; /* a16 slack of the 6 shared regions */
     d += a16(tables_bytes(t, piece_packed(t, n)));
     if (e->n_tables > 1) d += a16(e->rows);

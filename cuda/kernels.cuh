@@ -40,6 +40,7 @@ extern "C" {
 #define WC_GPU_STATIC_SMEM (WC_GPU_WARPS * WC_GPU_RING_AREA) /* the rings (rans_decode.cu) */
 #define WC_GPU_TABLE_BYTES(bits) (1024u + (1u << (bits)))
 #define WC_GPU_PACKED_BYTES(bits) (4u << (bits))
+#define WC_GPU_ONE_TABLE_BYTES(packed, bits) ((packed) ? WC_GPU_PACKED_BYTES(bits) : WC_GPU_TABLE_BYTES(bits))
 #ifndef WC_GPU_PACKED_MAX
 #define WC_GPU_PACKED_MAX 65536u             /* a tensor's packed tables at most (two blocks per SM) */
 #endif
@@ -132,6 +133,19 @@ int wc_gpu_launch_predict(const wc_gpu_pred_job *jobs, uint32_t n, uint64_t free
 int wc_gpu_decode_setup(int max_smem_optin);
 
 #ifdef __cplusplus
+}
+#endif
+
+#ifdef __CUDACC__
+/* Tile t of job j: its first row and column, its height and width (the
+ * device's wc_tile_rect, codec/record.c). */
+__device__ __forceinline__ void wc_gpu_tile_rect(const wc_gpu_job *j, uint32_t t, uint64_t &r0, uint64_t &c0,
+                                                 uint32_t &h, uint32_t &w)
+{
+    r0 = (uint64_t)(t / j->tiles_across) * j->tile_rows;
+    c0 = (uint64_t)(t % j->tiles_across) * j->tile_cols;
+    h = (uint32_t)min((uint64_t)j->tile_rows, j->rows - r0);
+    w = (uint32_t)min((uint64_t)j->tile_cols, j->cols - c0);
 }
 #endif
 #endif

@@ -1,9 +1,9 @@
 /* Per-tile rANS decode (docs/FORMAT.md, "Tile streams"): one warp per tile,
  * lane l owning interleaved state l; the lanes that need a renormalisation
  * word take consecutive words in lane order (ballot + popc). A block's warps
- * decode tiles of one tensor and share its expanded frequency tables in
- * shared memory (kernels.cuh: fc[s] = freq | cum << 16 and the slot ->
- * symbol bytes, or the packed slot entries).
+ * decode tiles of one or several tensors and hold each one's frequency
+ * tables in shared memory once (kernels.cuh: fc[s] = freq | cum << 16 and
+ * the slot -> symbol bytes, or the packed slot entries).
  * The inverse transform of the tile's mode follows in the same kernel. */
 #include <cuda_runtime.h>
 
@@ -344,7 +344,7 @@ __device__ __forceinline__ void block_setup(const wc_gpu_launch &l, const wc_gpu
     if (start) {
         jp = &l.jobs[job & ~WC_GPU_JOB_SCALES];
         const uint32_t bits = jp->prob_bits;
-        n16 = jp->n_tables * (jp->packed ? WC_GPU_PACKED_BYTES(bits) : WC_GPU_TABLE_BYTES(bits)) / 16;
+        n16 = jp->n_tables * WC_GPU_ONE_TABLE_BYTES(jp->packed, bits) / 16;
     }
     if (SHARED) {
         const uint32_t base = (uint32_t)__cvta_generic_to_shared(wc_smem);
@@ -386,14 +386,13 @@ __global__ void __launch_bounds__(WC_GPU_THREADS, WC_GPU_BLOCKS_PER_SM(MULTI || 
     const uint32_t jid = tile.job & ~WC_GPU_JOB_SCALES;
     const wc_gpu_job *job = &l.jobs[jid];
     const uint32_t bits = job->prob_bits;
-    const uint32_t tab_bytes = job->packed ? WC_GPU_PACKED_BYTES(bits) : WC_GPU_TABLE_BYTES(bits);
+    const uint32_t tab_bytes = WC_GPU_ONE_TABLE_BYTES(job->packed, bits);
     const uint8_t *tab = SHARED ? (const uint8_t *)wc_smem + tile.tab : l.desc + job->tables_off;
     const uint32_t mode = l.modes[idx];
     const uint64_t cols = job->cols;
-    const uint64_t tr = tile.tile / job->tiles_across, tc = tile.tile % job->tiles_across;
-    const uint64_t r0 = tr * job->tile_rows, c0 = tc * job->tile_cols;
-    const uint32_t h = (uint32_t)min((uint64_t)job->tile_rows, job->rows - r0);
-    const uint32_t w = (uint32_t)min((uint64_t)job->tile_cols, cols - c0);
+    uint64_t r0, c0;
+    uint32_t h, w;
+    wc_gpu_tile_rect(job, tile.tile, r0, c0, h, w);
     uint8_t *out = job->out + r0 * cols + c0;
     const uint8_t *rowmap = MULTI && job->n_tables > 1 ? l.desc + job->rowmap_off + r0 : nullptr;
     const uint8_t *src = l.data + tile.src;

@@ -15,10 +15,9 @@ __global__ void __launch_bounds__(WC_GPU_THREADS) wc_itx_kernel(wc_gpu_launch l)
     const uint32_t tx = l.modes[idx] >> 4;
     if (!tx) return;
     const wc_gpu_job *job = &l.jobs[tile.job & ~WC_GPU_JOB_SCALES];
-    const uint64_t tr = tile.tile / job->tiles_across, tc = tile.tile % job->tiles_across;
-    const uint64_t r0 = tr * job->tile_rows, c0 = tc * job->tile_cols;
-    const uint32_t h = (uint32_t)min((uint64_t)job->tile_rows, job->rows - r0);
-    const uint32_t w = (uint32_t)min((uint64_t)job->tile_cols, job->cols - c0);
+    uint64_t r0, c0;
+    uint32_t h, w;
+    wc_gpu_tile_rect(job, tile.tile, r0, c0, h, w);
     wc_itx_tile_warp(job->out + r0 * job->cols + c0, job->cols, h, w, tx, lane);
 }
 

@@ -13,8 +13,8 @@
  * is done, and the call fails with WC_ECHECKSUM if any record's hash is
  * wrong (reported in preference to what the decode of that record found;
  * the output of a failed call is undefined). The GPU also checks every
- * tile's rANS end state, so a damaged stream is refused with or without
- * the hashes.
+ * tile's rANS end state, which refuses most damaged streams without the
+ * hashes, but not all (docs/FORMAT.md, "Integrity").
  *
  * The decoder works on CUDA streams of its own, created non-blocking: it
  * does not wait for work the caller has queued on the output buffers in

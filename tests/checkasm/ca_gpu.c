@@ -64,7 +64,7 @@ int ca_gpu_rans_decode(const wc_rans_dec_table *tables, const uint8_t *row_table
         if (row_table[y] >= n_tables) n_tables = row_table[y] + 1u;
     int packed = WC_GPU_PACKED_FITS(n_tables, bits);
     for (uint32_t t = 0; t < n_tables; t++) packed &= tables[t].packed != 0;
-    const uint32_t one = packed ? WC_GPU_PACKED_BYTES(bits) : WC_GPU_TABLE_BYTES(bits);
+    const uint32_t one = WC_GPU_ONE_TABLE_BYTES(packed, bits);
     const uint64_t tab_bytes = (uint64_t)n_tables * one;
 
     /* descriptor area: job | tables | row map | error word | tiles | modes */
