@@ -168,11 +168,17 @@ abenc)
     done
     ;;
 ncusynth)
-    # NCU_FILE: another file than the synthetic model at 16K tiles
-    ncu --section SpeedOfLight --section Occupancy --section SchedulerStats --section WarpStateStats \
-        --section LaunchStats --section MemoryWorkloadAnalysis_Tables -k regex:wc_decode -c 1 \
-        $B/bench/gpu/bench_gpu kernel ${NCU_FILE:-$T/synth7b_16384.wcodec} 1 > $OUT/ncu_synth.txt 2>&1
-    grep -E "Duration|Throughput|Achieved Occupancy|Registers|Theoretical Occ|Issue Slots|Eligible|No Eligible|Stall|Block Limit|Executed Ipc|Bank|Wavefronts" $OUT/ncu_synth.txt | head -50 | tee -a $summary
+    # NCU_FILES: "FILE:SETS ..." to profile (default: NCU_FILE, else the synthetic model at 16K tiles, one
+    # set); the whole report of each goes to $OUT/ncu_NAME_xSETS.txt
+    for f in ${NCU_FILES:-${NCU_FILE:-$T/synth7b_16384.wcodec}:1}; do
+        [ -f ${f%%:*} ] || continue
+        name=$(basename ${f%%:*} .wcodec)_x${f##*:}
+        ncu --section SpeedOfLight --section Occupancy --section SchedulerStats --section WarpStateStats \
+            --section LaunchStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis_Tables \
+            -k regex:wc_decode -c 1 $B/bench/gpu/bench_gpu kernel ${f%%:*} 1 ${f##*:} > $OUT/ncu_$name.txt 2>&1
+        echo "ncu $name" | tee -a $summary
+        grep -E "Duration|Throughput|Achieved Occupancy|Registers|Theoretical Occ|Issue Slots|Eligible|No Eligible|Stall|Block Limit|Executed Ipc|Bank|Wavefronts" $OUT/ncu_$name.txt | head -50 | tee -a $summary
+    done
     ;;
 sizes)
     # decode time against tensor size, 64 KB .. 1 GB (synthetic rows, 16K tiles): $OUT/sizes.txt for plot_sizes.py
