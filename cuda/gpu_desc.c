@@ -307,19 +307,27 @@ static int order_blocks(wc_gpu_tile *tiles, uint8_t *modes, const uint64_t *cost
 
 /* Which of the prediction kernels a tensor needs (WC_GPU_PRED_*), from its
  * tiles' modes: a row of tiles reading the row D above is chained; one
- * that does not but has a left tile is free. */
-static uint32_t pred_kinds(const uint8_t *modes, uint32_t n_tiles, uint32_t across)
+ * that does not but has a left tile is free. The chains of a tensor one
+ * tile wide take a kernel of their own where its tiles are all none or
+ * top (TOP: a thread per 16 columns) or its rows are narrow (NARROW: a
+ * thread per chain). */
+static uint32_t pred_kinds(const uint8_t *modes, const wc_entry *e)
 {
+    const uint32_t n_tiles = e->n_tiles, across = e->tiles_across;
     uint32_t kinds = 0;
+    int top_only = across == 1 && e->cols <= WC_GPU_PRED_TOP_W;
     for (uint32_t t0 = 0; t0 < n_tiles; t0 += across) {
         int chained = 0, left = 0;
         for (uint32_t k = t0; k < t0 + across && k < n_tiles; k++) {
             chained |= (modes[k] & 15) >= 2;
             left |= (modes[k] & 15) == 1;
+            top_only &= (modes[k] & 15) == 0 || (modes[k] & 15) == 2;
         }
         kinds |= chained ? WC_GPU_PRED_CHAINS : left ? WC_GPU_PRED_FREE : 0;
     }
-    return kinds;
+    if (!(kinds & WC_GPU_PRED_CHAINS)) return kinds;
+    if (top_only) return kinds | WC_GPU_PRED_TOP;
+    return across == 1 && e->cols <= WC_GPU_PRED_NARROW_W ? kinds | WC_GPU_PRED_NARROW : kinds;
 }
 
 /* Writes the descriptors of the coded pieces into desc (cap bytes). `src_base`
@@ -438,7 +446,7 @@ int wcg_build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *ps,
             for (uint32_t k = 0; k < e->n_tiles; k++)
                 desc[o + k] = t->rec[e->index_off + (uint64_t)WC_TILE_ENTRY * k + 4];
             const uint64_t D = e->top_distance ? e->top_distance : 1;
-            const uint32_t kinds = pred_kinds(desc + o, e->n_tiles, e->tiles_across);
+            const uint32_t kinds = pred_kinds(desc + o, e);
             ((wc_gpu_pred_job *)(desc + L->preds))[L->n_preds++] = (wc_gpu_pred_job){
                 .q = t->dst.out,
                 .modes_off = o,
@@ -451,8 +459,16 @@ int wcg_build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *ps,
                 .kinds = kinds,
             };
             const uint64_t chains = D < e->rows ? D : e->rows;
-            if ((kinds & WC_GPU_PRED_CHAINS) && chains > L->max_chains) L->max_chains = chains;
-            if ((kinds & WC_GPU_PRED_FREE) && e->rows > L->free_rows) L->free_rows = e->rows;
+            wc_gpu_pred_sizes *ps = &L->pred;
+            if (kinds & WC_GPU_PRED_TOP) {
+                if (chains > ps->max_top_chains) ps->max_top_chains = chains;
+                if (e->cols > ps->top_cols) ps->top_cols = e->cols;
+            } else if (kinds & WC_GPU_PRED_NARROW) {
+                if (chains > ps->max_narrow_chains) ps->max_narrow_chains = chains;
+            } else if ((kinds & WC_GPU_PRED_CHAINS) && chains > ps->max_chains) {
+                ps->max_chains = chains;
+            }
+            if ((kinds & WC_GPU_PRED_FREE) && e->rows > ps->free_rows) ps->free_rows = e->rows;
             o = a16(o + e->n_tiles);
         }
         (*job_tensor)[j] = p->t;
@@ -515,8 +531,8 @@ wc_gpu_launch wcg_make_launch(const layout *L, const uint8_t *d_desc, const uint
 int wcg_launch_preds(wc_gpu *g, const layout *L, const uint8_t *d_desc, wc_err *err)
 {
     if (!L->n_preds) return 0;
-    int ce = wc_gpu_launch_predict((const wc_gpu_pred_job *)(d_desc + L->preds), L->n_preds, L->free_rows,
-                                   L->max_chains, d_desc, g->compute);
+    int ce = wc_gpu_launch_predict((const wc_gpu_pred_job *)(d_desc + L->preds), L->n_preds, &L->pred, d_desc,
+                                   g->compute);
     return ce ? wcg_cuda_fail(err, (cudaError_t)ce, "prediction kernel launch") : 0;
 }
 

@@ -143,8 +143,9 @@ typedef struct layout {
     uint64_t jobs, errs, tiles, modes, end;
     uint32_t n_jobs, n_blocks, smem, multi, general;
     /* the prediction jobs (pieces that end a tensor with prediction): a launch of
-     * each prediction kernel they need; free_rows and max_chains size them */
-    uint64_t preds, free_rows, max_chains;
+     * each prediction kernel they need, of the sizes in pred */
+    uint64_t preds;
+    wc_gpu_pred_sizes pred;
     uint32_t n_preds;
 } layout;
 

@@ -115,6 +115,10 @@ int wc_gpu_launch_itx(const wc_gpu_launch *l, void *stream);
  * follow their chains. */
 #define WC_GPU_PRED_FREE 1u   /* some free row of tiles has a left tile */
 #define WC_GPU_PRED_CHAINS 2u /* some row of tiles reads the row D above */
+#define WC_GPU_PRED_TOP 4u    /* chained, one tile across, at most WC_GPU_PRED_TOP_W columns, tiles none or top */
+#define WC_GPU_PRED_TOP_W 4096u
+#define WC_GPU_PRED_NARROW 8u /* chained, one tile across, at most WC_GPU_PRED_NARROW_W columns, not TOP */
+#define WC_GPU_PRED_NARROW_W 32u
 typedef struct wc_gpu_pred_job {
     uint8_t *q;
     uint64_t modes_off;
@@ -122,11 +126,17 @@ typedef struct wc_gpu_pred_job {
     uint32_t tile_rows, tile_cols, tiles_across, top_distance;
     uint32_t kinds, pad; /* WC_GPU_PRED_* */
 } wc_gpu_pred_job;
-/* jobs: device, n of them in the descriptor area at desc; free_rows: the
- * most rows of a job with WC_GPU_PRED_FREE (0: no such launch); max_chains:
- * the largest min(top_distance, rows) of a job with WC_GPU_PRED_CHAINS. */
-int wc_gpu_launch_predict(const wc_gpu_pred_job *jobs, uint32_t n, uint64_t free_rows, uint64_t max_chains,
-                          const uint8_t *desc, void *stream);
+/* What sizes the prediction launches (0: no such launch). */
+typedef struct wc_gpu_pred_sizes {
+    uint64_t free_rows;      /* the most rows of a job with WC_GPU_PRED_FREE */
+    uint64_t max_chains;     /* the largest min(top_distance, rows) of a chained job neither TOP nor NARROW */
+    uint64_t max_top_chains; /* the same for the jobs with WC_GPU_PRED_TOP */
+    uint64_t top_cols;       /* the most columns of a job with WC_GPU_PRED_TOP */
+    uint64_t max_narrow_chains; /* the same for the jobs with WC_GPU_PRED_NARROW */
+} wc_gpu_pred_sizes;
+/* jobs: device, n of them in the descriptor area at desc. */
+int wc_gpu_launch_predict(const wc_gpu_pred_job *jobs, uint32_t n, const wc_gpu_pred_sizes *sz, const uint8_t *desc,
+                          void *stream);
 
 /* Allows the decode kernel max_smem_optin - WC_GPU_STATIC_SMEM bytes of
  * dynamic shared memory (the tables). */

@@ -159,6 +159,31 @@ __device__ void block_avg(avg_smem &sm, uint8_t *q, const uint8_t *up, bool up_i
     }
 }
 
+/* 16 bytes of a row from p (n of them where n < 16; the rest 0), one load
+ * where aligned. Bypasses L1 (rows above may have been written by this
+ * kernel). */
+__device__ __forceinline__ uint4 ld16(const uint8_t *p, uint32_t n)
+{
+    if (n >= 16 && ((uintptr_t)p & 15) == 0) return __ldcg((const uint4 *)p);
+    uint32_t w[4] = {0, 0, 0, 0};
+#pragma unroll
+    for (uint32_t k = 0; k < 16; k++)
+        if (k < n) w[k / 4] |= (uint32_t)__ldcg(p + k) << (8 * (k % 4));
+    return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+__device__ __forceinline__ void st16(uint8_t *p, uint4 v, uint32_t n)
+{
+    if (n >= 16 && ((uintptr_t)p & 15) == 0) {
+        *(uint4 *)p = v;
+        return;
+    }
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (uint32_t k = 0; k < 16; k++)
+        if (k < n) p[k] = (uint8_t)(w[k / 4] >> (8 * (k % 4)));
+}
+
 /* Whether row of tiles tr reads the row D above (top, avg or planar). */
 __device__ bool tile_row_chained(const uint8_t *modes, uint64_t tr, uint32_t tiles_across)
 {
@@ -253,6 +278,104 @@ __device__ __forceinline__ void advance_row(uint64_t &trow, uint32_t &rin, uint6
     rin -= rin >= tile_rows ? tile_rows : 0;
 }
 
+/* The chains of a tensor one tile wide whose tiles are all none or top
+ * (WC_GPU_PRED_TOP), block (x, y) walking chains x, x + gridDim.x, ... of
+ * job y: a chain of top rows is a prefix sum down each column, so a thread
+ * owns 16 columns and keeps the chain's last row in registers, and the
+ * residuals of up to TOP_K rows of the chain are loaded at once: one trip
+ * to memory per TOP_K rows, where wc_predict_kernel waits on a load and a
+ * store per row (Stockfish's feature transformer, 1,258 top tiles of 16 x
+ * 1,024 with D = 704: 32 copies took 2.85 ms that way, 0.39 ms so, which
+ * is DRAM reading and writing them; bench/RESULTS.md).
+ * No thread reads another's columns, so rows need no barrier. A kernel of
+ * its own: in wc_predict_kernel, held to 64 registers, it made the other
+ * paths spill. */
+#define TOP_K 4
+static_assert(WC_GPU_PRED_TOP_W == 16 * PT, "16 columns a thread, blocks of at most PT threads");
+__global__ void __launch_bounds__(PT) wc_predict_top_kernel(const wc_gpu_pred_job *jobs, const uint8_t *desc)
+{
+    __shared__ uint8_t win[MODE_WIN]; /* the modes of tile rows w0 .. w1 */
+    const wc_gpu_pred_job p = jobs[blockIdx.y];
+    if (!(p.kinds & WC_GPU_PRED_TOP)) return;
+    const uint8_t *modes = desc + p.modes_off;
+    const uint64_t D = p.top_distance, chains = D < p.rows ? D : p.rows;
+    const uint64_t tiles_down = (p.rows + p.tile_rows - 1) / p.tile_rows;
+    const uint64_t dq = D / p.tile_rows, step = D * p.cols;
+    const uint32_t dr = (uint32_t)(D % p.tile_rows), w = (uint32_t)p.cols, c = 16 * threadIdx.x;
+    for (uint64_t j = blockIdx.x; j < chains; j += gridDim.x) {
+        uint64_t w0 = 0, w1 = 0, trow = j / p.tile_rows;
+        uint32_t rin = (uint32_t)(j % p.tile_rows);
+        uint4 above = make_uint4(0, 0, 0, 0); /* row r - D's columns, when `have` */
+        bool have = false;
+        for (uint64_t r = j; r < p.rows;) {
+            if (trow >= w1) {
+                w0 = trow, w1 = min(tiles_down, trow + MODE_WIN);
+                __syncthreads(); /* nobody reads the previous window any more */
+                for (uint64_t i = threadIdx.x; i < w1 - w0; i += blockDim.x) win[i] = __ldg(modes + w0 + i);
+                __syncthreads();
+            }
+            if ((win[trow - w0] & 15) != 2) { /* none: the residuals are the values */
+                have = false;
+                r += D, advance_row(trow, rin, dq, dr, p.tile_rows);
+                continue;
+            }
+            uint32_t k = 1; /* this row and the next rows of the chain in the window that are top */
+            uint64_t tr = trow;
+            uint32_t ri = rin;
+            for (uint64_t rr = r + D; k < TOP_K && rr < p.rows; rr += D, k++) {
+                advance_row(tr, ri, dq, dr, p.tile_rows);
+                if (tr >= w1 || (win[tr - w0] & 15) != 2) break;
+            }
+            uint8_t *row = p.q + r * p.cols;
+            if (c < w) {
+                uint4 v[TOP_K];
+#pragma unroll
+                for (uint32_t i = 0; i < TOP_K; i++)
+                    if (i < k) v[i] = ld16(row + i * step + c, w - c);
+                if (!have && r >= D) above = ld16(row - step + c, w - c);
+#pragma unroll
+                for (uint32_t i = 0; i < TOP_K; i++)
+                    if (i < k) {
+                        above = make_uint4(__vadd4(v[i].x, above.x), __vadd4(v[i].y, above.y),
+                                           __vadd4(v[i].z, above.z), __vadd4(v[i].w, above.w));
+                        st16(row + i * step + c, above, w - c);
+                    }
+            }
+            have = true;
+            for (uint32_t i = 0; i < k; i++) r += D, advance_row(trow, rin, dq, dr, p.tile_rows);
+        }
+    }
+}
+
+/* The chains of a tensor one tile wide of at most WC_GPU_PRED_NARROW_W
+ * columns (WC_GPU_PRED_NARROW), a thread per chain: the rows are too
+ * narrow for a block's scans (Stockfish's PSQT weights, 22,528 x 8 with
+ * planar tiles and D = 2,112: 32 copies took 2.7 ms in wc_predict_kernel,
+ * a block and three barriers per 8-byte row, and take 26 us so), so each
+ * row is the CPU reference's loop (codec/dsp_ref.c). */
+__global__ void __launch_bounds__(128) wc_predict_narrow_kernel(const wc_gpu_pred_job *jobs, const uint8_t *desc)
+{
+    const wc_gpu_pred_job &p = jobs[blockIdx.y];
+    const uint64_t j = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const uint64_t D = p.top_distance;
+    if (!(p.kinds & WC_GPU_PRED_NARROW) || j >= D || j >= p.rows) return;
+    const uint8_t *modes = desc + p.modes_off;
+    const uint32_t w = (uint32_t)p.cols;
+    for (uint64_t r = j; r < p.rows; r += D) {
+        const uint32_t pm = __ldg(modes + r / p.tile_rows) & 15;
+        if (pm < 2) continue; /* free: done by wc_predict_free_kernel */
+        uint8_t *q = p.q + r * w;
+        const uint8_t *up = r >= D ? q - D * w : nullptr;
+        uint8_t left = 0, upleft = 0;
+        for (uint32_t c = 0; c < w; c++) {
+            const uint8_t top = up ? up[c] : 0;
+            if (pm == 2) q[c] = (uint8_t)(q[c] + top);
+            else if (pm == 3) left = q[c] = (uint8_t)(q[c] + (((int)(int8_t)left + (int)(int8_t)top) >> 1));
+            else left = q[c] = (uint8_t)(q[c] + left + top - upleft), upleft = top;
+        }
+    }
+}
+
 /* The chained rows: block (x, y) walks chains x, x + gridDim.x, ... of job
  * y, skipping the free rows (done by wc_predict_free_kernel before it). */
 __global__ void __launch_bounds__(PT, 4) wc_predict_kernel(const wc_gpu_pred_job *jobs, const uint8_t *desc)
@@ -260,7 +383,7 @@ __global__ void __launch_bounds__(PT, 4) wc_predict_kernel(const wc_gpu_pred_job
     __shared__ avg_smem asm_;
     __shared__ mode_win mw;
     const wc_gpu_pred_job p = jobs[blockIdx.y];
-    if (!(p.kinds & WC_GPU_PRED_CHAINS)) return;
+    if (!(p.kinds & WC_GPU_PRED_CHAINS) || (p.kinds & (WC_GPU_PRED_TOP | WC_GPU_PRED_NARROW))) return;
     const uint8_t *modes = desc + p.modes_off;
     const uint64_t D = p.top_distance;
     const uint64_t chains = D < p.rows ? D : p.rows;
@@ -315,19 +438,30 @@ __global__ void __launch_bounds__(PT, 4) wc_predict_kernel(const wc_gpu_pred_job
     }
 }
 
-extern "C" int wc_gpu_launch_predict(const wc_gpu_pred_job *jobs, uint32_t n, uint64_t free_rows, uint64_t max_chains,
+extern "C" int wc_gpu_launch_predict(const wc_gpu_pred_job *jobs, uint32_t n, const wc_gpu_pred_sizes *sz,
                                      const uint8_t *desc, void *stream)
 {
-    const uint64_t fb = (free_rows + PT / 32 - 1) / (PT / 32);
+    const uint64_t fb = (sz->free_rows + PT / 32 - 1) / (PT / 32);
     const unsigned gf = (unsigned)(fb < 1024 ? fb : 1024);
-    const unsigned gx = (unsigned)(max_chains < 4096 ? max_chains : 4096);
+    const unsigned gx = (unsigned)(sz->max_chains < 4096 ? sz->max_chains : 4096);
+    const unsigned gt = (unsigned)(sz->max_top_chains < 4096 ? sz->max_top_chains : 4096);
+    /* a thread per 16 columns of the widest top job, whole warps */
+    const unsigned tt = (unsigned)((sz->top_cols + 16 * 32 - 1) / (16 * 32) * 32);
+    const unsigned gn = (unsigned)((sz->max_narrow_chains + 127) / 128); /* a thread per chain */
+    cudaStream_t st = (cudaStream_t)stream;
     (void)cudaGetLastError();
     for (uint32_t j0 = 0; j0 < n; j0 += 65535) { /* gridDim.y's limit */
         const unsigned gy = n - j0 < 65535 ? n - j0 : 65535;
-        if (gf) wc_predict_free_kernel<<<dim3(gf, gy), PT, 0, (cudaStream_t)stream>>>(jobs + j0, desc);
+        if (gf) wc_predict_free_kernel<<<dim3(gf, gy), PT, 0, st>>>(jobs + j0, desc);
         cudaError_t e = cudaGetLastError();
         if (e != cudaSuccess) return (int)e;
-        if (gx) wc_predict_kernel<<<dim3(gx, gy), PT, 0, (cudaStream_t)stream>>>(jobs + j0, desc);
+        if (gx) wc_predict_kernel<<<dim3(gx, gy), PT, 0, st>>>(jobs + j0, desc);
+        e = cudaGetLastError();
+        if (e != cudaSuccess) return (int)e;
+        if (gt) wc_predict_top_kernel<<<dim3(gt, gy), tt, 0, st>>>(jobs + j0, desc);
+        e = cudaGetLastError();
+        if (e != cudaSuccess) return (int)e;
+        if (gn) wc_predict_narrow_kernel<<<dim3(gn, gy), 128, 0, st>>>(jobs + j0, desc);
         e = cudaGetLastError();
         if (e != cudaSuccess) return (int)e;
     }

@@ -22,7 +22,7 @@
 #include "reader.h"
 #include "wcodec/wcodec_gpu.h"
 
-static const char *g_weights; /* a real model, or NULL */
+static const char *g_weights; /* a real model (safetensors, or .wcodec to compare as it is), or NULL */
 static int g_quick;           /* WCT_GPU_QUICK=1: fewer sizes (for compute-sanitizer) */
 
 static float *randf(size_t n, uint64_t seed, float scale, int kind)
@@ -154,11 +154,12 @@ static void compare_file(const char *path, const wc_gpu_opts *go)
     wc_file_close(f);
 }
 
-static void encode(const char *src, const char *out, uint32_t tile_weights, uint32_t bits, int pred, int tx,
-                   uint32_t max_tables)
+static void encode_ints(const char *src, const char *out, uint32_t tile_weights, uint32_t bits, int pred, int tx,
+                        uint32_t max_tables, bool ints_as_float)
 {
     wc_encode_opts o;
     wc_encode_opts_default(&o);
+    o.ints_as_float = ints_as_float;
     o.tile_weights = tile_weights;
     o.prob_bits = bits;
     o.min_weights = 1;
@@ -169,6 +170,12 @@ static void encode(const char *src, const char *out, uint32_t tile_weights, uint
     int r = wc_encode_file(src, out, &o, &e);
     if (r) fprintf(stderr, "%s\n", e.msg);
     assert_int_equal(r, 0);
+}
+
+static void encode(const char *src, const char *out, uint32_t tile_weights, uint32_t bits, int pred, int tx,
+                   uint32_t max_tables)
+{
+    encode_ints(src, out, tile_weights, bits, pred, tx, max_tables, false);
 }
 
 static const struct { uint32_t nd; uint64_t s[4]; } shapes[] = {
@@ -301,10 +308,18 @@ static void test_real(void **state)
     }
     wc_gpu_opts go;
     wc_gpu_opts_default(&go);
+    const size_t len = strlen(g_weights);
+    if (len > 7 && !strcmp(g_weights + len - 7, ".wcodec")) { /* a coded model: as it is */
+        compare_file(g_weights, &go);
+        return;
+    }
     const uint32_t tiles[] = {16384, 262144};
-    for (size_t k = 0; k < 2; k++) {
+    for (size_t k = 0; k < 4; k++) {
         const char *wc = th_path("real.wcodec");
-        encode(g_weights, wc, tiles[k], 13, -1, -1, 0);
+        /* integers quantized too (k >= 2): Stockfish's feature transformer
+         * is then coded with none and top tiles, wc_predict_top_kernel's
+         * real case */
+        encode_ints(g_weights, wc, tiles[k % 2], 13, -1, -1, 0, k >= 2);
         compare_file(wc, &go);
     }
 }
