@@ -140,11 +140,11 @@ uint64_t wcg_piece_desc(const treq *t, uint32_t n, int first, int last)
     const wc_entry *e = t->e;
     uint64_t np = (n + WC_GPU_WARPS - 1) / WC_GPU_WARPS * WC_GPU_WARPS;
     /* packing pieces into blocks (pack_blocks) never takes more blocks than a block per 16 tiles */
-    uint64_t d = sizeof(wc_gpu_job) + 8 + (sizeof(wc_gpu_tile) + 1) * np + 96; /* a16 slack of the 6 shared regions */
+    uint64_t d = sizeof(wc_gpu_job) + 8 + (sizeof(wc_gpu_tile) + 1) * np + 112; /* a16 slack of the 7 shared regions */
     d += a16(tables_bytes(t, piece_packed(t, n)));
     if (e->n_tables > 1) d += a16(e->rows);
     if (first && t->scales_size) d += a16(t->scales_size);
-    if (last && t->has_pred) d += a16(e->n_tiles) + sizeof(wc_gpu_pred_job);
+    if (last && t->has_pred) d += a16(e->n_tiles) + sizeof(wc_gpu_pred_job) + 8; /* and two list entries */
     return d;
 }
 
@@ -330,6 +330,25 @@ static uint32_t pred_kinds(const uint8_t *modes, const wc_entry *e)
     return across == 1 && e->cols <= WC_GPU_PRED_NARROW_W ? kinds | WC_GPU_PRED_NARROW : kinds;
 }
 
+/* Lists the prediction jobs of each kernel (wc_gpu_pred_sizes). */
+static void list_preds(layout *L, uint8_t *desc)
+{
+    const wc_gpu_pred_job *pj = (const wc_gpu_pred_job *)(desc + L->preds);
+    uint32_t *idx = (uint32_t *)(desc + L->pred_idx);
+    wc_gpu_pred_sizes *ps = &L->pred;
+    const uint32_t want[4] = {WC_GPU_PRED_FREE, WC_GPU_PRED_CHAINS, WC_GPU_PRED_TOP, WC_GPU_PRED_NARROW};
+    uint32_t *count[4] = {&ps->n_free, &ps->n_chain, &ps->n_top, &ps->n_narrow};
+    for (int list = 0; list < 4; list++)
+        for (uint32_t k = 0; k < L->n_preds; k++) {
+            const uint32_t kinds = pj[k].kinds;
+            /* the general chain kernel: chained jobs neither top nor narrow */
+            const int in = list == 1 ? (kinds & (WC_GPU_PRED_CHAINS | WC_GPU_PRED_TOP | WC_GPU_PRED_NARROW)) ==
+                                           WC_GPU_PRED_CHAINS
+                                     : (kinds & want[list]) != 0;
+            if (in) *idx++ = k, ++*count[list];
+        }
+}
+
 /* Writes the descriptors of the coded pieces into desc (cap bytes). `src_base`
  * gives each piece's stream offset: the stream of tile k lies at
  * src_base[piece] + begin(k) in the data area. */
@@ -396,6 +415,7 @@ int wcg_build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *ps,
     L->tiles = o, o = a16(o + sizeof(wc_gpu_tile) * n_ent);
     L->modes = o, o = a16(o + n_ent);
     L->preds = o, o = a16(o + (uint64_t)npred * sizeof(wc_gpu_pred_job));
+    L->pred_idx = o, o = a16(o + 8ull * npred);
     if (o > cap) {
         r = wc_fail(err, WC_EINVAL, "GPU decoder: descriptor area overflow");
         goto done;
@@ -494,6 +514,7 @@ int wcg_build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *ps,
         }
         j++;
     }
+    list_preds(L, desc);
     if ((r = order_blocks(tiles, modes, cost, nb))) {
         r = wc_fail(err, r, "out of memory");
         goto done;
@@ -531,8 +552,8 @@ wc_gpu_launch wcg_make_launch(const layout *L, const uint8_t *d_desc, const uint
 int wcg_launch_preds(wc_gpu *g, const layout *L, const uint8_t *d_desc, wc_err *err)
 {
     if (!L->n_preds) return 0;
-    int ce = wc_gpu_launch_predict((const wc_gpu_pred_job *)(d_desc + L->preds), L->n_preds, &L->pred, d_desc,
-                                   g->compute);
+    int ce = wc_gpu_launch_predict((const wc_gpu_pred_job *)(d_desc + L->preds),
+                                   (const uint32_t *)(d_desc + L->pred_idx), &L->pred, d_desc, g->compute);
     return ce ? wcg_cuda_fail(err, (cudaError_t)ce, "prediction kernel launch") : 0;
 }
 

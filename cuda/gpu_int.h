@@ -143,8 +143,9 @@ typedef struct layout {
     uint64_t jobs, errs, tiles, modes, end;
     uint32_t n_jobs, n_blocks, smem, multi, general;
     /* the prediction jobs (pieces that end a tensor with prediction): a launch of
-     * each prediction kernel they need, of the sizes in pred */
-    uint64_t preds;
+     * each prediction kernel they need, for the jobs listed at pred_idx, of the
+     * sizes in pred */
+    uint64_t preds, pred_idx;
     wc_gpu_pred_sizes pred;
     uint32_t n_preds;
 } layout;

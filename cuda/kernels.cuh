@@ -106,13 +106,14 @@ int wc_gpu_launch_decode(const wc_gpu_launch *l, void *stream);
  * tests; the decode kernel does it itself). */
 int wc_gpu_launch_itx(const wc_gpu_launch *l, void *stream);
 
-/* Prediction over whole tensors, after the decode of all their tiles: one
- * or two launches for every job of a batch. `modes_off` locates each tile's
- * mode byte (n_tiles of them) in the descriptor area; q holds the residuals
- * on entry and the values on return. A row of tiles whose modes are all
- * none or left needs no other row ("free"): those rows go first, a warp
- * each; the rows of the others (top, avg, planar: the row D above) then
- * follow their chains. */
+/* Prediction over whole tensors, after the decode of all their tiles: a
+ * launch of each kernel some job of the batch needs, over those jobs.
+ * `modes_off` locates each tile's mode byte (n_tiles of them) in the
+ * descriptor area; q holds the residuals on entry and the values on
+ * return. A row of tiles whose modes are all none or left needs no other
+ * row ("free"): those rows go first, a warp each; the rows of the others
+ * (top, avg, planar: the row D above) then follow their chains, in one of
+ * three kernels (predictor_reconstruct.cu). */
 #define WC_GPU_PRED_FREE 1u   /* some free row of tiles has a left tile */
 #define WC_GPU_PRED_CHAINS 2u /* some row of tiles reads the row D above */
 #define WC_GPU_PRED_TOP 4u    /* chained, one tile across, at most WC_GPU_PRED_TOP_W columns, tiles none or top */
@@ -126,17 +127,21 @@ typedef struct wc_gpu_pred_job {
     uint32_t tile_rows, tile_cols, tiles_across, top_distance;
     uint32_t kinds, pad; /* WC_GPU_PRED_* */
 } wc_gpu_pred_job;
-/* What sizes the prediction launches (0: no such launch). */
+/* Which jobs each prediction kernel takes, and what sizes its launch: a
+ * kernel's blocks are only for its own jobs (idx: the job numbers, the
+ * free kernel's first, then the general chain kernel's, the top kernel's
+ * and the narrow kernel's; a job is in at most two lists). */
 typedef struct wc_gpu_pred_sizes {
-    uint64_t free_rows;      /* the most rows of a job with WC_GPU_PRED_FREE */
-    uint64_t max_chains;     /* the largest min(top_distance, rows) of a chained job neither TOP nor NARROW */
-    uint64_t max_top_chains; /* the same for the jobs with WC_GPU_PRED_TOP */
-    uint64_t top_cols;       /* the most columns of a job with WC_GPU_PRED_TOP */
+    uint32_t n_free, n_chain, n_top, n_narrow; /* jobs in each list */
+    uint64_t free_rows;         /* the most rows of a job with WC_GPU_PRED_FREE */
+    uint64_t max_chains;        /* the largest min(top_distance, rows) of a chained job neither TOP nor NARROW */
+    uint64_t max_top_chains;    /* the same for the jobs with WC_GPU_PRED_TOP */
+    uint64_t top_cols;          /* the most columns of a job with WC_GPU_PRED_TOP */
     uint64_t max_narrow_chains; /* the same for the jobs with WC_GPU_PRED_NARROW */
 } wc_gpu_pred_sizes;
-/* jobs: device, n of them in the descriptor area at desc. */
-int wc_gpu_launch_predict(const wc_gpu_pred_job *jobs, uint32_t n, const wc_gpu_pred_sizes *sz, const uint8_t *desc,
-                          void *stream);
+/* jobs and idx: device, in the descriptor area at desc. */
+int wc_gpu_launch_predict(const wc_gpu_pred_job *jobs, const uint32_t *idx, const wc_gpu_pred_sizes *sz,
+                          const uint8_t *desc, void *stream);
 
 /* Allows the decode kernel max_smem_optin - WC_GPU_STATIC_SMEM bytes of
  * dynamic shared memory (the tables). */

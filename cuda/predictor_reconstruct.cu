@@ -221,12 +221,12 @@ __device__ void warp_prefix(uint8_t *q, uint32_t n, uint32_t carry, uint32_t lan
 }
 
 /* The free rows: warp w of block (x, y) takes rows x * 8 + w, then every
- * gridDim.x * 8 rows on, of job y, and walks each row's tiles left to
+ * gridDim.x * 8 rows on, of job idx[y], and walks each row's tiles left to
  * right (left: a prefix sum from the value left of the tile). */
-__global__ void __launch_bounds__(PT) wc_predict_free_kernel(const wc_gpu_pred_job *jobs, const uint8_t *desc)
+__global__ void __launch_bounds__(PT) wc_predict_free_kernel(const wc_gpu_pred_job *jobs, const uint32_t *idx,
+                                                              const uint8_t *desc)
 {
-    const wc_gpu_pred_job p = jobs[blockIdx.y];
-    if (!(p.kinds & WC_GPU_PRED_FREE)) return;
+    const wc_gpu_pred_job p = jobs[idx[blockIdx.y]];
     const uint8_t *modes = desc + p.modes_off;
     const uint32_t lane = threadIdx.x & 31;
     for (uint64_t r = (uint64_t)blockIdx.x * (PT / 32) + threadIdx.x / 32; r < p.rows; r += gridDim.x * (PT / 32)) {
@@ -280,7 +280,7 @@ __device__ __forceinline__ void advance_row(uint64_t &trow, uint32_t &rin, uint6
 
 /* The chains of a tensor one tile wide whose tiles are all none or top
  * (WC_GPU_PRED_TOP), block (x, y) walking chains x, x + gridDim.x, ... of
- * job y: a chain of top rows is a prefix sum down each column, so a thread
+ * job idx[y]: a chain of top rows is a prefix sum down each column, so a thread
  * owns 16 columns and keeps the chain's last row in registers, and the
  * residuals of up to TOP_K rows of the chain are loaded at once: one trip
  * to memory per TOP_K rows, where wc_predict_kernel waits on a load and a
@@ -292,11 +292,11 @@ __device__ __forceinline__ void advance_row(uint64_t &trow, uint32_t &rin, uint6
  * paths spill. */
 #define TOP_K 4
 static_assert(WC_GPU_PRED_TOP_W == 16 * PT, "16 columns a thread, blocks of at most PT threads");
-__global__ void __launch_bounds__(PT) wc_predict_top_kernel(const wc_gpu_pred_job *jobs, const uint8_t *desc)
+__global__ void __launch_bounds__(PT) wc_predict_top_kernel(const wc_gpu_pred_job *jobs, const uint32_t *idx,
+                                                             const uint8_t *desc)
 {
     __shared__ uint8_t win[MODE_WIN]; /* the modes of tile rows w0 .. w1 */
-    const wc_gpu_pred_job p = jobs[blockIdx.y];
-    if (!(p.kinds & WC_GPU_PRED_TOP)) return;
+    const wc_gpu_pred_job p = jobs[idx[blockIdx.y]];
     const uint8_t *modes = desc + p.modes_off;
     const uint64_t D = p.top_distance, chains = D < p.rows ? D : p.rows;
     const uint64_t tiles_down = (p.rows + p.tile_rows - 1) / p.tile_rows;
@@ -353,12 +353,13 @@ __global__ void __launch_bounds__(PT) wc_predict_top_kernel(const wc_gpu_pred_jo
  * planar tiles and D = 2,112: 32 copies took 2.7 ms in wc_predict_kernel,
  * a block and three barriers per 8-byte row, and take 26 us so), so each
  * row is the CPU reference's loop (codec/dsp_ref.c). */
-__global__ void __launch_bounds__(128) wc_predict_narrow_kernel(const wc_gpu_pred_job *jobs, const uint8_t *desc)
+__global__ void __launch_bounds__(128) wc_predict_narrow_kernel(const wc_gpu_pred_job *jobs, const uint32_t *idx,
+                                                                const uint8_t *desc)
 {
-    const wc_gpu_pred_job &p = jobs[blockIdx.y];
+    const wc_gpu_pred_job &p = jobs[idx[blockIdx.y]];
     const uint64_t j = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
     const uint64_t D = p.top_distance;
-    if (!(p.kinds & WC_GPU_PRED_NARROW) || j >= D || j >= p.rows) return;
+    if (j >= D || j >= p.rows) return;
     const uint8_t *modes = desc + p.modes_off;
     const uint32_t w = (uint32_t)p.cols;
     for (uint64_t r = j; r < p.rows; r += D) {
@@ -377,13 +378,13 @@ __global__ void __launch_bounds__(128) wc_predict_narrow_kernel(const wc_gpu_pre
 }
 
 /* The chained rows: block (x, y) walks chains x, x + gridDim.x, ... of job
- * y, skipping the free rows (done by wc_predict_free_kernel before it). */
-__global__ void __launch_bounds__(PT, 4) wc_predict_kernel(const wc_gpu_pred_job *jobs, const uint8_t *desc)
+ * idx[y], skipping the free rows (done by wc_predict_free_kernel before it). */
+__global__ void __launch_bounds__(PT, 4) wc_predict_kernel(const wc_gpu_pred_job *jobs, const uint32_t *idx,
+                                                          const uint8_t *desc)
 {
     __shared__ avg_smem asm_;
     __shared__ mode_win mw;
-    const wc_gpu_pred_job p = jobs[blockIdx.y];
-    if (!(p.kinds & WC_GPU_PRED_CHAINS) || (p.kinds & (WC_GPU_PRED_TOP | WC_GPU_PRED_NARROW))) return;
+    const wc_gpu_pred_job p = jobs[idx[blockIdx.y]];
     const uint8_t *modes = desc + p.modes_off;
     const uint64_t D = p.top_distance;
     const uint64_t chains = D < p.rows ? D : p.rows;
@@ -438,7 +439,21 @@ __global__ void __launch_bounds__(PT, 4) wc_predict_kernel(const wc_gpu_pred_job
     }
 }
 
-extern "C" int wc_gpu_launch_predict(const wc_gpu_pred_job *jobs, uint32_t n, const wc_gpu_pred_sizes *sz,
+/* Launches kernel k over the n jobs listed at idx, gridDim.y at most 65,535 at a time. */
+template <typename K>
+static cudaError_t launch_jobs(K k, dim3 grid, unsigned threads, const wc_gpu_pred_job *jobs, const uint32_t *idx,
+                               uint32_t n, const uint8_t *desc, cudaStream_t st)
+{
+    for (uint32_t j0 = 0; grid.x && j0 < n; j0 += 65535) {
+        grid.y = n - j0 < 65535 ? n - j0 : 65535;
+        k<<<grid, threads, 0, st>>>(jobs, idx + j0, desc);
+        const cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess) return e;
+    }
+    return cudaSuccess;
+}
+
+extern "C" int wc_gpu_launch_predict(const wc_gpu_pred_job *jobs, const uint32_t *idx, const wc_gpu_pred_sizes *sz,
                                      const uint8_t *desc, void *stream)
 {
     const uint64_t fb = (sz->free_rows + PT / 32 - 1) / (PT / 32);
@@ -450,20 +465,13 @@ extern "C" int wc_gpu_launch_predict(const wc_gpu_pred_job *jobs, uint32_t n, co
     const unsigned gn = (unsigned)((sz->max_narrow_chains + 127) / 128); /* a thread per chain */
     cudaStream_t st = (cudaStream_t)stream;
     (void)cudaGetLastError();
-    for (uint32_t j0 = 0; j0 < n; j0 += 65535) { /* gridDim.y's limit */
-        const unsigned gy = n - j0 < 65535 ? n - j0 : 65535;
-        if (gf) wc_predict_free_kernel<<<dim3(gf, gy), PT, 0, st>>>(jobs + j0, desc);
-        cudaError_t e = cudaGetLastError();
-        if (e != cudaSuccess) return (int)e;
-        if (gx) wc_predict_kernel<<<dim3(gx, gy), PT, 0, st>>>(jobs + j0, desc);
-        e = cudaGetLastError();
-        if (e != cudaSuccess) return (int)e;
-        if (gt) wc_predict_top_kernel<<<dim3(gt, gy), tt, 0, st>>>(jobs + j0, desc);
-        e = cudaGetLastError();
-        if (e != cudaSuccess) return (int)e;
-        if (gn) wc_predict_narrow_kernel<<<dim3(gn, gy), 128, 0, st>>>(jobs + j0, desc);
-        e = cudaGetLastError();
-        if (e != cudaSuccess) return (int)e;
-    }
-    return 0;
+    const uint32_t *i = idx;
+    cudaError_t e = launch_jobs(wc_predict_free_kernel, dim3(gf), PT, jobs, i, sz->n_free, desc, st);
+    i += sz->n_free;
+    if (e == cudaSuccess) e = launch_jobs(wc_predict_kernel, dim3(gx), PT, jobs, i, sz->n_chain, desc, st);
+    i += sz->n_chain;
+    if (e == cudaSuccess) e = launch_jobs(wc_predict_top_kernel, dim3(gt), tt, jobs, i, sz->n_top, desc, st);
+    i += sz->n_top;
+    if (e == cudaSuccess) e = launch_jobs(wc_predict_narrow_kernel, dim3(gn), 128, jobs, i, sz->n_narrow, desc, st);
+    return (int)e;
 }
