@@ -7,7 +7,10 @@
 # their logs in /tmp and put a short table last in $OUT/summary.txt.
 # Optional carries: build-alt/bench_gpu_* (earlier builds' bench_gpu, for `ab`) and
 # build-warm1/tests/gpu/test_gpu (`meson setup build-warm1 -Dcuda=enabled -Dbuildtype=release
-# -Dcuda_args=-DWC_AVG_WARM=1 && ninja -C build-warm1 tests/gpu/test_gpu`, for `test`). The
+# -Dcuda_args=-DWC_AVG_WARM=1 && ninja -C build-warm1 tests/gpu/test_gpu`, for `test`), and
+# .gpudata/stockfish_16384.wcodec (`wcodec encode --ints-as-float --tile-weights 16384
+# ../shared/weights/stockfish15_nnue_int.safetensors`: GPL weights, never committed; `ab` decodes it,
+# and `test` compares it tile by tile: the real case of the top and narrow prediction kernels). The
 # working tree and the carries together must stay under 64 MiB.
 set -u
 OUT=${OUT:-/tmp/out}
@@ -55,6 +58,8 @@ test)
     check test_gpu_shared_nodev env CUDA_VISIBLE_DEVICES= $B/tests/gpu/test_gpu_shared $B/tests/gpu/example.wcodec
     check test_gpu_io $B/tests/gpu/test_gpu_io
     # the GPU kernel as a checkasm level, and once more under memcheck (damaged streams included)
+    [ -f $W/stockfish_16384.wcodec ] &&
+        check test_gpu_stockfish env WCT_GPU_ONLY=test_real timeout 200 $B/tests/gpu/test_gpu $W/stockfish_16384.wcodec
     check checkasm $B/tests/checkasm/checkasm --real=$W/slice_mixed.safetensors
     grep -E "gpu|all ok|FAILED" $L/checkasm.log | tee -a $summary
     check checkasm_memcheck timeout 300 compute-sanitizer --tool memcheck --error-exitcode 9 \
@@ -148,6 +153,7 @@ ab)
         [ -f $T/slice_$tw.wcodec ] || $B/tools/wcodec encode -q -f --tile-weights $tw $W/slice_mixed.safetensors -o $T/slice_$tw.wcodec
     done
     ab_kernels $T/slice_16384.wcodec:100 $T/slice_4096.wcodec:100 $W/ppocr_16384.wcodec:50 $W/ppocr_4096.wcodec:50 \
+               $W/stockfish_16384.wcodec:32 \
                $T/synth7b_16384.wcodec:1
     ;;
 abn)
