@@ -1,7 +1,7 @@
 /* The GPU decoder's descriptors: the host checks every record's head
  * (index, row map, tables) so that the kernels never parse a file, cuts the
- * tensors into batches that fit a ring slot, and writes the flat job, tile,
- * table and prediction descriptors of kernels.cuh. */
+ * tensors into batches that fit a ring slot, and writes the flat job, tile
+ * and table descriptors of kernels.cuh (the prediction jobs: gpu_pred.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,50 +305,6 @@ static int order_blocks(wc_gpu_tile *tiles, uint8_t *modes, const uint64_t *cost
     return r;
 }
 
-/* Which of the prediction kernels a tensor needs (WC_GPU_PRED_*), from its
- * tiles' modes: a row of tiles reading the row D above is chained; one
- * that does not but has a left tile is free. The chains of a tensor one
- * tile wide take a kernel of their own where its tiles are all none or
- * top (TOP: a thread per 16 columns) or its rows are narrow (NARROW: a
- * thread per chain). */
-static uint32_t pred_kinds(const uint8_t *modes, const wc_entry *e)
-{
-    const uint32_t n_tiles = e->n_tiles, across = e->tiles_across;
-    uint32_t kinds = 0;
-    int top_only = across == 1 && e->cols <= WC_GPU_PRED_TOP_W;
-    for (uint32_t t0 = 0; t0 < n_tiles; t0 += across) {
-        int chained = 0, left = 0;
-        for (uint32_t k = t0; k < t0 + across && k < n_tiles; k++) {
-            chained |= (modes[k] & 15) >= 2;
-            left |= (modes[k] & 15) == 1;
-            top_only &= (modes[k] & 15) == 0 || (modes[k] & 15) == 2;
-        }
-        kinds |= chained ? WC_GPU_PRED_CHAINS : left ? WC_GPU_PRED_FREE : 0;
-    }
-    if (!(kinds & WC_GPU_PRED_CHAINS)) return kinds;
-    if (top_only) return kinds | WC_GPU_PRED_TOP;
-    return across == 1 && e->cols <= WC_GPU_PRED_NARROW_W ? kinds | WC_GPU_PRED_NARROW : kinds;
-}
-
-/* Lists the prediction jobs of each kernel (wc_gpu_pred_sizes). */
-static void list_preds(layout *L, uint8_t *desc)
-{
-    const wc_gpu_pred_job *pj = (const wc_gpu_pred_job *)(desc + L->preds);
-    uint32_t *idx = (uint32_t *)(desc + L->pred_idx);
-    wc_gpu_pred_sizes *ps = &L->pred;
-    const uint32_t want[4] = {WC_GPU_PRED_FREE, WC_GPU_PRED_CHAINS, WC_GPU_PRED_TOP, WC_GPU_PRED_NARROW};
-    uint32_t *count[4] = {&ps->n_free, &ps->n_chain, &ps->n_top, &ps->n_narrow};
-    for (int list = 0; list < 4; list++)
-        for (uint32_t k = 0; k < L->n_preds; k++) {
-            const uint32_t kinds = pj[k].kinds;
-            /* the general chain kernel: chained jobs neither top nor narrow */
-            const int in = list == 1 ? (kinds & (WC_GPU_PRED_CHAINS | WC_GPU_PRED_TOP | WC_GPU_PRED_NARROW)) ==
-                                           WC_GPU_PRED_CHAINS
-                                     : (kinds & want[list]) != 0;
-            if (in) *idx++ = k, ++*count[list];
-        }
-}
-
 /* Writes the descriptors of the coded pieces into desc (cap bytes). `src_base`
  * gives each piece's stream offset: the stream of tile k lies at
  * src_base[piece] + begin(k) in the data area. */
@@ -463,32 +419,7 @@ int wcg_build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *ps,
         }
         if (p->last && t->has_pred) {
             if (o + a16(e->n_tiles) > cap) goto overflow;
-            for (uint32_t k = 0; k < e->n_tiles; k++)
-                desc[o + k] = t->rec[e->index_off + (uint64_t)WC_TILE_ENTRY * k + 4];
-            const uint64_t D = e->top_distance ? e->top_distance : 1;
-            const uint32_t kinds = pred_kinds(desc + o, e);
-            ((wc_gpu_pred_job *)(desc + L->preds))[L->n_preds++] = (wc_gpu_pred_job){
-                .q = t->dst.out,
-                .modes_off = o,
-                .rows = e->rows,
-                .cols = e->cols,
-                .tile_rows = e->tile_rows,
-                .tile_cols = e->tile_cols,
-                .tiles_across = e->tiles_across,
-                .top_distance = (uint32_t)D,
-                .kinds = kinds,
-            };
-            const uint64_t chains = D < e->rows ? D : e->rows;
-            wc_gpu_pred_sizes *ps = &L->pred;
-            if (kinds & WC_GPU_PRED_TOP) {
-                if (chains > ps->max_top_chains) ps->max_top_chains = chains;
-                if (e->cols > ps->top_cols) ps->top_cols = e->cols;
-            } else if (kinds & WC_GPU_PRED_NARROW) {
-                if (chains > ps->max_narrow_chains) ps->max_narrow_chains = chains;
-            } else if ((kinds & WC_GPU_PRED_CHAINS) && chains > ps->max_chains) {
-                ps->max_chains = chains;
-            }
-            if ((kinds & WC_GPU_PRED_FREE) && e->rows > ps->free_rows) ps->free_rows = e->rows;
+            wcg_add_pred(L, desc, o, t);
             o = a16(o + e->n_tiles);
         }
         (*job_tensor)[j] = p->t;
@@ -514,7 +445,7 @@ int wcg_build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *ps,
         }
         j++;
     }
-    list_preds(L, desc);
+    wcg_list_preds(L, desc);
     if ((r = order_blocks(tiles, modes, cost, nb))) {
         r = wc_fail(err, r, "out of memory");
         goto done;
@@ -546,15 +477,6 @@ wc_gpu_launch wcg_make_launch(const layout *L, const uint8_t *d_desc, const uint
     l.multi_table = (int)L->multi;
     l.general_tiles = (int)L->general;
     return l;
-}
-
-/* Launches the predictions of the jobs whose tensor ends in this launch. */
-int wcg_launch_preds(wc_gpu *g, const layout *L, const uint8_t *d_desc, wc_err *err)
-{
-    if (!L->n_preds) return 0;
-    int ce = wc_gpu_launch_predict((const wc_gpu_pred_job *)(d_desc + L->preds),
-                                   (const uint32_t *)(d_desc + L->pred_idx), &L->pred, d_desc, g->compute);
-    return ce ? wcg_cuda_fail(err, (cudaError_t)ce, "prediction kernel launch") : 0;
 }
 
 /* Turns the error words of a finished launch into the first error. */

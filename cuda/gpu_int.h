@@ -171,6 +171,13 @@ int wcg_build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *ps,
                    const uint64_t *src_base, uint8_t *desc, uint64_t cap, layout *L, size_t **job_tensor,
                    size_t *job_cap, wc_err *err);
 wc_gpu_launch wcg_make_launch(const layout *L, const uint8_t *d_desc, const uint8_t *d_data);
+/* gpu_pred.c. Writes the modes of t (its last piece is in the batch) at
+ * desc + o (a16(n_tiles) bytes, room checked by the caller) and its
+ * prediction job after L's others. */
+void wcg_add_pred(layout *L, uint8_t *desc, uint64_t o, const treq *t);
+/* Lists each prediction kernel's jobs at L->pred_idx and sizes its launch
+ * (L->pred), once every job of the batch is written. */
+void wcg_list_preds(layout *L, uint8_t *desc);
 /* Launches the predictions of the jobs whose tensor ends in this launch. */
 int wcg_launch_preds(wc_gpu *g, const layout *L, const uint8_t *d_desc, wc_err *err);
 /* Turns the error words of a finished launch into the first error. */
