@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 #include <time.h>
 
@@ -465,6 +466,9 @@ int main(int argc, char **argv)
     /* names that outlive the loop: kept for the process's life */
     static char paths[MAX_REAL][4096];
     DIR *dir = given ? NULL : opendir(CA_WEIGHTS_DIR);
+    if (!given && !dir)
+        printf("checkasm: real weights %s: %s; the example model only (meson option weights_dir)\n",
+               CA_WEIGHTS_DIR, strerror(errno));
     for (struct dirent *e; dir && (e = readdir(dir)) && S.n_real < MAX_REAL;) {
         size_t l = strlen(e->d_name);
         if (l > 12 && !strcmp(e->d_name + l - 12, ".safetensors")) {

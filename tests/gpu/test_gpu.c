@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -487,6 +488,7 @@ int main(int argc, char **argv)
         snprintf(p, sizeof p, "%s/slice_mixed.safetensors", WCT_WEIGHTS_DIR);
         FILE *t = fopen(p, "rb");
         if (t) fclose(t), g_weights = p;
+        else printf("%s: %s; the real-weights test is skipped (meson option weights_dir)\n", p, strerror(errno));
     }
     g_quick = getenv("WCT_GPU_QUICK") && atoi(getenv("WCT_GPU_QUICK"));
     if (getenv("WCT_GPU_ONLY")) cmocka_set_test_filter(getenv("WCT_GPU_ONLY")); /* one test, by name */

@@ -77,6 +77,9 @@ def check(wcodec, model, tmp):
 
 def main():
     wcodec, models = sys.argv[1], [m for m in sys.argv[2:] if os.path.exists(m)]
+    for m in sys.argv[2:]:
+        if not os.path.exists(m):
+            print(f'{m}: absent, not checked (real weights: meson option weights_dir)')
     if not models:
         print('no model found: skipped')
         return 77
