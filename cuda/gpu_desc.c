@@ -72,7 +72,7 @@ static int prep_tensor(const wc_file *f, treq *t, wc_err *err)
  * layout is worth it where that is at most an eighth of them (packing
  * every piece of 8 tiles or more cost the real slice 7%: its 12-tile
  * tensor of two 13-bit tables kept a block of 16 warps to itself;
- * bench/RESULTS.md). */
+ * bench/RESULTS.md#gpu-packed). */
 static int piece_packed(const treq *t, uint32_t n)
 {
     const wc_entry *e = t->e;

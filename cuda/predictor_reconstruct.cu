@@ -286,7 +286,7 @@ __device__ __forceinline__ void advance_row(uint64_t &trow, uint32_t &rin, uint6
  * to memory per TOP_K rows, where wc_predict_kernel waits on a load and a
  * store per row (Stockfish's feature transformer, 1,258 top tiles of 16 x
  * 1,024 with D = 704: 32 copies took 2.85 ms that way, 0.39 ms so, which
- * is DRAM reading and writing them; bench/RESULTS.md).
+ * is DRAM reading and writing them; bench/RESULTS.md#gpu-top-narrow).
  * No thread reads another's columns, so rows need no barrier. A kernel of
  * its own: in wc_predict_kernel, held to 64 registers, it made the other
  * paths spill. */

@@ -7,7 +7,7 @@
  *
  * Same layout as the AVX2 decoder (codec/x86/dsp_avx2.c): 32 lanes in four
  * vectors of eight, one ymm gather per vector and step (a zmm gather costs
- * twice two ymm ones on Zen 4; bench/RESULTS.md). What AVX-512 changes is
+ * twice two ymm ones on Zen 4; bench/RESULTS.md#cpu-gathers). What AVX-512 changes is
  * the chain a lane waits on from one step to the next:
  * - the lanes below L go straight into a mask register (vpcmpud), and the
  *   words they take are spread to them by vpexpandd under that mask, then
