@@ -166,8 +166,6 @@ static void get_finish(wcd_get *g)
         get_free(g);
         return;
     }
-    wcd_model *m = g->slots[0].e ? g->slots[0].e->model : NULL;
-    (void)m;
     Wcodec__V1__Tensor t[WCD_FDS_PER_FRAME];
     Wcodec__V1__Tensor *tp[WCD_FDS_PER_FRAME];
     Wcodec__V1__TensorInfo ti[WCD_FDS_PER_FRAME];

@@ -1,0 +1,91 @@
+/* Model files that are valid but unusual, and files that are not models at
+ * all, in a model root: the daemon answers each with a reply (data or a
+ * clear error) and keeps serving every other client. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "helpers.h"
+#include "rawconn.h"
+#include "wc_internal.h"
+
+static wdt_env env;
+static wdt_daemon daemon_;
+
+static int setup(void **state)
+{
+    (void)state;
+    if (wdt_env_init(&env)) return -1;
+    return wdt_daemon_start(&daemon_, &env, NULL, NULL, NULL);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    int r = wdt_daemon_stop(&daemon_);
+    wdt_env_fini(&env);
+    return r;
+}
+
+/* A safetensors file with no tensors: an 8-byte header length, then "{}"
+ * padded to 8 bytes. */
+static void write_empty_safetensors(const char *path)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    const char hdr[8] = {'{', '}', ' ', ' ', ' ', ' ', ' ', ' '};
+    uint64_t n = sizeof hdr;
+    assert_int_equal(fwrite(&n, 8, 1, f), 1);
+    assert_int_equal(fwrite(hdr, 1, sizeof hdr, f), sizeof hdr);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* Fault 7: `get all` on a model with no tensors read slots[0] of a request
+ * with none (a heap overflow under ASan). It is an empty, successful get. */
+static void test_get_all_of_empty_model(void **state)
+{
+    (void)state;
+    char st[256], wc[256];
+    snprintf(st, sizeof st, "%s/empty.safetensors", env.dir);
+    snprintf(wc, sizeof wc, "%s/empty.wcodec", env.models);
+    write_empty_safetensors(st);
+    wc_encode_opts o;
+    wc_encode_opts_default(&o);
+    wc_err err = {0};
+    assert_int_equal(wc_encode_file(st, wc, &o, &err), 0);
+
+    wc_client *c = wdt_connect(&daemon_);
+    assert_non_null(c);
+    wc_client_model m;
+    assert_int_equal(wc_client_open(c, wc, &m, &err), 0);
+    assert_int_equal(m.tensor_count, 0);
+    wc_client_tensor **ts = NULL;
+    size_t n = 99;
+    int r = wc_client_get(c, m.id, WC_SELECT_ALL, NULL, 0, &ts, &n, &err);
+    if (r) fprintf(stderr, "get all: %d %s\n", r, err.msg);
+    assert_int_equal(r, 0);
+    assert_int_equal(n, 0);
+    free(ts);
+    wc_client_stats s;
+    assert_int_equal(wc_client_stats_get(c, &s, &err), 0);
+    assert_int_equal(s.conn_leases, 0);
+    wc_client_close(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_get_all_of_empty_model),
+    };
+    int fails = cmocka_run_group_tests(tests, setup, teardown);
+    return fails ? 1 : 0;
+}
