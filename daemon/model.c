@@ -2,7 +2,13 @@
  * RESOLVE_BENEATH makes the kernel refuse any resolution that leaves the
  * root ("..", absolute symlinks, relative symlinks that climb out), without
  * a check-then-open race. Kernels without openat2 get a realpath prefix
- * check instead, then an O_NOFOLLOW open of the resolved path. */
+ * check instead, then an O_NOFOLLOW open of the resolved path.
+ *
+ * Every open runs on the event-loop thread, so it must never block: the
+ * file is opened O_NONBLOCK (a FIFO's open then returns at once instead of
+ * waiting for a writer, and a device's open does not wait for carrier),
+ * anything but a regular file is refused, and O_NONBLOCK is cleared again
+ * for the regular file's reads. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -61,7 +67,7 @@ static int open_fallback(const wcd_root *root, const char *rel, int *fd, wc_err 
     size_t l = strlen(rootreal);
     if (strncmp(real, rootreal, l) || (real[l] != '/' && !(l == 1 && rootreal[0] == '/')))
         return wc_fail(err, WC_EDENIED, "%s: resolves to %s, outside the model root %s", shown, real, root->path);
-    *fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+    *fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
     if (*fd < 0) return wc_fail(err, WC_EIO, "%s: %s", shown, strerror(errno));
     return 0;
 }
@@ -69,7 +75,7 @@ static int open_fallback(const wcd_root *root, const char *rel, int *fd, wc_err 
 static int open_in_root(const wcd_root *root, const char *rel, int *fd, wc_err *err, const char *shown)
 {
     struct open_how how = {
-        .flags = O_RDONLY | O_CLOEXEC | O_NOCTTY,
+        .flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
         .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
     };
     long r = syscall(SYS_openat2, root->fd, rel, &how, sizeof how);
@@ -116,10 +122,15 @@ int wcd_open_beneath(const wcd_root *roots, size_t n, const char *path, int *fd,
     }
     if (r) return r;
     struct stat sb;
-    if (fstat(*fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+    int fl;
+    if (fstat(*fd, &sb) < 0) r = wc_fail(err, WC_EIO, "%s: fstat: %s", path, strerror(errno));
+    else if (!S_ISREG(sb.st_mode))
+        r = wc_fail(err, WC_EINVAL, "%s: not a regular file (a directory, FIFO, socket or device)", path);
+    else if ((fl = fcntl(*fd, F_GETFL)) < 0 || fcntl(*fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+        r = wc_fail(err, WC_EIO, "%s: fcntl: %s", path, strerror(errno));
+    if (r) {
         close(*fd);
         *fd = -1;
-        return wc_fail(err, WC_EINVAL, "%s: not a regular file", path);
     }
-    return 0;
+    return r;
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -81,10 +82,60 @@ static void test_get_all_of_empty_model(void **state)
     wc_client_close(c);
 }
 
+/* Sends OpenModel{path} on a raw connection without waiting for the reply. */
+static int raw_open_async(int fd, uint64_t id, const char *path)
+{
+    Wcodec__V1__OpenModel o = WCODEC__V1__OPEN_MODEL__INIT;
+    o.path = (char *)path;
+    Wcodec__V1__Request q = WCODEC__V1__REQUEST__INIT;
+    q.id = id;
+    q.body_case = WCODEC__V1__REQUEST__BODY_OPEN;
+    q.open = &o;
+    return raw_send(fd, &q);
+}
+
+/* Fault 2: a FIFO in a model root. Opening it for reading blocked the
+ * event loop until somebody opened it for writing, so every other client
+ * hung. It is refused as not a regular file, and others are served. */
+static void test_fifo_in_root(void **state)
+{
+    (void)state;
+    char fifo[256];
+    snprintf(fifo, sizeof fifo, "%s/pipe.wcodec", env.models);
+    assert_int_equal(mkfifo(fifo, 0644), 0);
+    int a = raw_connect(daemon_.sock);
+    assert_true(a >= 0);
+    assert_int_equal(raw_hello(a), 0);
+    assert_int_equal(raw_open_async(a, 7, "pipe.wcodec"), 0);
+    /* Another client, after the open was sent: its Hello must be answered. */
+    int b = raw_connect(daemon_.sock);
+    assert_true(b >= 0);
+    int b_served = raw_hello(b) == 0;
+    int eof = 0;
+    Wcodec__V1__Reply *r = raw_recv(a, 5000, &eof);
+    /* Unblock a daemon stuck in open(2) before any assertion can end the
+     * test: a writer lets the blocked reader's open return. */
+    int w = open(fifo, O_WRONLY | O_NONBLOCK);
+    if (w >= 0) {
+        fprintf(stderr, "the daemon was blocked opening the FIFO\n");
+        close(w);
+    }
+    assert_true(b_served);
+    assert_non_null(r);
+    assert_int_equal(r->id, 7);
+    assert_int_equal(r->status, WC_EINVAL);
+    assert_non_null(strstr(r->message, "not a regular file"));
+    wcodec__v1__reply__free_unpacked(r, NULL);
+    close(a);
+    close(b);
+    unlink(fifo);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_get_all_of_empty_model),
+        cmocka_unit_test(test_fifo_in_root),
     };
     int fails = cmocka_run_group_tests(tests, setup, teardown);
     return fails ? 1 : 0;
