@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,11 +132,61 @@ static void test_fifo_in_root(void **state)
     unlink(fifo);
 }
 
+/* A NaN scale in a record whose checksum is forged to match was served as
+ * it is; the decode refuses it (WC_ECORRUPT, naming tensor and row), and
+ * the other tensors of the file are still served. */
+static void test_nan_scale(void **state)
+{
+    (void)state;
+    size_t i = 0, n = wc_file_tensor_count(env.ref);
+    wc_tensor_info ti;
+    for (; i < n; i++) {
+        wc_file_tensor_info(env.ref, i, &ti);
+        if (ti.n_scales > 3) break;
+    }
+    assert_true(i < n);
+    size_t other = i ? 0 : 1;
+    char name[4200], oname[4200], path[256];
+    snprintf(name, sizeof name, "%s", ti.name);
+    wc_tensor_info to;
+    wc_file_tensor_info(env.ref, other, &to);
+    snprintf(oname, sizeof oname, "%s", to.name);
+    size_t size;
+    uint8_t *img = th_read_file(env.model, &size);
+    assert_non_null(img);
+    size_t de = th_dir_entry(img, i);
+    uint64_t off = wc_rd64(img + de + 8);
+    float nan = NAN;
+    memcpy(img + off + 4 * 3, &nan, 4);   /* row 3's scale */
+    th_rehash_record(img, i);
+    th_reseal(img, size);
+    snprintf(path, sizeof path, "%s/nan.wcodec", env.models);
+    assert_int_equal(th_write_file(path, img, size), 0);
+    free(img);
+
+    wc_client *c = wdt_connect(&daemon_);
+    assert_non_null(c);
+    wc_client_model m;
+    wc_err err = {0};
+    assert_int_equal(wc_client_open(c, path, &m, &err), 0);
+    wc_client_tensor *t = NULL;
+    int r = wc_client_get_one(c, m.id, name, &t, &err);
+    if (r != WC_ECORRUPT) fprintf(stderr, "get %s: %d %s\n", name, r, err.msg);
+    assert_int_equal(r, WC_ECORRUPT);
+    assert_non_null(strstr(err.msg, "scale of row 3"));
+    assert_non_null(strstr(err.msg, "NaN"));
+    assert_int_equal(wc_client_get_one(c, m.id, oname, &t, &err), 0);
+    assert_int_equal(wdt_check_tensor(&env, t), 0);
+    assert_int_equal(wc_client_release(c, &t, 1, &err), 0);
+    wc_client_close(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_get_all_of_empty_model),
         cmocka_unit_test(test_fifo_in_root),
+        cmocka_unit_test(test_nan_scale),
     };
     int fails = cmocka_run_group_tests(tests, setup, teardown);
     return fails ? 1 : 0;
