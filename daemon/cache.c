@@ -151,18 +151,20 @@ int wcd_cache_acquire(wcd_cache *c, wcd_model *m, uint32_t index, wcd_slot *slot
     wc_tensor_info ti;
     int r = wc_file_tensor_info(m->f, index, &ti);
     if (r) return wc_fail(err, r, "%s: tensor %u: no info", m->label, index);
+    char nbuf[WCD_SHORT_MAX + 8];
+    const char *name = wcd_short(ti.name, nbuf, sizeof nbuf);
     uint64_t need = c->backend->footprint(&ti);
     if (need > c->budget)
         return wc_fail(err, WC_EBUDGET, "%s: tensor %s needs %llu bytes, more than the whole budget of %llu",
-                    m->label, ti.name, (unsigned long long)need, (unsigned long long)c->budget);
+                    m->label, name, (unsigned long long)need, (unsigned long long)c->budget);
     while (c->used + need > c->budget && c->lru_head) evict_lru(c);
     if (c->used + need > c->budget)
         return wc_fail(err, WC_EBUDGET,
                     "%s: tensor %s needs %llu bytes; budget %llu, of which %llu are leased or being decoded",
-                    m->label, ti.name, (unsigned long long)need, (unsigned long long)c->budget,
+                    m->label, name, (unsigned long long)need, (unsigned long long)c->budget,
                     (unsigned long long)c->used);
     e = calloc(1, sizeof *e);
-    if (!e) return wc_fail(err, WC_ENOMEM, "%s: tensor %s: out of memory", m->label, ti.name);
+    if (!e) return wc_fail(err, WC_ENOMEM, "%s: tensor %s: out of memory", m->label, name);
     e->model = m;
     e->index = index;
     e->state = WCD_DECODING;
@@ -184,7 +186,7 @@ int wcd_cache_acquire(wcd_cache *c, wcd_model *m, uint32_t index, wcd_slot *slot
         entry_free(c, e);
         c->in_flight--;
         slot->e = NULL;
-        return wc_fail(err, WC_EIO, "%s: tensor %s: cannot queue the decode: %s", m->label, ti.name, uv_strerror(r));
+        return wc_fail(err, WC_EIO, "%s: tensor %s: cannot queue the decode: %s", m->label, name, uv_strerror(r));
     }
     return 1;
 }

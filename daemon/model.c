@@ -66,7 +66,11 @@ static int open_fallback(const wcd_root *root, const char *rel, int *fd, wc_err 
     if (!realpath(full, real)) return wc_fail(err, WC_EIO, "%s: %s", shown, strerror(errno));
     size_t l = strlen(rootreal);
     if (strncmp(real, rootreal, l) || (real[l] != '/' && !(l == 1 && rootreal[0] == '/')))
-        return wc_fail(err, WC_EDENIED, "%s: resolves to %s, outside the model root %s", shown, real, root->path);
+    {
+        char rbuf[WCD_SHORT_MAX + 8];
+        return wc_fail(err, WC_EDENIED, "%s: resolves to %s, outside the model root %s", shown,
+                       wcd_short(real, rbuf, sizeof rbuf), root->path);
+    }
     *fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
     if (*fd < 0) return wc_fail(err, WC_EIO, "%s: %s", shown, strerror(errno));
     return 0;
@@ -97,9 +101,11 @@ static int open_in_root(const wcd_root *root, const char *rel, int *fd, wc_err *
 int wcd_open_beneath(const wcd_root *roots, size_t n, const char *path, int *fd, wc_err *err)
 {
     *fd = -1;
+    char sbuf[WCD_SHORT_MAX + 8];
+    const char *shown = wcd_short(path, sbuf, sizeof sbuf);
     if (!path[0]) return wc_fail(err, WC_EINVAL, "empty model path");
     if (strlen(path) >= PATH_MAX) return wc_fail(err, WC_EINVAL, "model path longer than %d bytes", PATH_MAX);
-    if (!n) return wc_fail(err, WC_EDENIED, "%s: no model roots configured", path);
+    if (!n) return wc_fail(err, WC_EDENIED, "%s: no model roots configured", shown);
     int r;
     if (path[0] == '/') {
         /* The root the path names lexically; the kernel then resolves the
@@ -112,22 +118,22 @@ int wcd_open_beneath(const wcd_root *roots, size_t n, const char *path, int *fd,
                 if (l >= best) { best = l; root = &roots[i]; }
             }
         }
-        if (!root) return wc_fail(err, WC_EDENIED, "%s: not beneath any configured model root", path);
+        if (!root) return wc_fail(err, WC_EDENIED, "%s: not beneath any configured model root", shown);
         const char *rel = path + (best == 1 ? 1 : best);
         while (*rel == '/') rel++;
         if (!*rel) rel = ".";
-        r = open_in_root(root, rel, fd, err, path);
+        r = open_in_root(root, rel, fd, err, shown);
     } else {
-        r = open_in_root(&roots[0], path, fd, err, path);
+        r = open_in_root(&roots[0], path, fd, err, shown);
     }
     if (r) return r;
     struct stat sb;
     int fl;
-    if (fstat(*fd, &sb) < 0) r = wc_fail(err, WC_EIO, "%s: fstat: %s", path, strerror(errno));
+    if (fstat(*fd, &sb) < 0) r = wc_fail(err, WC_EIO, "%s: fstat: %s", shown, strerror(errno));
     else if (!S_ISREG(sb.st_mode))
-        r = wc_fail(err, WC_EINVAL, "%s: not a regular file (a directory, FIFO, socket or device)", path);
+        r = wc_fail(err, WC_EINVAL, "%s: not a regular file (a directory, FIFO, socket or device)", shown);
     else if ((fl = fcntl(*fd, F_GETFL)) < 0 || fcntl(*fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
-        r = wc_fail(err, WC_EIO, "%s: fcntl: %s", path, strerror(errno));
+        r = wc_fail(err, WC_EIO, "%s: fcntl: %s", shown, strerror(errno));
     if (r) {
         close(*fd);
         *fd = -1;

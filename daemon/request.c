@@ -76,16 +76,20 @@ static void on_open(wcd_conn *c, uint64_t id, const Wcodec__V1__OpenModel *o)
     fstat(fd, &sb);
     wcd_model *m = wcd_cache_find_model(&ctx->cache, sb.st_dev, sb.st_ino);
     if (!m) {
+        /* The model's label starts every message about it: a short one
+         * leaves room for the reason. */
+        char sbuf[WCD_SHORT_MAX + 8];
+        const char *label = wcd_short(o->path, sbuf, sizeof sbuf);
         wc_file *f;
-        r = wc_file_open_fd(&f, fd, o->path, &err);
-        if (!r) r = wcd_cache_add_model(&ctx->cache, sb.st_dev, sb.st_ino, o->path, f, ctx->cfg.max_models, &m, &err);
+        r = wc_file_open_fd(&f, fd, label, &err);
+        if (!r) r = wcd_cache_add_model(&ctx->cache, sb.st_dev, sb.st_ino, label, f, ctx->cfg.max_models, &m, &err);
         if (r) {
             close(fd);
             wcd_conn_send_error(c, id, r, "%s", err.msg);
             return;
         }
         wcd_log(WCD_LOG_INFO, "%s: opened model %llu: %s, %u tensors", c->name, (unsigned long long)m->id,
-                o->path, m->n);
+                label, m->n);
     }
     close(fd);
     Wcodec__V1__OpenModelReply orp = WCODEC__V1__OPEN_MODEL_REPLY__INIT;

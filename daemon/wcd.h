@@ -29,6 +29,11 @@ enum { WCD_LOG_ERR = 3, WCD_LOG_WARN = 4, WCD_LOG_NOTICE = 5, WCD_LOG_INFO = 6, 
 extern int wcd_log_level;
 void wcd_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int wcd_log_level_parse(const char *s);
+/* s, or, when it is WCD_SHORT_MAX bytes or longer, its head and tail in buf
+ * (at least WCD_SHORT_MAX + 8 bytes): for quoting client paths in messages
+ * so that the reason after them survives the message's size. */
+#define WCD_SHORT_MAX 256
+const char *wcd_short(const char *s, char *buf, size_t size);
 
 /* ---- config.c ---- */
 typedef struct wcd_config {

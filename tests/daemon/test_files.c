@@ -181,12 +181,72 @@ static void test_nan_scale(void **state)
     wc_client_close(c);
 }
 
+/* The daemon's log as one string (its bytes, NULs aside). */
+static char *read_log(void)
+{
+    size_t n;
+    uint8_t *p = th_read_file(daemon_.log, &n);
+    assert_non_null(p);
+    p[n] = 0;
+    return (char *)p;
+}
+
+/* Client paths and tensor names reach the log: control bytes (ESC
+ * sequences, newlines) are written as \xNN, never as they are. */
+static void test_log_escapes_control_bytes(void **state)
+{
+    (void)state;
+    wc_client *c = wdt_connect(&daemon_);
+    assert_non_null(c);
+    wc_client_model m;
+    wc_err err = {0};
+    assert_int_equal(wc_client_open(c, "\x1b[31mred\x1b[0m\nfake line.wcodec", &m, &err), WC_ENOTFOUND);
+    assert_int_equal(wc_client_open(c, env.model, &m, &err), 0);
+    wc_client_tensor *t;
+    assert_int_equal(wc_client_get_one(c, m.id, "\x1b]0;title\x07", &t, &err), WC_ENOTFOUND);
+    wc_client_close(c);
+    char *log = read_log();
+    for (const char *p = log; *p; p++)
+        if ((unsigned char)*p < 0x20 && *p != '\n') fail_msg("control byte 0x%02x in the log at %zu", *p, (size_t)(p - log));
+    assert_non_null(strstr(log, "\\x1b[31mred\\x1b[0m\\x0afake line.wcodec: no such file"));
+    assert_non_null(strstr(log, "\\x1b]0;title\\x07"));
+    free(log);
+}
+
+/* A path of 4,095 bytes (the longest the daemon takes) used to fill the
+ * whole error message, so the reason after it was cut off; the path is
+ * shortened in the middle and the reason kept, in the reply and the log. */
+static void test_long_path_keeps_reason(void **state)
+{
+    (void)state;
+    char path[4096];
+    size_t n = 0;
+    for (; n < sizeof path - 1; n++) path[n] = n % 200 == 199 ? '/' : 'a';
+    path[n] = 0;
+    assert_int_equal(strlen(path), 4095);
+    wc_client *c = wdt_connect(&daemon_);
+    assert_non_null(c);
+    wc_client_model m;
+    wc_err err = {0};
+    assert_int_equal(wc_client_open(c, path, &m, &err), WC_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "no such file beneath"));
+    assert_non_null(strstr(err.msg, "(4095 bytes)"));
+    wc_client_close(c);
+    char *log = read_log();
+    assert_non_null(strstr(log, "(4095 bytes)"));
+    const char *at = strstr(log, "(4095 bytes)");
+    assert_non_null(strstr(at, "no such file beneath"));
+    free(log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_get_all_of_empty_model),
         cmocka_unit_test(test_fifo_in_root),
         cmocka_unit_test(test_nan_scale),
+        cmocka_unit_test(test_log_escapes_control_bytes),
+        cmocka_unit_test(test_long_path_keeps_reason),
     };
     int fails = cmocka_run_group_tests(tests, setup, teardown);
     return fails ? 1 : 0;
