@@ -82,16 +82,18 @@ static void on_open(wcd_conn *c, uint64_t id, const Wcodec__V1__OpenModel *o)
         const char *label = wcd_short(o->path, sbuf, sizeof sbuf);
         wc_file *f;
         r = wc_file_open_fd(&f, fd, label, &err);
-        if (!r) r = wcd_cache_add_model(&ctx->cache, sb.st_dev, sb.st_ino, label, f, ctx->cfg.max_models, &m, &err);
+        if (r) close(fd);
+        /* The model keeps fd, to see its file change or go. */
+        else r = wcd_cache_add_model(&ctx->cache, fd, o->path, label, f, ctx->cfg.max_models, &m, &err);
         if (r) {
-            close(fd);
             wcd_conn_send_error(c, id, r, "%s", err.msg);
             return;
         }
         wcd_log(WCD_LOG_INFO, "%s: opened model %llu: %s, %u tensors", c->name, (unsigned long long)m->id,
                 label, m->n);
+    } else {
+        close(fd);
     }
-    close(fd);
     Wcodec__V1__OpenModelReply orp = WCODEC__V1__OPEN_MODEL_REPLY__INIT;
     orp.model_id = m->id;
     orp.tensor_count = m->n;
@@ -107,7 +109,10 @@ static wcd_model *model_or_error(wcd_conn *c, uint64_t id, uint64_t model_id)
 {
     wcd_model *m = wcd_cache_model(&c->ctx->cache, model_id);
     if (!m) wcd_conn_send_error(c, id, WC_ENOTFOUND, "no open model with id %llu", (unsigned long long)model_id);
-    return m;
+    else if (m->retired)
+        wcd_conn_send_error(c, id, WC_ENOTFOUND, "model %llu (%s) was unloaded: %s; open it again",
+                            (unsigned long long)model_id, m->label, m->retired);
+    return m && !m->retired ? m : NULL;
 }
 
 static void on_list(wcd_conn *c, uint64_t id, const Wcodec__V1__ListTensors *l)
@@ -159,6 +164,13 @@ static void get_finish(wcd_get *g)
 {
     wcd_conn *c = g->conn;
     wcd_cache *cache = c ? &c->ctx->cache : NULL;
+    /* Unloaded while it decoded: nothing more is served from the model. */
+    const wcd_model *m = g->n && g->slots[0].e ? g->slots[0].e->model : NULL;
+    if (!g->status && m && m->retired) {
+        g->status = WC_ENOTFOUND;
+        snprintf(g->msg, sizeof g->msg, "model %llu (%s) was unloaded: %s; open it again",
+                 (unsigned long long)m->id, m->label, m->retired);
+    }
     if (!c || g->status) {
         for (uint32_t i = 0; i < g->n; i++) {
             wcd_slot *s = &g->slots[i];
@@ -455,6 +467,22 @@ static void on_evict(wcd_conn *c, uint64_t id, const Wcodec__V1__Evict *ev)
     wcd_conn_send(c, &r, NULL, 0);
 }
 
+static void on_unload(wcd_conn *c, uint64_t id, const Wcodec__V1__Unload *u)
+{
+    wcd_model *m = model_or_error(c, id, u->model_id);
+    if (!m) return;
+    Wcodec__V1__UnloadReply ur = WCODEC__V1__UNLOAD_REPLY__INIT;
+    for (uint32_t i = 0; i < m->n; i++)
+        if (m->entries[i]) ur.leased_tensors += m->entries[i]->leases > 0;
+    wcd_log(WCD_LOG_INFO, "%s: unload of model %llu", c->name, (unsigned long long)m->id);
+    wcd_cache_retire(&c->ctx->cache, m, "unloaded by a client");
+    Wcodec__V1__Reply r = WCODEC__V1__REPLY__INIT;
+    r.id = id;
+    r.body_case = WCODEC__V1__REPLY__BODY_UNLOAD;
+    r.unload = &ur;
+    wcd_conn_send(c, &r, NULL, 0);
+}
+
 void wcd_handle_frame(wcd_conn *c, const uint8_t *p, size_t n)
 {
     c->ctx->requests++;
@@ -476,6 +504,7 @@ void wcd_handle_frame(wcd_conn *c, const uint8_t *p, size_t n)
         case WCODEC__V1__REQUEST__BODY_RELEASE: on_release(c, q->id, q->release); break;
         case WCODEC__V1__REQUEST__BODY_STATS: on_stats(c, q->id); break;
         case WCODEC__V1__REQUEST__BODY_EVICT: on_evict(c, q->id, q->evict); break;
+        case WCODEC__V1__REQUEST__BODY_UNLOAD: on_unload(c, q->id, q->unload); break;
         default:
             /* A newer client's request type: refuse it, keep the connection. */
             wcd_conn_send_error(c, q->id, WC_EUNSUPPORTED, "unknown request type");

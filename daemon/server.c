@@ -130,7 +130,10 @@ static void on_watchdog(uv_timer_t *t)
 
 static void on_status(uv_timer_t *t)
 {
-    wcd_update_status(t->data);
+    wcd_ctx *ctx = t->data;
+    /* Unused models of removed files go, and their disk space with them. */
+    wcd_cache_sweep(&ctx->cache);
+    wcd_update_status(ctx);
 }
 
 int wcd_server_start(wcd_ctx *ctx, wc_err *err)

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include <uv.h>
 
@@ -137,6 +138,17 @@ struct wcd_model {
     uint32_t n;
     wcd_entry **entries;     /* by tensor index; NULL: not resident */
     wcd_model *next;
+    /* Lifetime (docs/OPERATIONS.md, "Model files"). The model keeps its
+     * own descriptor to see its file removed (no links left) or changed in
+     * place (size or mtime); path is what the opener named, to see the
+     * file replaced there by a later OpenModel. */
+    int fd;
+    char *path;
+    uint64_t size;
+    struct timespec mtime;
+    uint32_t busy;           /* entries pinned, leased or decoding */
+    bool replaced;           /* a later OpenModel of path found another file */
+    const char *retired;     /* NULL, or why no request is served from it any more */
 };
 
 /* A get request's claim on one tensor; also its node in the entry's
@@ -157,7 +169,7 @@ typedef struct wcd_cache {
     uint64_t decodes, hits, evictions;
     wcd_entry *lru_head, *lru_tail;   /* unpinned ready entries, head = least recent */
     wcd_model *models;
-    uint32_t n_models;
+    uint32_t n_models;       /* not retired */
     uint64_t next_model_id;
 } wcd_cache;
 
@@ -165,10 +177,18 @@ void wcd_cache_init(wcd_cache *c, uv_loop_t *loop, const wcd_backend *b, uint64_
 /* Frees everything; no decode may be under way and no lease held. */
 void wcd_cache_fini(wcd_cache *c);
 wcd_model *wcd_cache_model(wcd_cache *c, uint64_t id);
-/* Takes ownership of f. */
-int wcd_cache_add_model(wcd_cache *c, dev_t dev, ino_t ino, const char *label, wc_file *f,
+/* Takes ownership of f and fd (the model file, open for reading); path is
+ * the client's spelling, label its short form for messages. */
+int wcd_cache_add_model(wcd_cache *c, int fd, const char *path, const char *label, wc_file *f,
                         unsigned max_models, wcd_model **out, wc_err *err);
+/* The model of that file still served (not retired), or NULL. */
 wcd_model *wcd_cache_find_model(wcd_cache *c, dev_t dev, ino_t ino);
+/* Ends the model's service for `why` (a static string): its idle tensors
+ * are dropped at once, the model itself when nothing of it is in use. */
+void wcd_cache_retire(wcd_cache *c, wcd_model *m, const char *why);
+/* Retires models whose file changed in place, and unused ones whose file
+ * was removed or replaced; run on OpenModel, reload and a timer. */
+void wcd_cache_sweep(wcd_cache *c);
 /* Pins the tensor for slot: 0 when ready (slot->e set), 1 when its decode is
  * under way (slot waits; wcd_get_slot_done is called), or an error. */
 int wcd_cache_acquire(wcd_cache *c, wcd_model *m, uint32_t index, wcd_slot *slot, wc_err *err);
