@@ -35,6 +35,15 @@ int wcd_roots_open(const wcd_config *cfg, wcd_root **out, size_t *n, wc_err *err
         size_t l = strlen(r[i].path);
         while (l > 1 && r[i].path[l - 1] == '/') r[i].path[--l] = 0;
         r[i].fd = open(r[i].path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        struct stat sb;
+        if (r[i].fd >= 0 && fstat(r[i].fd, &sb) < 0) {
+            close(r[i].fd);
+            r[i].fd = -1;
+        }
+        if (r[i].fd >= 0) {
+            r[i].dev = sb.st_dev;
+            r[i].ino = sb.st_ino;
+        }
         if (r[i].fd < 0) {
             int e = errno;
             free(r[i].path);
@@ -98,9 +107,11 @@ static int open_in_root(const wcd_root *root, const char *rel, int *fd, wc_err *
     }
 }
 
-int wcd_open_beneath(const wcd_root *roots, size_t n, const char *path, int *fd, wc_err *err)
+int wcd_open_beneath(const wcd_root *roots, size_t n, const char *path, int *fd, const wcd_root **used,
+                     wc_err *err)
 {
     *fd = -1;
+    *used = NULL;
     char sbuf[WCD_SHORT_MAX + 8];
     const char *shown = wcd_short(path, sbuf, sizeof sbuf);
     if (!path[0]) return wc_fail(err, WC_EINVAL, "empty model path");
@@ -123,8 +134,10 @@ int wcd_open_beneath(const wcd_root *roots, size_t n, const char *path, int *fd,
         while (*rel == '/') rel++;
         if (!*rel) rel = ".";
         r = open_in_root(root, rel, fd, err, shown);
+        *used = root;
     } else {
         r = open_in_root(&roots[0], path, fd, err, shown);
+        *used = &roots[0];
     }
     if (r) return r;
     struct stat sb;

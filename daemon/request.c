@@ -67,7 +67,8 @@ static void on_open(wcd_conn *c, uint64_t id, const Wcodec__V1__OpenModel *o)
     wcd_ctx *ctx = c->ctx;
     wc_err err = {0};
     int fd;
-    int r = wcd_open_beneath(ctx->roots, ctx->n_roots, o->path, &fd, &err);
+    const wcd_root *root;
+    int r = wcd_open_beneath(ctx->roots, ctx->n_roots, o->path, &fd, &root, &err);
     if (r) {
         wcd_conn_send_error(c, id, r, "%s", err.msg);
         return;
@@ -89,6 +90,8 @@ static void on_open(wcd_conn *c, uint64_t id, const Wcodec__V1__OpenModel *o)
             wcd_conn_send_error(c, id, r, "%s", err.msg);
             return;
         }
+        m->root_dev = root->dev;
+        m->root_ino = root->ino;
         wcd_log(WCD_LOG_INFO, "%s: opened model %llu: %s, %u tensors", c->name, (unsigned long long)m->id,
                 label, m->n);
     } else {

@@ -148,6 +148,8 @@ struct wcd_model {
     struct timespec mtime;
     uint32_t busy;           /* entries pinned, leased or decoding */
     bool replaced;           /* a later OpenModel of path found another file */
+    dev_t root_dev;          /* the root directory it was opened beneath */
+    ino_t root_ino;
     const char *retired;     /* NULL, or why no request is served from it any more */
 };
 
@@ -202,13 +204,16 @@ void wcd_cache_set_budget(wcd_cache *c, uint64_t budget);
 typedef struct wcd_root {
     char *path;
     int fd;     /* O_PATH directory */
+    dev_t dev;  /* the directory itself: a reload that swaps it is seen */
+    ino_t ino;
 } wcd_root;
 
 int wcd_roots_open(const wcd_config *cfg, wcd_root **out, size_t *n, wc_err *err);
 void wcd_roots_close(wcd_root *r, size_t n);
 /* Opens path beneath one of the roots: an fd for a regular file, or
- * WC_EDENIED if it resolves outside them. */
-int wcd_open_beneath(const wcd_root *roots, size_t n, const char *path, int *fd, wc_err *err);
+ * WC_EDENIED if it resolves outside them; *used: the root it is beneath. */
+int wcd_open_beneath(const wcd_root *roots, size_t n, const char *path, int *fd, const wcd_root **used,
+                     wc_err *err);
 
 /* ---- conn.c ---- */
 typedef struct wcd_lease {
@@ -319,5 +324,11 @@ int wcd_server_reload(wcd_ctx *ctx);
 int wcd_ctx_init(wcd_ctx *ctx, uv_loop_t *loop, wc_err *err);
 void wcd_ctx_fini(wcd_ctx *ctx);
 void wcd_update_status(wcd_ctx *ctx);
+
+/* ---- reload.c ---- */
+/* After a reload has put the new configuration and roots in place: closes
+ * the connections of peers the new allow-list refuses and unloads the
+ * models opened beneath roots it removed or swapped. */
+void wcd_reload_revoke(wcd_ctx *ctx);
 
 #endif
