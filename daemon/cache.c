@@ -119,7 +119,8 @@ int wcd_cache_add_model(wcd_cache *c, int fd, const char *path, const char *labe
         wc_file_close(f);
         return wc_fail(err, WC_EIO, "%s: fstat: %s", label, strerror(errno));
     }
-    /* Files removed or replaced since: their unused models go first. */
+    /* The path names another file now (the caller swept the removed and
+     * changed ones): unused models of the old one go first. */
     for (wcd_model *o = c->models, *next; o; o = next) {
         next = o->next;
         if (!o->retired && !strcmp(o->path, path) && (o->dev != sb.st_dev || o->ino != sb.st_ino)) {
@@ -127,7 +128,6 @@ int wcd_cache_add_model(wcd_cache *c, int fd, const char *path, const char *labe
             if (!o->busy) wcd_cache_retire(c, o, "its file was replaced");
         }
     }
-    wcd_cache_sweep(c);
     if (c->n_models >= max_models) {
         close(fd);
         wc_file_close(f);

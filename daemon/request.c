@@ -75,6 +75,8 @@ static void on_open(wcd_conn *c, uint64_t id, const Wcodec__V1__OpenModel *o)
     }
     struct stat sb;
     fstat(fd, &sb);
+    /* A model whose file changed in place is not handed out again. */
+    wcd_cache_sweep(&ctx->cache);
     wcd_model *m = wcd_cache_find_model(&ctx->cache, sb.st_dev, sb.st_ino);
     if (!m) {
         /* The model's label starts every message about it: a short one

@@ -186,6 +186,39 @@ static void test_removed_file_freed(void **state)
     wc_client_close(c);
 }
 
+/* A file rewritten in place (same inode: cp over it) ends its model at
+ * once, in use or not: its bytes are no longer those that were checked.
+ * Opening it again gives a new model of the new bytes; leases taken before
+ * still read their tensors. */
+static void test_changed_in_place(void **state)
+{
+    (void)state;
+    char path[300], cmd[700];
+    snprintf(path, sizeof path, "%s/inplace.wcodec", env.models);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", env.model, path);
+    assert_int_equal(system(cmd), 0);
+    wc_client *c = wdt_connect(&daemon_);
+    assert_non_null(c);
+    wc_err err = {0};
+    wc_client_model m, m2;
+    assert_int_equal(wc_client_open(c, path, &m, &err), 0);
+    wc_tensor_info ti;
+    wc_file_tensor_info(env.ref, 3, &ti);
+    wc_client_tensor *t, *t2;
+    assert_int_equal(wc_client_get_one(c, m.id, ti.name, &t, &err), 0);
+    /* Past the file system's timestamp granularity, so the mtime moves. */
+    usleep(50000);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(wc_client_open(c, path, &m2, &err), 0);
+    assert_true(m2.id != m.id);
+    assert_int_equal(wc_client_get_one(c, m.id, ti.name, &t2, &err), WC_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "changed while it was served"));
+    get_check_release(c, m2.id);
+    assert_int_equal(wdt_check_tensor(&env, t), 0);
+    assert_int_equal(wc_client_release(c, &t, 1, &err), 0);
+    wc_client_close(c);
+}
+
 /* Explicit unload: later requests on the id fail, a lease taken before
  * stays readable and releasable, and the file can be opened again. */
 static void test_unload(void **state)
@@ -228,6 +261,7 @@ int main(void)
         cmocka_unit_test(test_rename_deploys),
         cmocka_unit_test(test_replaced_while_leased),
         cmocka_unit_test(test_removed_file_freed),
+        cmocka_unit_test(test_changed_in_place),
         cmocka_unit_test(test_unload),
     };
     int fails = cmocka_run_group_tests(tests, setup, teardown);
