@@ -1,5 +1,5 @@
 /* libwcodec-client, the requests: open, list, get (and the mapping of what
- * arrives), release, stats and evict, each one round trip of conn.c. */
+ * arrives), release, stats, evict and unload, each one round trip of conn.c. */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -317,6 +317,23 @@ int wc_client_evict(wc_client *c, uint64_t model_id, uint32_t *evicted_tensors, 
     if (r) return r;
     if (evicted_tensors) *evicted_tensors = f[0].r->evict->evicted_tensors;
     if (evicted_bytes) *evicted_bytes = f[0].r->evict->evicted_bytes;
+    wcc_frames_free(f, n);
+    return 0;
+}
+
+int wc_client_unload(wc_client *c, uint64_t model_id, uint32_t *leased_tensors, wc_err *err)
+{
+    Wcodec__V1__Unload u = WCODEC__V1__UNLOAD__INIT;
+    u.model_id = model_id;
+    Wcodec__V1__Request q = WCODEC__V1__REQUEST__INIT;
+    q.body_case = WCODEC__V1__REQUEST__BODY_UNLOAD;
+    q.unload = &u;
+    frame *f;
+    size_t n;
+    int r = wcc_call(c, &q, "unload", &f, &n, err);
+    if (!r) r = wcc_expect_body(f, n, WCODEC__V1__REPLY__BODY_UNLOAD, "unload", err);
+    if (r) return r;
+    if (leased_tensors) *leased_tensors = f[0].r->unload->leased_tensors;
     wcc_frames_free(f, n);
     return 0;
 }

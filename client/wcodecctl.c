@@ -30,6 +30,8 @@ static void usage(FILE *f)
         "  release LEASE... | all      end leases taken by an earlier get of this invocation\n"
         "  stats                       the daemon's counters\n"
         "  evict [MODEL]               drop unleased cached tensors (of one model, or all)\n"
+        "  unload MODEL                stop serving a model (every client must open it again);\n"
+        "                              the daemon closes its file when its last lease ends\n"
         "\n"
         "options:\n"
         "  -s, --socket PATH   daemon socket (default $WCODECD_SOCKET or " WC_CLIENT_DEFAULT_SOCKET ")\n"
@@ -273,6 +275,20 @@ static int run_cmd(wc_client *c, int argc, char **argv)
         json_object_object_add(o, "evicted_bytes", json_object_new_int64((int64_t)nb));
         char text[96];
         snprintf(text, sizeof text, "evicted %u tensors, %" PRIu64 " bytes\n", nt, nb);
+        emit(o, text);
+        return 0;
+    }
+    if (!strcmp(cmd, "unload") && argc == 2) {
+        uint64_t id = 0;
+        if ((r = model_arg(c, argv[1], &id, &e))) return report(cmd, r, &e);
+        uint32_t leased;
+        if ((r = wc_client_unload(c, id, &leased, &e))) return report(cmd, r, &e);
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "command", json_object_new_string(cmd));
+        json_object_object_add(o, "model_id", json_object_new_int64((int64_t)id));
+        json_object_object_add(o, "leased_tensors", json_object_new_int64(leased));
+        char text[96];
+        snprintf(text, sizeof text, "unloaded model %" PRIu64 "; %u tensors still leased\n", id, leased);
         emit(o, text);
         return 0;
     }

@@ -1,4 +1,5 @@
 /* Writing one tensor's record from the encoder's plan, and decoding it. */
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -216,9 +217,29 @@ static void *decode_tiles(void *arg)
     return NULL;
 }
 
+/* The record hash only says the bytes are those written: a forged record
+ * could still carry NaN or infinite scales, which would turn every weight
+ * of their rows into NaN downstream. The encoder never writes one, so one
+ * here is corruption, refused whether or not the caller wants the scales. */
+static int check_scales(const wc_entry *e, const uint8_t *rec, const char *label, wc_err *err)
+{
+    if (!(e->flags & WC_ENTRY_HAS_SCALES)) return 0;
+    for (uint64_t y = 0; y < e->rows; y++) {
+        float s;
+        memcpy(&s, rec + 4 * y, 4);
+        if (!isfinite(s))
+            return wc_fail(err, WC_ECORRUPT, "%s: tensor '%s': scale of row %llu (offset %llu) is %s", label,
+                           e->name, (unsigned long long)y, (unsigned long long)(e->offset + 4 * y),
+                           isnan(s) ? "NaN" : "infinite");
+    }
+    return 0;
+}
+
 int wc_record_decode(const wc_dsp *dsp, const wc_entry *e, const uint8_t *rec, uint8_t *out,
                      float *scales, int threads, const char *label, wc_err *err)
 {
+    int cr = check_scales(e, rec, label, err);
+    if (cr) return cr;
     if (scales && (e->flags & WC_ENTRY_HAS_SCALES)) memcpy(scales, rec, 4 * e->rows);
     wc_rans_dec_table *dec = malloc(sizeof *dec * e->n_tables);
     uint8_t *modes = malloc(e->n_tiles);

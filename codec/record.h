@@ -48,7 +48,8 @@ void wc_residual_row(enum wc_pred pred, const uint8_t *q, const uint8_t *up, siz
 
 /* Decode of a RANS_I8 record (already checksummed) into out (rows*cols
  * bytes) and scales (rows floats, or NULL), with the routines of dsp; tiles
- * are shared among `threads` threads (the caller's among them). */
+ * are shared among `threads` threads (the caller's among them). A scale
+ * that is NaN or infinite is refused (WC_ECORRUPT), scales wanted or not. */
 int wc_record_decode(const wc_dsp *dsp, const wc_entry *e, const uint8_t *rec, uint8_t *out,
                      float *scales, int threads, const char *label, wc_err *err);
 

@@ -34,23 +34,49 @@ int wcd_log_level_parse(const char *s)
     return WC_EINVAL;
 }
 
+const char *wcd_short(const char *s, char *buf, size_t size)
+{
+    size_t n = strlen(s);
+    if (n < WCD_SHORT_MAX || size < WCD_SHORT_MAX + 8) return s;
+    /* Both ends: a path's root and its file name are what tell files apart. */
+    size_t half = WCD_SHORT_MAX / 2 - 8;
+    snprintf(buf, size, "%.*s...(%zu bytes)...%s", (int)half, s, n, s + n - half);
+    return buf;
+}
+
 void wcd_log(int level, const char *fmt, ...)
 {
     if (level > wcd_log_level) return;
     static int journal = -1;
     if (journal < 0) journal = getenv("JOURNAL_STREAM") != NULL;
-    char line[1024];
-    int n = journal ? snprintf(line, sizeof line, "<%d>", level)
-                    : snprintf(line, sizeof line, "wcodecd: %s: ", level_name(level));
+    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    int m = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-    if (len > sizeof line - 2) len = sizeof line - 2;
-    /* Messages may quote client input: keep it on one line. */
-    for (size_t i = (size_t)n; i < len; i++)
-        if (line[i] == '\n' || line[i] == '\r') line[i] = ' ';
+    if (m < 0) msg[0] = 0;
+    /* Messages quote client input and names from model files: every control
+     * byte (newlines, ESC sequences that would drive a terminal reading the
+     * log) is written as \xNN, so a line stays one line of plain text. */
+    char line[4 * sizeof msg + 64];
+    int n = journal ? snprintf(line, sizeof line, "<%d>", level)
+                    : snprintf(line, sizeof line, "wcodecd: %s: ", level_name(level));
+    size_t len = (size_t)n;
+    for (const unsigned char *p = (const unsigned char *)msg; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f || *p == '\\') {
+            static const char hex[] = "0123456789abcdef";
+            line[len++] = '\\';
+            if (*p == '\\') {
+                line[len++] = '\\';
+                continue;
+            }
+            line[len++] = 'x';
+            line[len++] = hex[*p >> 4];
+            line[len++] = hex[*p & 15];
+        } else {
+            line[len++] = (char)*p;
+        }
+    }
     line[len++] = '\n';
     /* One write per line so that lines from pool threads never interleave. */
     ssize_t w = write(STDERR_FILENO, line, len);

@@ -67,27 +67,38 @@ static void on_open(wcd_conn *c, uint64_t id, const Wcodec__V1__OpenModel *o)
     wcd_ctx *ctx = c->ctx;
     wc_err err = {0};
     int fd;
-    int r = wcd_open_beneath(ctx->roots, ctx->n_roots, o->path, &fd, &err);
+    const wcd_root *root;
+    int r = wcd_open_beneath(ctx->roots, ctx->n_roots, o->path, &fd, &root, &err);
     if (r) {
         wcd_conn_send_error(c, id, r, "%s", err.msg);
         return;
     }
     struct stat sb;
     fstat(fd, &sb);
+    /* A model whose file changed in place is not handed out again. */
+    wcd_cache_sweep(&ctx->cache);
     wcd_model *m = wcd_cache_find_model(&ctx->cache, sb.st_dev, sb.st_ino);
     if (!m) {
+        /* The model's label starts every message about it: a short one
+         * leaves room for the reason. */
+        char sbuf[WCD_SHORT_MAX + 8];
+        const char *label = wcd_short(o->path, sbuf, sizeof sbuf);
         wc_file *f;
-        r = wc_file_open_fd(&f, fd, o->path, &err);
-        if (!r) r = wcd_cache_add_model(&ctx->cache, sb.st_dev, sb.st_ino, o->path, f, ctx->cfg.max_models, &m, &err);
+        r = wc_file_open_fd(&f, fd, label, &err);
+        if (r) close(fd);
+        /* The model keeps fd, to see its file change or go. */
+        else r = wcd_cache_add_model(&ctx->cache, fd, o->path, label, f, ctx->cfg.max_models, &m, &err);
         if (r) {
-            close(fd);
             wcd_conn_send_error(c, id, r, "%s", err.msg);
             return;
         }
+        m->root_dev = root->dev;
+        m->root_ino = root->ino;
         wcd_log(WCD_LOG_INFO, "%s: opened model %llu: %s, %u tensors", c->name, (unsigned long long)m->id,
-                o->path, m->n);
+                label, m->n);
+    } else {
+        close(fd);
     }
-    close(fd);
     Wcodec__V1__OpenModelReply orp = WCODEC__V1__OPEN_MODEL_REPLY__INIT;
     orp.model_id = m->id;
     orp.tensor_count = m->n;
@@ -103,7 +114,10 @@ static wcd_model *model_or_error(wcd_conn *c, uint64_t id, uint64_t model_id)
 {
     wcd_model *m = wcd_cache_model(&c->ctx->cache, model_id);
     if (!m) wcd_conn_send_error(c, id, WC_ENOTFOUND, "no open model with id %llu", (unsigned long long)model_id);
-    return m;
+    else if (m->retired)
+        wcd_conn_send_error(c, id, WC_ENOTFOUND, "model %llu (%s) was unloaded: %s; open it again",
+                            (unsigned long long)model_id, m->label, m->retired);
+    return m && !m->retired ? m : NULL;
 }
 
 static void on_list(wcd_conn *c, uint64_t id, const Wcodec__V1__ListTensors *l)
@@ -155,6 +169,13 @@ static void get_finish(wcd_get *g)
 {
     wcd_conn *c = g->conn;
     wcd_cache *cache = c ? &c->ctx->cache : NULL;
+    /* Unloaded while it decoded: nothing more is served from the model. */
+    const wcd_model *m = g->n && g->slots[0].e ? g->slots[0].e->model : NULL;
+    if (!g->status && m && m->retired) {
+        g->status = WC_ENOTFOUND;
+        snprintf(g->msg, sizeof g->msg, "model %llu (%s) was unloaded: %s; open it again",
+                 (unsigned long long)m->id, m->label, m->retired);
+    }
     if (!c || g->status) {
         for (uint32_t i = 0; i < g->n; i++) {
             wcd_slot *s = &g->slots[i];
@@ -166,8 +187,6 @@ static void get_finish(wcd_get *g)
         get_free(g);
         return;
     }
-    wcd_model *m = g->slots[0].e ? g->slots[0].e->model : NULL;
-    (void)m;
     Wcodec__V1__Tensor t[WCD_FDS_PER_FRAME];
     Wcodec__V1__Tensor *tp[WCD_FDS_PER_FRAME];
     Wcodec__V1__TensorInfo ti[WCD_FDS_PER_FRAME];
@@ -453,6 +472,22 @@ static void on_evict(wcd_conn *c, uint64_t id, const Wcodec__V1__Evict *ev)
     wcd_conn_send(c, &r, NULL, 0);
 }
 
+static void on_unload(wcd_conn *c, uint64_t id, const Wcodec__V1__Unload *u)
+{
+    wcd_model *m = model_or_error(c, id, u->model_id);
+    if (!m) return;
+    Wcodec__V1__UnloadReply ur = WCODEC__V1__UNLOAD_REPLY__INIT;
+    for (uint32_t i = 0; i < m->n; i++)
+        if (m->entries[i]) ur.leased_tensors += m->entries[i]->leases > 0;
+    wcd_log(WCD_LOG_INFO, "%s: unload of model %llu", c->name, (unsigned long long)m->id);
+    wcd_cache_retire(&c->ctx->cache, m, "unloaded by a client");
+    Wcodec__V1__Reply r = WCODEC__V1__REPLY__INIT;
+    r.id = id;
+    r.body_case = WCODEC__V1__REPLY__BODY_UNLOAD;
+    r.unload = &ur;
+    wcd_conn_send(c, &r, NULL, 0);
+}
+
 void wcd_handle_frame(wcd_conn *c, const uint8_t *p, size_t n)
 {
     c->ctx->requests++;
@@ -474,6 +509,7 @@ void wcd_handle_frame(wcd_conn *c, const uint8_t *p, size_t n)
         case WCODEC__V1__REQUEST__BODY_RELEASE: on_release(c, q->id, q->release); break;
         case WCODEC__V1__REQUEST__BODY_STATS: on_stats(c, q->id); break;
         case WCODEC__V1__REQUEST__BODY_EVICT: on_evict(c, q->id, q->evict); break;
+        case WCODEC__V1__REQUEST__BODY_UNLOAD: on_unload(c, q->id, q->unload); break;
         default:
             /* A newer client's request type: refuse it, keep the connection. */
             wcd_conn_send_error(c, q->id, WC_EUNSUPPORTED, "unknown request type");

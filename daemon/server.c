@@ -130,7 +130,10 @@ static void on_watchdog(uv_timer_t *t)
 
 static void on_status(uv_timer_t *t)
 {
-    wcd_update_status(t->data);
+    wcd_ctx *ctx = t->data;
+    /* Unused models of removed files go, and their disk space with them. */
+    wcd_cache_sweep(&ctx->cache);
+    wcd_update_status(ctx);
 }
 
 int wcd_server_start(wcd_ctx *ctx, wc_err *err)
@@ -241,6 +244,7 @@ int wcd_server_reload(wcd_ctx *ctx)
     ctx->n_roots = n_roots;
     wcd_log_level = ctx->cfg.log_level;
     wcd_cache_set_budget(&ctx->cache, ctx->cfg.budget);
+    wcd_reload_revoke(ctx);
     wcd_log(WCD_LOG_NOTICE, "configuration reloaded: budget %llu MiB, %zu roots, %zu allowed uids, %zu allowed gids",
             (unsigned long long)(ctx->cfg.budget >> 20), ctx->n_roots, ctx->cfg.n_allow_uids, ctx->cfg.n_allow_gids);
     ctx->last_status[0] = 0;

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include <uv.h>
 
@@ -29,6 +30,11 @@ enum { WCD_LOG_ERR = 3, WCD_LOG_WARN = 4, WCD_LOG_NOTICE = 5, WCD_LOG_INFO = 6, 
 extern int wcd_log_level;
 void wcd_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int wcd_log_level_parse(const char *s);
+/* s, or, when it is WCD_SHORT_MAX bytes or longer, its head and tail in buf
+ * (at least WCD_SHORT_MAX + 8 bytes): for quoting client paths in messages
+ * so that the reason after them survives the message's size. */
+#define WCD_SHORT_MAX 256
+const char *wcd_short(const char *s, char *buf, size_t size);
 
 /* ---- config.c ---- */
 typedef struct wcd_config {
@@ -132,6 +138,19 @@ struct wcd_model {
     uint32_t n;
     wcd_entry **entries;     /* by tensor index; NULL: not resident */
     wcd_model *next;
+    /* Lifetime (docs/OPERATIONS.md, "Model files"). The model keeps its
+     * own descriptor to see its file removed (no links left) or changed in
+     * place (size or mtime); path is what the opener named, to see the
+     * file replaced there by a later OpenModel. */
+    int fd;
+    char *path;
+    uint64_t size;
+    struct timespec mtime;
+    uint32_t busy;           /* entries pinned, leased or decoding */
+    bool replaced;           /* a later OpenModel of path found another file */
+    dev_t root_dev;          /* the root directory it was opened beneath */
+    ino_t root_ino;
+    const char *retired;     /* NULL, or why no request is served from it any more */
 };
 
 /* A get request's claim on one tensor; also its node in the entry's
@@ -152,7 +171,7 @@ typedef struct wcd_cache {
     uint64_t decodes, hits, evictions;
     wcd_entry *lru_head, *lru_tail;   /* unpinned ready entries, head = least recent */
     wcd_model *models;
-    uint32_t n_models;
+    uint32_t n_models;       /* not retired */
     uint64_t next_model_id;
 } wcd_cache;
 
@@ -160,10 +179,18 @@ void wcd_cache_init(wcd_cache *c, uv_loop_t *loop, const wcd_backend *b, uint64_
 /* Frees everything; no decode may be under way and no lease held. */
 void wcd_cache_fini(wcd_cache *c);
 wcd_model *wcd_cache_model(wcd_cache *c, uint64_t id);
-/* Takes ownership of f. */
-int wcd_cache_add_model(wcd_cache *c, dev_t dev, ino_t ino, const char *label, wc_file *f,
+/* Takes ownership of f and fd (the model file, open for reading); path is
+ * the client's spelling, label its short form for messages. */
+int wcd_cache_add_model(wcd_cache *c, int fd, const char *path, const char *label, wc_file *f,
                         unsigned max_models, wcd_model **out, wc_err *err);
+/* The model of that file still served (not retired), or NULL. */
 wcd_model *wcd_cache_find_model(wcd_cache *c, dev_t dev, ino_t ino);
+/* Ends the model's service for `why` (a static string): its idle tensors
+ * are dropped at once, the model itself when nothing of it is in use. */
+void wcd_cache_retire(wcd_cache *c, wcd_model *m, const char *why);
+/* Retires models whose file changed in place, and unused ones whose file
+ * was removed or replaced; run on OpenModel, reload and a timer. */
+void wcd_cache_sweep(wcd_cache *c);
 /* Pins the tensor for slot: 0 when ready (slot->e set), 1 when its decode is
  * under way (slot waits; wcd_get_slot_done is called), or an error. */
 int wcd_cache_acquire(wcd_cache *c, wcd_model *m, uint32_t index, wcd_slot *slot, wc_err *err);
@@ -177,13 +204,16 @@ void wcd_cache_set_budget(wcd_cache *c, uint64_t budget);
 typedef struct wcd_root {
     char *path;
     int fd;     /* O_PATH directory */
+    dev_t dev;  /* the directory itself: a reload that swaps it is seen */
+    ino_t ino;
 } wcd_root;
 
 int wcd_roots_open(const wcd_config *cfg, wcd_root **out, size_t *n, wc_err *err);
 void wcd_roots_close(wcd_root *r, size_t n);
 /* Opens path beneath one of the roots: an fd for a regular file, or
- * WC_EDENIED if it resolves outside them. */
-int wcd_open_beneath(const wcd_root *roots, size_t n, const char *path, int *fd, wc_err *err);
+ * WC_EDENIED if it resolves outside them; *used: the root it is beneath. */
+int wcd_open_beneath(const wcd_root *roots, size_t n, const char *path, int *fd, const wcd_root **used,
+                     wc_err *err);
 
 /* ---- conn.c ---- */
 typedef struct wcd_lease {
@@ -294,5 +324,11 @@ int wcd_server_reload(wcd_ctx *ctx);
 int wcd_ctx_init(wcd_ctx *ctx, uv_loop_t *loop, wc_err *err);
 void wcd_ctx_fini(wcd_ctx *ctx);
 void wcd_update_status(wcd_ctx *ctx);
+
+/* ---- reload.c ---- */
+/* After a reload has put the new configuration and roots in place: closes
+ * the connections of peers the new allow-list refuses and unloads the
+ * models opened beneath roots it removed or swapped. */
+void wcd_reload_revoke(wcd_ctx *ctx);
 
 #endif

@@ -152,6 +152,13 @@ WC_CLIENT_API int wc_client_stats_get(wc_client *c, wc_client_stats *out, wc_err
 WC_CLIENT_API int wc_client_evict(wc_client *c, uint64_t model_id, uint32_t *evicted_tensors,
                                   uint64_t *evicted_bytes, wc_err *err);
 
+/* Unloads a model for every client: no further request is served from it
+ * (they get WC_ENOTFOUND and must open the file again), its unleased
+ * tensors are dropped, and the daemon closes the file when the last lease
+ * on one of its tensors ends; *leased_tensors says how many are still
+ * leased. A daemon older than this request answers WC_EUNSUPPORTED. */
+WC_CLIENT_API int wc_client_unload(wc_client *c, uint64_t model_id, uint32_t *leased_tensors, wc_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -5,8 +5,8 @@
  * up once the daemon is idle. The
  * daemon context lives across inputs, with a real model beneath its root
  * and a small budget, so inputs reach open, list, get (decode, cache hits,
- * eviction, budget errors), release, stats and evict. After every input
- * the daemon's accounting must be back at zero leases. */
+ * eviction, budget errors), release, stats, evict and unload. After every
+ * input the daemon's accounting must be back at zero leases. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -172,6 +172,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 ctx.n_conns, (unsigned long long)ctx.total_leases, ctx.cache.n_leased,
                 (unsigned long long)ctx.cache.leased_bytes, ctx.cache.in_flight, (unsigned long long)ctx.cache.used);
         abort();
+    }
+    /* Nothing is in use now, so no unloaded model may linger; and an input
+     * that unloaded model 1 must not change what the next one sees: the
+     * models go and ids start again at 1 (model.wcodec in the seeds). */
+    for (wcd_model *m = ctx.cache.models; m; m = m->next)
+        if (m->retired || m->busy) {
+            fprintf(stderr, "model %llu still held after the connection: %s, %u busy tensors\n",
+                    (unsigned long long)m->id, m->retired ? m->retired : "served", m->busy);
+            abort();
+        }
+    if (!wcd_cache_model(&ctx.cache, 1) || ctx.cache.next_model_id > 2) {
+        while (ctx.cache.models) wcd_cache_retire(&ctx.cache, ctx.cache.models, "next fuzz input");
+        ctx.cache.next_model_id = 1;
     }
     return 0;
 }

@@ -118,6 +118,16 @@ static void evict(uint64_t model)
     add(&q);
 }
 
+static void unload(uint64_t model)
+{
+    Wcodec__V1__Unload u = WCODEC__V1__UNLOAD__INIT;
+    u.model_id = model;
+    Wcodec__V1__Request q = WCODEC__V1__REQUEST__INIT;
+    q.body_case = WCODEC__V1__REQUEST__BODY_UNLOAD;
+    q.unload = &u;
+    add(&q);
+}
+
 static const char *dir;
 
 static void save(const char *name)
@@ -164,6 +174,9 @@ int main(int argc, char **argv)
     save("get-prefix");
     hello(1), open_("model.wcodec"), get(2, NULL, 0), get(2, NULL, 0), stats(), release(1, 512), evict(0);
     save("get-all-twice");
+    hello(1), open_("model.wcodec"), get(0, names, 2), unload(1), get(0, names, 1), list(""), release(1, 2),
+        unload(1), open_("model.wcodec"), get(0, names + 2, 1), stats();
+    save("unload");
     const char *bad[] = {"no.such.tensor"};
     hello(1), open_("../outside.wcodec"), open_("/etc/passwd"), open_(""), get(0, bad, 1), evict(99), release(7, 7);
     save("errors");
