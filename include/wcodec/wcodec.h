@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <wcodec/version.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -19,6 +21,11 @@ extern "C" {
 #else
 #define WC_API
 #endif
+
+/* The version of the library this program runs with, WC_VERSION_STRING of
+ * its build ("1.0.0"); the macros of version.h are those of the headers it
+ * was compiled against. */
+WC_API const char *wc_version(void);
 
 #define WC_FORMAT_VERSION 2 /* written; version 1 files are read too */
 
@@ -116,6 +123,9 @@ WC_API int wc_file_tensor_info(const wc_file *f, size_t i, wc_tensor_info *out);
 /* Index of the tensor called `name`, or WC_ENOTFOUND. */
 WC_API int wc_file_find(const wc_file *f, const char *name);
 WC_API uint64_t wc_file_size(const wc_file *f);
+/* The format version of the file (1 or 2), which may be older than the
+ * WC_FORMAT_VERSION this build writes. */
+WC_API uint32_t wc_file_version(const wc_file *f);
 WC_API const char *wc_file_label(const wc_file *f);
 
 /* Decodes tensor i on the CPU into `out` (out_bytes of info) and, for coded

@@ -41,7 +41,7 @@ static void test_hello(void **state)
     assert_int_equal(wc_client_server_info_get(c, &si), 0);
     assert_int_equal(si.protocol_version, WC_PROTOCOL_VERSION);
     assert_int_equal(si.backend, WC_LOC_MEMFD);
-    assert_string_equal(si.server_version, "0.1.0");
+    assert_string_equal(si.server_version, WC_VERSION_STRING);
     assert_true(si.max_frame >= 1024);
     wc_client_close(c);
     /* The socket got the configured default mode before anyone could connect. */
