@@ -14,6 +14,7 @@
 #include <wcodec/wcodec.h>
 #include <wcodec/wcodec_client.h>
 
+#include "wc_fail.h"
 #include "wcodec.pb-c.h"
 
 #define WCD_VERSION WC_VERSION_STRING /* the project's (wcodec/version.h) */
