@@ -27,9 +27,8 @@ int wc_client_open(wc_client *c, const char *path, wc_client_model *out, wc_err 
     int r = wcc_call(c, &q, "open", &f, &n, err);
     if (!r) r = wcc_expect_body(f, n, WCODEC__V1__REPLY__BODY_OPEN, "open", err);
     if (r) return r;
-    out->id = f[0].r->open->model_id;
-    out->tensor_count = f[0].r->open->tensor_count;
-    out->file_bytes = f[0].r->open->file_bytes;
+    *out = (wc_client_model){.id = f[0].r->open->model_id, .tensor_count = f[0].r->open->tensor_count,
+                             .file_bytes = f[0].r->open->file_bytes};
     wcc_frames_free(f, n);
     return 0;
 }
@@ -130,16 +129,17 @@ static int map_tensor(const Wcodec__V1__Tensor *t, const frame *f, uint64_t mode
     if (fstat(fd, &sb) < 0 || (uint64_t)sb.st_size < l->map_length)
         return wc_fail(err, WC_EPROTO, "get: tensor %s: the shared memory is smaller than announced", name);
     size_t nl = strlen(name);
-    wc_client_tensor *ct = calloc(1, sizeof *ct + nl + 1);
-    if (!ct) return wc_fail(err, WC_ENOMEM, "get: out of memory");
+    wcc_tensor *w = calloc(1, sizeof *w + nl + 1);
+    if (!w) return wc_fail(err, WC_ENOMEM, "get: out of memory");
     void *p = mmap(NULL, (size_t)l->map_length, PROT_READ, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
-        free(ct);
+        free(w);
         return wc_fail(err, WC_EIO, "get: tensor %s: mmap of %llu bytes: %s", name,
                     (unsigned long long)l->map_length, strerror(errno));
     }
-    memcpy((char *)(ct + 1), name, nl + 1);
-    ct->name = (const char *)(ct + 1);
+    wc_client_tensor *ct = &w->pub;
+    memcpy((char *)(w + 1), name, nl + 1);
+    ct->name = (const char *)(w + 1);
     ct->model_id = model_id;
     ct->lease_id = t->lease_id;
     ct->dtype = (wc_dtype)t->info->dtype;
@@ -151,20 +151,27 @@ static int map_tensor(const Wcodec__V1__Tensor *t, const frame *f, uint64_t mode
     ct->scales = l->n_scales ? (const float *)((const char *)p + l->scales_offset) : NULL;
     ct->n_scales = l->n_scales;
     ct->location = WC_LOC_MEMFD;
-    ct->map_base_ = p;
-    ct->map_len_ = (size_t)l->map_length;
+    w->map_base = p;
+    w->map_len = (size_t)l->map_length;
     *out = ct;
     return 0;
+}
+
+void wcc_tensor_free(wcc_tensor *t)
+{
+    munmap(t->map_base, t->map_len);
+    free(t);
 }
 
 static void track(wc_client *c, wc_client_tensor **ts, size_t n)
 {
     pthread_mutex_lock(&c->mu);
     for (size_t i = 0; i < n; i++) {
-        ts[i]->prev_ = NULL;
-        ts[i]->next_ = c->tensors;
-        if (c->tensors) c->tensors->prev_ = ts[i];
-        c->tensors = ts[i];
+        wcc_tensor *t = wcc_tensor_of(ts[i]);
+        t->prev = NULL;
+        t->next = c->tensors;
+        if (c->tensors) c->tensors->prev = t;
+        c->tensors = t;
     }
     pthread_mutex_unlock(&c->mu);
 }
@@ -173,16 +180,13 @@ static void untrack_unmap(wc_client *c, wc_client_tensor *const *ts, size_t n)
 {
     pthread_mutex_lock(&c->mu);
     for (size_t i = 0; i < n; i++) {
-        wc_client_tensor *t = ts[i];
-        if (t->prev_) t->prev_->next_ = t->next_;
-        else if (c->tensors == t) c->tensors = t->next_;
-        if (t->next_) t->next_->prev_ = t->prev_;
+        wcc_tensor *t = wcc_tensor_of(ts[i]);
+        if (t->prev) t->prev->next = t->next;
+        else if (c->tensors == t) c->tensors = t->next;
+        if (t->next) t->next->prev = t->prev;
     }
     pthread_mutex_unlock(&c->mu);
-    for (size_t i = 0; i < n; i++) {
-        munmap(ts[i]->map_base_, ts[i]->map_len_);
-        free(ts[i]);
-    }
+    for (size_t i = 0; i < n; i++) wcc_tensor_free(wcc_tensor_of(ts[i]));
 }
 
 int wc_client_get(wc_client *c, uint64_t model_id, wc_client_select sel, const char *const *names,
@@ -236,10 +240,7 @@ int wc_client_get(wc_client *c, uint64_t model_id, wc_client_select sel, const c
     wcc_frames_free(f, nf);
     if (r) {
         /* All or none: hand back what the daemon leased us. */
-        for (size_t i = 0; i < k; i++) {
-            munmap(ts[i]->map_base_, ts[i]->map_len_);
-            free(ts[i]);
-        }
+        for (size_t i = 0; i < k; i++) wcc_tensor_free(wcc_tensor_of(ts[i]));
         if (ids && total) release_ids(c, ids, total, NULL);
         free(ts);
         free(ids);
@@ -260,9 +261,11 @@ int wc_client_get_one(wc_client *c, uint64_t model_id, const char *name, wc_clie
     int r = wc_client_get(c, model_id, WC_SELECT_NAMES, &name, 1, &ts, &n, err);
     if (r) return r;
     *out = ts[0];
-    free(ts);
+    wc_client_tensors_free(ts);
     return 0;
 }
+
+void wc_client_tensors_free(wc_client_tensor **tensors) { free(tensors); }
 
 int wc_client_release(wc_client *c, wc_client_tensor *const *tensors, size_t n, wc_err *err)
 {

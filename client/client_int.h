@@ -10,10 +10,25 @@
 
 #include <wcodec/wcodec_client.h>
 
+#include "wc_fail.h"
 #include "wcodec.pb-c.h"
 
 #define MAX_REPLY_FRAME (64u << 20)
 #define MAX_FDS_PER_READ 253
+
+/* A leased tensor as the library keeps it: the public part first (what
+ * wc_client_get hands out points at it), then what is the library's alone;
+ * its name follows the struct in the same allocation. */
+typedef struct wcc_tensor {
+    wc_client_tensor pub;
+    void *map_base;
+    size_t map_len;
+    struct wcc_tensor *prev, *next;   /* the connection's mapped tensors */
+} wcc_tensor;
+
+static inline wcc_tensor *wcc_tensor_of(const wc_client_tensor *t) { return (wcc_tensor *)t; }
+/* Unmaps t and frees it (its lease is the caller's business). */
+void wcc_tensor_free(wcc_tensor *t);
 
 typedef struct frame {
     Wcodec__V1__Reply *r;
@@ -48,7 +63,7 @@ struct wc_client {
     unsigned spin_backoff;     /* waits left before the reader spins again */
     wc_client_server_info info;
     char path[108];
-    wc_client_tensor *tensors;   /* mapped and not yet released */
+    wcc_tensor *tensors;         /* mapped and not yet released */
 };
 
 /* Drops n reply frames: their descriptors are closed. */

@@ -411,10 +411,9 @@ void wc_client_close(wc_client *c)
 {
     if (!c) return;
     while (c->tensors) {
-        wc_client_tensor *t = c->tensors;
-        c->tensors = t->next_;
-        munmap(t->map_base_, t->map_len_);
-        free(t);
+        wcc_tensor *t = c->tensors;
+        c->tensors = t->next;
+        wcc_tensor_free(t);
     }
     if (c->fd >= 0) close(c->fd);
     for (size_t i = 0; i < c->fdq_len; i++) close(c->fdq[i]);

@@ -229,7 +229,7 @@ static int run_cmd(wc_client *c, int argc, char **argv)
         held = h;
         memcpy(held + n_held, ts, n * sizeof *ts);
         n_held += n;
-        free(ts);
+        wc_client_tensors_free(ts);
         return 0;
     }
     if (!strcmp(cmd, "release") && argc >= 2) {

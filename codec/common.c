@@ -1,21 +1,9 @@
-/* Error messages, dtypes and the byte buffer. */
+/* Error names, dtypes and the byte buffer (wc_fail: fail.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "wc_internal.h"
-
-int wc_fail(wc_err *err, int code, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-        err->code = code;
-    }
-    return code;
-}
 
 const char *wc_strerror(int code)
 {

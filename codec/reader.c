@@ -92,6 +92,7 @@ void wc_file_close(wc_file *f)
 
 size_t wc_file_tensor_count(const wc_file *f) { return f->h.n_tensors; }
 uint64_t wc_file_size(const wc_file *f) { return f->size; }
+uint32_t wc_file_version(const wc_file *f) { return f->h.version; }
 const char *wc_file_label(const wc_file *f) { return f->label; }
 
 int wc_file_tensor_info(const wc_file *f, size_t i, wc_tensor_info *o)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "wcodec/wcodec.h"
+#include "wc_fail.h"
 
 #define WC_ATTR_PRINTF(a, b) __attribute__((format(printf, a, b)))
 

@@ -1,7 +1,8 @@
 /* Host side of the GPU decoder: device selection and CPU fallback, the
- * pinned ring, the streams and the pipeline that drives them, and the API of
- * include/wcodec/wcodec_gpu.h. The io threads, the descriptors and the
- * resident path have files of their own (gpu_int.h lists them).
+ * pinned ring, the streams and the pipeline that drives them, and the calls
+ * of include/wcodec/wcodec_gpu.h that need CUDA (gpu_api.c has the others).
+ * The io threads, the descriptors and the resident path have files of their
+ * own (gpu_int.h lists them).
  *
  * Pipeline, per batch k (ring slot k % slots):
  *   wait until the slot's last batch has finished on the device;
@@ -35,23 +36,10 @@ int wcg_cuda_fail(wc_err *err, cudaError_t e, const char *what)
 
 /* ---- the decoder ---- */
 
-void wc_gpu_opts_default(wc_gpu_opts *o)
-{
-    memset(o, 0, sizeof *o);
-    o->device = -1;
-    o->ring_bytes = 256 * MiB;
-    o->ring_slots = 4;
-    /* reading and hashing a model from the page cache is CPU-bound: all
-     * but two CPUs, the calling thread counted */
-    long n = sysconf(_SC_NPROCESSORS_ONLN) - 2;
-    o->io_threads = n < 1 ? 1 : n > 16 ? 16 : (int)n;
-    o->verify_checksums = true;
-}
-
 wc_backend wc_gpu_backend(const wc_gpu *g) { return g->backend; }
 const char *wc_gpu_fallback_reason(const wc_gpu *g) { return g->reason; }
 int wc_gpu_device(const wc_gpu *g) { return g->backend == WC_BACKEND_CUDA ? g->device : -1; }
-void *wc_gpu_stream(const wc_gpu *g) { return g->compute; }
+void *wcg_stream(const wc_gpu *g) { return g->compute; }
 
 static void free_device_side(wc_gpu *g)
 {
@@ -142,7 +130,7 @@ int wc_gpu_create(wc_gpu **out, const wc_gpu_opts *opts, wc_err *err)
     int r = 0;
     if (g->o.ring_slots < 2) g->o.ring_slots = 2;
     if (g->o.ring_slots > MAX_SLOTS) g->o.ring_slots = MAX_SLOTS;
-    if (g->o.ring_bytes == 0) g->o.ring_bytes = 256 * MiB;
+    if (g->o.ring_bytes == 0) g->o.ring_bytes = WCG_RING_DEFAULT;
     if (g->o.ring_bytes > RING_MAX) g->o.ring_bytes = RING_MAX;
     if (g->o.io_threads < 1) g->o.io_threads = 1;
     if (g->o.io_threads > 64) g->o.io_threads = 64;
@@ -371,16 +359,10 @@ static int check_device_ptr(const void *p, const char *what, wc_err *err)
     return 0;
 }
 
-static int decode_some(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, const size_t *which, size_t n,
-                       wc_err *err)
+int wcg_decode(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, const size_t *which, size_t n, wc_err *err)
 {
     int r;
-    if (g->backend == WC_BACKEND_CPU) {
-        for (size_t k = 0; k < n; k++)
-            if ((r = wc_decode_tensor(f, which[k], dst[k].out, dst[k].out_size, dst[k].scales, dst[k].n_scales, err)))
-                return r;
-        return 0;
-    }
+    if (g->backend == WC_BACKEND_CPU) return wcg_decode_cpu(f, dst, which, n, err);
     cudaError_t e = cudaSetDevice(g->device);
     if (e != cudaSuccess) return wcg_cuda_fail(err, e, "cudaSetDevice");
     for (size_t k = 0; k < n; k++) {
@@ -391,32 +373,5 @@ static int decode_some(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, const
     if ((r = wcg_prep_all(f, dst, which, n, &rq, err))) return r;
     r = run_pipeline(g, f, rq, n, err);
     free(rq);
-    return r;
-}
-
-int wc_gpu_decode_tensor(wc_gpu *g, const wc_file *f, size_t i, void *out, size_t out_size, float *scales,
-                         size_t n_scales, wc_err *err)
-{
-    if (i >= wc_file_tensor_count(f)) return wc_fail(err, WC_EINVAL, "%s: no tensor %zu", wc_file_label(f), i);
-    wc_gpu_dst d = {out, out_size, scales, n_scales};
-    return decode_some(g, f, &d, &i, 1, err);
-}
-
-int wc_gpu_decode_file(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, wc_err *err)
-{
-    size_t n = wc_file_tensor_count(f), m = 0;
-    size_t *which = malloc((n ? n : 1) * sizeof *which);
-    wc_gpu_dst *d = malloc((n ? n : 1) * sizeof *d);
-    int r = 0;
-    if (!which || !d) {
-        r = wc_fail(err, WC_ENOMEM, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++)
-        if (dst[i].out) which[m] = i, d[m++] = dst[i];
-    r = decode_some(g, f, d, which, m, err);
-out:
-    free(which);
-    free(d);
     return r;
 }

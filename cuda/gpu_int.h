@@ -1,5 +1,6 @@
 /* What the files of the GPU decoder's host side share (not installed):
- *   gpu_decoder.c   device selection and CPU fallback, the pipeline, the API
+ *   gpu_api.c       the API calls shared with the build without CUDA (gpu_api.h)
+ *   gpu_decoder.c   device selection and CPU fallback, the pipeline
  *   gpu_io.c        the pread threads and the record checksums
  *   gpu_desc.c      per-tensor checks, batches and the kernels' descriptors
  *   gpu_resident.c  the whole file on the device
@@ -13,7 +14,8 @@
 
 #include <cuda_runtime_api.h>
 
-#include "wcodec/wcodec_gpu.h"
+#include "gpu_api.h"
+#include "gpu_bench.h"
 #include "kernels.cuh"
 #include "rans.h"
 #include "reader.h"

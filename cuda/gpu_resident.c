@@ -33,11 +33,11 @@ void wc_gpu_resident_destroy(wc_gpu_resident *r)
 
 int wc_gpu_resident_create(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, wc_gpu_resident **out, wc_err *err)
 {
-    return wc_gpu_resident_create_sets(g, f, dst, 1, out, err);
+    return wcg_resident_create_sets(g, f, dst, 1, out, err);
 }
 
-int wc_gpu_resident_create_sets(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, size_t n_sets,
-                                wc_gpu_resident **out, wc_err *err)
+int wcg_resident_create_sets(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, size_t n_sets,
+                             wc_gpu_resident **out, wc_err *err)
 {
     *out = NULL;
     if (g->backend != WC_BACKEND_CUDA)

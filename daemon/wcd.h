@@ -15,9 +15,10 @@
 #include <wcodec/wcodec.h>
 #include <wcodec/wcodec_client.h>
 
+#include "wc_fail.h"
 #include "wcodec.pb-c.h"
 
-#define WCD_VERSION "0.1.0"
+#define WCD_VERSION WC_VERSION_STRING /* the project's (wcodec/version.h) */
 /* Descriptors passed with one reply frame; well under SCM_MAX_FD (253). */
 #define WCD_FDS_PER_FRAME 64
 /* Tensor infos per list reply frame, to keep replies under the client's cap. */

@@ -80,7 +80,7 @@ static json_object *info_json(const wc_file *f, bool stats, wc_err *e)
 {
     json_object *root = json_object_new_object(), *arr = json_object_new_array();
     json_object_object_add(root, "file", json_object_new_string(wc_file_label(f)));
-    json_object_object_add(root, "format_version", json_object_new_int(WC_FORMAT_VERSION));
+    json_object_object_add(root, "format_version", json_object_new_int((int)wc_file_version(f)));
     json_object_object_add(root, "file_bytes", json_object_new_uint64(wc_file_size(f)));
     for (size_t i = 0; i < wc_file_tensor_count(f); i++) {
         wc_tensor_info t;
@@ -145,8 +145,8 @@ int wct_info(int argc, char **argv)
         wc_file_close(f);
         return 0;
     }
-    printf("%s: .wcodec version %d, %zu tensors, %llu bytes\n\n", wc_file_label(f),
-           WC_FORMAT_VERSION, wc_file_tensor_count(f), (unsigned long long)wc_file_size(f));
+    printf("%s: .wcodec version %u, %zu tensors, %llu bytes\n\n", wc_file_label(f),
+           wc_file_version(f), wc_file_tensor_count(f), (unsigned long long)wc_file_size(f));
     printf("%-40s %-5s %-20s %-8s %12s %8s %s\n", "tensor", "dtype", "shape", "coding", "bytes",
            "bits/w", "tiles");
     uint64_t coded_w = 0, coded_b = 0;

@@ -70,7 +70,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("wcodec 0.1.0 (format version %d)\n", WC_FORMAT_VERSION);
+        printf("wcodec %s (libwcodec %s, writes format version %d)\n", WC_VERSION_STRING, wc_version(), WC_FORMAT_VERSION);
         return 0;
     }
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)

@@ -142,7 +142,7 @@ static void *load_worker(void *arg)
             else if (wc_client_release(c, &ts[q], 1, &err)) j->errors++;
             else j->releases++;
         }
-        free(ts);
+        wc_client_tensors_free(ts);
         unsigned dice = rand_r(&j->seed) % 100;
         if (dice < 10 && n_held) {
             int m = 1 + rand_r(&j->seed) % n_held;

@@ -20,7 +20,7 @@
 
 #include <cuda_runtime_api.h>
 
-#include "wcodec/wcodec_gpu.h"
+#include "gpu_bench.h"
 
 #define CK(x)                                                                                      \
     do {                                                                                           \
@@ -112,7 +112,7 @@ static void free_dst(const wc_file *f, wc_gpu_dst *d)
 static double time_resident(wc_gpu *g, wc_gpu_resident *res, int iters)
 {
     wc_err e = {0};
-    cudaStream_t st = wc_gpu_stream(g);
+    cudaStream_t st = wcg_stream(g);
     cudaEvent_t a, b;
     CK(cudaEventCreate(&a));
     CK(cudaEventCreate(&b));
@@ -183,7 +183,7 @@ static int bench_kernel(const char *path, int iters, int sets)
         out_bytes += ob, stored += sb;
     }
     wc_gpu_resident *res;
-    die(wc_gpu_resident_create_sets(g, f, d, (size_t)sets, &res, &e), &e);
+    die(wcg_resident_create_sets(g, f, d, (size_t)sets, &res, &e), &e);
     double t = time_resident(g, res, iters);
     double tc = time_d2d(out_bytes, iters);
     struct cudaDeviceProp p;

@@ -2,13 +2,25 @@
  *
  * Public API of libwcodec. Every function returns 0 or a negative WC_E* code;
  * where a wc_err is passed (it may be NULL) it receives a message that names
- * the file, tensor and offset at fault. */
+ * the file, tensor and offset at fault.
+ *
+ * ABI (soname libwcodec.so.1; wcodec/version.h):
+ *  - Nothing the library hands out is released with free(): a handle has its
+ *    close or destroy function, and a string belongs to the handle it came
+ *    from (a tensor's name lives as long as its wc_file).
+ *  - Option and info structs end in reserved words, so that later versions
+ *    add fields without changing their size. Set options with the struct's
+ *    _default function, or zero the whole struct ({0}) and set the fields
+ *    you want: reserved words must be zero. The library zeroes them in what
+ *    it fills. */
 #ifndef WCODEC_H
 #define WCODEC_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <wcodec/version.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -19,6 +31,11 @@ extern "C" {
 #else
 #define WC_API
 #endif
+
+/* The version of the library this program runs with, WC_VERSION_STRING of
+ * its build ("1.0.0"); the macros of version.h are those of the headers it
+ * was compiled against. */
+WC_API const char *wc_version(void);
 
 #define WC_FORMAT_VERSION 2 /* written; version 1 files are read too */
 
@@ -46,10 +63,6 @@ typedef struct wc_err {
 } wc_err;
 
 WC_API const char *wc_strerror(int code);
-/* Formats a message into err (when not NULL) and returns code, so that a
- * failing path reads `return wc_fail(err, WC_EFORMAT, "...", ...);`. The
- * daemon and the client library build their messages with it too. */
-WC_API int wc_fail(wc_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Element types, named as safetensors names them. The numeric values are
  * stored in .wcodec files and never change. */
@@ -97,6 +110,7 @@ typedef struct wc_tensor_info {
     uint64_t file_offset;   /* where the record starts */
     uint32_t tile_rows, tile_cols, n_tiles, n_tables, prob_bits;
     uint32_t top_distance;  /* rows between a value and its "top" prediction */
+    uint64_t reserved[8];
 } wc_tensor_info;
 
 /* ---- reading ---- */
@@ -116,6 +130,9 @@ WC_API int wc_file_tensor_info(const wc_file *f, size_t i, wc_tensor_info *out);
 /* Index of the tensor called `name`, or WC_ENOTFOUND. */
 WC_API int wc_file_find(const wc_file *f, const char *name);
 WC_API uint64_t wc_file_size(const wc_file *f);
+/* The format version of the file (1 or 2), which may be older than the
+ * WC_FORMAT_VERSION this build writes. */
+WC_API uint32_t wc_file_version(const wc_file *f);
 WC_API const char *wc_file_label(const wc_file *f);
 
 /* Decodes tensor i on the CPU into `out` (out_bytes of info) and, for coded
@@ -125,9 +142,11 @@ WC_API const char *wc_file_label(const wc_file *f);
 WC_API int wc_decode_tensor(const wc_file *f, size_t i, void *out, size_t out_size,
                             float *scales, size_t n_scales, wc_err *err);
 
+/* Zero it ({0}: the fast decoder on the calling thread), then set fields. */
 typedef struct wc_decode_opts {
     bool reference; /* the plain C reference decoder (the oracle), not the fast one */
     int threads;    /* tiles decoded by this many threads; 0 or 1: the calling thread */
+    uint64_t reserved[8];
 } wc_decode_opts;
 
 WC_API int wc_decode_tensor_ex(const wc_file *f, size_t i, void *out, size_t out_size,
@@ -153,6 +172,7 @@ typedef struct wc_tensor_stats {
     double h0_bits;                      /* order-0 entropy of the values, in bits */
     double stream_bits;                  /* bits of all tile streams */
     double overhead_bits;                /* tables, row map and tile index */
+    uint64_t reserved[8];
 } wc_tensor_stats;
 
 /* Decodes tensor i and fills s. */
@@ -175,6 +195,7 @@ typedef struct wc_encode_opts {
     uint32_t top_distance;    /* rows between a value and its top prediction; 0: searched */
     wc_progress_fn progress;  /* called from the calling thread */
     void *progress_user;
+    uint64_t reserved[8];
 } wc_encode_opts;
 
 WC_API void wc_encode_opts_default(wc_encode_opts *o);

@@ -6,7 +6,20 @@
  * which ends every lease of the connection). All functions return 0 or a
  * negative code: the WC_E* codes of wcodec.h or the WC_E* below, with a
  * message in `err` (may be NULL) that names the daemon, model and tensor.
- * One wc_client may be used from many threads at once. */
+ *
+ * Handles and lifetimes:
+ *  - wc_client: one connection. Every call but wc_client_close() may be
+ *    made from many threads at once; wc_client_close() only when no other
+ *    thread uses it.
+ *  - wc_client_tensor: owned by the library from wc_client_get() until
+ *    wc_client_release() or wc_client_close() unmaps and frees it; read it
+ *    from any thread meanwhile (it is never written after the get).
+ *  - What the library allocates for the caller is freed with the function
+ *    named beside it (wc_client_tensors_free, wc_client_list_free), never
+ *    with free().
+ *  - Structs the library fills (the *_info, model and stats structs) end in
+ *    reserved words: later versions add fields there without changing the
+ *    struct's size, and they may be nonzero. */
 #ifndef WCODEC_CLIENT_H
 #define WCODEC_CLIENT_H
 
@@ -65,6 +78,7 @@ typedef struct wc_client_server_info {
     char server_version[32];
     wc_location_kind backend;
     uint32_t max_frame;
+    uint64_t reserved[8];
 } wc_client_server_info;
 
 WC_CLIENT_API int wc_client_server_info_get(wc_client *c, wc_client_server_info *out);
@@ -73,6 +87,7 @@ typedef struct wc_client_model {
     uint64_t id;
     uint32_t tensor_count;
     uint64_t file_bytes;
+    uint64_t reserved[8];
 } wc_client_model;
 
 /* Opens (or finds already open) a .wcodec file beneath the daemon's roots. */
@@ -86,6 +101,7 @@ typedef struct wc_client_tensor_info {
     uint64_t shape[WC_MAX_DIMS];
     uint64_t out_bytes, n_scales, stored_bytes;
     int cached;
+    uint64_t reserved[8];
 } wc_client_tensor_info;
 
 /* Lists the tensors of a model whose names start with `prefix` (NULL: all).
@@ -94,7 +110,9 @@ WC_CLIENT_API int wc_client_list(wc_client *c, uint64_t model_id, const char *pr
                                  wc_client_tensor_info **out, size_t *n_out, wc_err *err);
 WC_CLIENT_API void wc_client_list_free(wc_client_tensor_info *infos, size_t n);
 
-/* A leased tensor, mapped. */
+/* A leased tensor, mapped. The library allocates it (with private state
+ * after these fields): a caller never allocates, copies or sizes one, and
+ * later versions may add fields at the end. */
 typedef struct wc_client_tensor {
     const char *name;
     uint64_t model_id, lease_id;
@@ -106,10 +124,6 @@ typedef struct wc_client_tensor {
     const float *scales;   /* n_scales per-row scales, NULL if none */
     uint64_t n_scales;
     wc_location_kind location;
-    /* private to the library */
-    void *map_base_;
-    size_t map_len_;
-    struct wc_client_tensor *prev_, *next_;
 } wc_client_tensor;
 
 typedef enum wc_client_select {
@@ -121,10 +135,13 @@ typedef enum wc_client_select {
 /* Gets tensors of a model, decoding those not yet resident. All or none:
  * on error nothing is leased. `*out` receives an array of `*n_out`
  * tensors; release them with wc_client_release() and free the array with
- * free(). */
+ * wc_client_tensors_free(). */
 WC_CLIENT_API int wc_client_get(wc_client *c, uint64_t model_id, wc_client_select sel,
                                 const char *const *names, size_t n_names,
                                 wc_client_tensor ***out, size_t *n_out, wc_err *err);
+/* Frees an array that wc_client_get() returned (NULL: nothing), not the
+ * tensors it points to: they stay leased until wc_client_release(). */
+WC_CLIENT_API void wc_client_tensors_free(wc_client_tensor **tensors);
 /* One tensor by name. */
 WC_CLIENT_API int wc_client_get_one(wc_client *c, uint64_t model_id, const char *name,
                                     wc_client_tensor **out, wc_err *err);
@@ -144,6 +161,7 @@ typedef struct wc_client_stats {
     uint64_t decodes, hits, evictions, requests, errors;
     uint64_t rss_bytes;
     uint32_t open_fds, decodes_in_flight;
+    uint64_t reserved[8];
 } wc_client_stats;
 
 WC_CLIENT_API int wc_client_stats_get(wc_client *c, wc_client_stats *out, wc_err *err);

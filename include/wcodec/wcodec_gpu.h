@@ -25,7 +25,20 @@
  * Every function returns 0 or a negative WC_E* code with a message in err:
  * WC_ENODEV (no usable device, with opts.require_gpu), WC_ECUDA (a CUDA call
  * failed), WC_ENOMEM (host or device memory), WC_ECORRUPT (a tile failed its
- * rANS end-state check on the GPU), WC_ECHECKSUM, WC_EFORMAT, WC_EINVAL. */
+ * rANS end-state check on the GPU), WC_ECHECKSUM, WC_EFORMAT, WC_EINVAL.
+ *
+ * libwcodec exports these functions whether or not it was built with CUDA:
+ * a build without CUDA behaves as the CUDA build on a machine without a
+ * device (CPU backend, WC_ENODEV with require_gpu or a resident decode).
+ *
+ * Handles:
+ *  - wc_gpu is not re-entrant: one call at a time on a decoder (its ring,
+ *    streams and io threads serve one decode); use one wc_gpu per thread
+ *    that decodes at the same time. It does not keep the wc_file of a call.
+ *  - wc_gpu_resident keeps its wc_gpu, its wc_file and the dst pointers it
+ *    was created with (and a copy of the file and descriptors in device
+ *    memory): all three must outlive it, and it runs on its wc_gpu's
+ *    stream, so the same one-call-at-a-time rule covers both. */
 #ifndef WCODEC_GPU_H
 #define WCODEC_GPU_H
 
@@ -48,6 +61,7 @@ typedef struct wc_gpu_opts {
     int ring_slots;         /* buffers in the ring (default 4, at least 2) */
     int io_threads;         /* pread threads, the caller's included (default: online CPUs - 2, 1 to 16) */
     bool verify_checksums;  /* check each record's XXH3 (default true); see below */
+    uint64_t reserved[8];   /* zero (wc_gpu_opts_default) */
 } wc_gpu_opts;
 
 typedef struct wc_gpu wc_gpu;
@@ -90,21 +104,15 @@ WC_API int wc_gpu_decode_file(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst
  * builds the kernels' descriptors for the tensors of dst; each
  * wc_gpu_resident_run then decodes them again from device memory (what a
  * daemon does with a cached compressed model, and what the kernel benchmark
- * times). */
+ * times). On the CPU backend it returns WC_ENODEV. */
 typedef struct wc_gpu_resident wc_gpu_resident;
 WC_API int wc_gpu_resident_create(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst,
                                   wc_gpu_resident **out, wc_err *err);
-/* The same for n_sets copies of the outputs (dst: n_sets x tensor count
- * entries, set-major): one launch decodes the file n_sets times, into
- * different buffers (throughput measurement on small files). */
-WC_API int wc_gpu_resident_create_sets(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, size_t n_sets,
-                                       wc_gpu_resident **out, wc_err *err);
 /* Launches the decode on the decoder's stream without waiting (sync=false)
  * or waits and checks the tiles' integrity (sync=true). */
 WC_API int wc_gpu_resident_run(wc_gpu_resident *r, bool sync, wc_err *err);
+/* Waits for its decode and frees its device memory; NULL: nothing. */
 WC_API void wc_gpu_resident_destroy(wc_gpu_resident *r);
-/* The CUDA stream (a cudaStream_t) the decoder launches on. */
-WC_API void *wc_gpu_stream(const wc_gpu *g);
 
 #ifdef __cplusplus
 }

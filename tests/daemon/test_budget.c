@@ -150,7 +150,7 @@ static void test_cannot_fit(void **state)
     assert_int_equal(s.conn_leases, 0);
     assert_int_equal(s.leases, 2);
     wc_client_close(c);  /* ends the two leases and unmaps them */
-    free(pair);
+    wc_client_tensors_free(pair);
     /* The daemon sees the close in its own time. */
     assert_true(wdt_stats_until(other, no_leases, 5000, &s));
     assert_int_equal(wc_client_get_one(other, m.id, tname(third), &t, &err), 0);

@@ -83,7 +83,7 @@ static void *work(void *arg)
             snprintf(w->msg, sizeof w->msg, "release: %s", err.msg);
             w->errors++;
         }
-        free(ts);
+        wc_client_tensors_free(ts);
     }
     if (!w->shared) wc_client_close(c);
     return NULL;
@@ -112,7 +112,7 @@ static void *get_all(void *arg)
         for (size_t i = 0; i < n; i++)
             if (wdt_check_tensor(&env, ts[i])) (*errors)++;
         if (wc_client_release(c, ts, n, &err)) (*errors)++;
-        free(ts);
+        wc_client_tensors_free(ts);
     }
     wc_client_close(c);
     return NULL;
@@ -238,7 +238,7 @@ static void *wait_get(void *arg)
     wc_client_tensor **ts;
     size_t n;
     w->status = wc_client_get(w->c, w->model, WC_SELECT_ALL, NULL, 0, &ts, &n, &err);
-    if (!w->status) free(ts);
+    if (!w->status) wc_client_tensors_free(ts);
     snprintf(w->msg, sizeof w->msg, "%s", err.msg);
     w->done = 1;
     return NULL;

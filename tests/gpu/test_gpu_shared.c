@@ -1,8 +1,9 @@
 /* The GPU decoder as an application gets it: through the installed
  * libwcodec.so and wcodec_gpu.h only (nothing internal). Two builds:
- *  - without a device (CUDA_VISIBLE_DEVICES= in meson.build) the decoder
- *    must fall back to the CPU, say why, refuse require_gpu, and decode
- *    every tensor of a file equal to wc_decode_tensor;
+ *  - without a device (CUDA_VISIBLE_DEVICES= in meson.build), or in a build
+ *    without CUDA, the decoder must fall back to the CPU, say why, refuse
+ *    require_gpu and the resident path, and decode every tensor of a file
+ *    equal to wc_decode_tensor;
  *  - WCT_APP_CUDA: the application has a CUDA runtime of its own (a
  *    separate copy from the one hidden inside libwcodec), allocates the
  *    outputs with it, and the decoder must write them on the device, equal
@@ -95,6 +96,14 @@ int main(int argc, char **argv)
         CHECK(dst[i].out && dst[i].scales, "out of memory");
     }
     CHECK(!wc_gpu_decode_file(g, f, dst, &e), "%s", e.msg);
+#ifndef WCT_APP_CUDA
+    /* the resident path needs a device: refused on the CPU backend (the
+     * same in a build without CUDA) */
+    wc_gpu_resident *res = NULL;
+    r = wc_gpu_resident_create(g, f, dst, &res, &e);
+    CHECK(r == WC_ENODEV && !res, "resident decode on the CPU backend gave %d (%s)", r, e.msg);
+    wc_gpu_resident_destroy(res);
+#endif
     size_t coded = 0;
     for (size_t i = 0; i < n; i++) {
         wc_tensor_info ti;

@@ -352,6 +352,7 @@ static void test_version1_still_decodes(void **state)
     wc_file *f;
     wc_err e = {0};
     assert_int_equal(wc_file_open(&f, th_path("v1.wcodec"), &e), 0);
+    assert_int_equal(wc_file_version(f), 1); /* the file's, not WC_FORMAT_VERSION */
     assert_int_equal(wc_file_compare_source(f, src, &e), 0);
     wc_file_close(f);
     /* a version 1 file may not use the modes of version 2 */
