@@ -76,7 +76,7 @@ static void test_get_all_of_empty_model(void **state)
     if (r) fprintf(stderr, "get all: %d %s\n", r, err.msg);
     assert_int_equal(r, 0);
     assert_int_equal(n, 0);
-    free(ts);
+    wc_client_tensors_free(ts);
     wc_client_stats s;
     assert_int_equal(wc_client_stats_get(c, &s, &err), 0);
     assert_int_equal(s.conn_leases, 0);
