@@ -24,6 +24,16 @@ void wc_shape_2d(const uint64_t *shape, uint32_t ndim, uint64_t *rows, uint64_t 
     *cols = c;
 }
 
+void wc_tile_rect(const wc_entry *e, uint32_t t, uint64_t *r0, uint64_t *c0, uint32_t *h,
+                  uint32_t *w)
+{
+    uint64_t tr = t / e->tiles_across, tc = t % e->tiles_across;
+    *r0 = tr * e->tile_rows;
+    *c0 = tc * e->tile_cols;
+    *h = (uint32_t)(e->rows - *r0 < e->tile_rows ? e->rows - *r0 : e->tile_rows);
+    *w = (uint32_t)(e->cols - *c0 < e->tile_cols ? e->cols - *c0 : e->tile_cols);
+}
+
 uint64_t wc_entry_scales_size(const wc_entry *e)
 {
     return e->flags & WC_ENTRY_HAS_SCALES ? 4 * e->rows : 0;
@@ -135,6 +145,11 @@ static int check_rans(const wc_entry *e, const char *label, uint64_t at, wc_err 
              label, n, (unsigned long long)at, (unsigned long long)scales,
              (unsigned long long)e->tables_off, (unsigned long long)e->index_off,
              (unsigned long long)e->tiles_off, (unsigned long long)e->size);
+    if (e->tiles_off % WC_STREAM_ALIGN)
+        FAIL(WC_EFORMAT,
+             "%s: tensor '%s' (directory offset %llu): tile streams at record offset %llu do not "
+             "start at a multiple of %d",
+             label, n, (unsigned long long)at, (unsigned long long)e->tiles_off, WC_STREAM_ALIGN);
     return 0;
 }
 
@@ -203,6 +218,11 @@ static int parse_entry(const uint8_t *dir, uint64_t dir_size, uint64_t dir_offse
              "area [64, %llu)",
              label, n, (unsigned long long)at, (unsigned long long)e->offset,
              (unsigned long long)e->size, (unsigned long long)h->dir_offset);
+    if (e->offset % WC_RECORD_ALIGN)
+        FAIL(WC_EFORMAT,
+             "%s: tensor '%s' (directory offset %llu): record at offset %llu does not start at a "
+             "multiple of %d",
+             label, n, (unsigned long long)at, (unsigned long long)e->offset, WC_RECORD_ALIGN);
     if (e->flags & ~WC_ENTRY_HAS_SCALES ||
         (e->flags && e->coding != WC_CODING_RANS_I8))
         FAIL(WC_EFORMAT, "%s: tensor '%s' (directory offset %llu): unknown flags 0x%x", label, n,

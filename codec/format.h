@@ -15,6 +15,8 @@
 #define WC_TILE_ENTRY 8          /* bytes per tile index entry */
 #define WC_MAX_NAME 4096
 #define WC_MAX_TILE_WEIGHTS (1u << 24)
+#define WC_RECORD_ALIGN 64       /* every record starts at a multiple of this */
+#define WC_STREAM_ALIGN 4        /* tiles_off and every tile stream's offset */
 #define WC_ENTRY_HAS_SCALES 1u
 
 #define WC_MAX_TABLES 16
@@ -43,6 +45,10 @@ typedef struct wc_header {
 
 /* rows x cols view of a shape: dim 0 by the product of the others. */
 void wc_shape_2d(const uint64_t *shape, uint32_t ndim, uint64_t *rows, uint64_t *cols);
+/* Tile t of a RANS_I8 entry (its tile fields set): its first row and column
+ * and its size (docs/FORMAT.md, "Tiles"). */
+void wc_tile_rect(const wc_entry *e, uint32_t t, uint64_t *r0, uint64_t *c0, uint32_t *h,
+                  uint32_t *w);
 
 void wc_header_write(uint8_t out[WC_HEADER_SIZE], const wc_header *h, uint64_t dir_hash);
 /* Appends e's directory entry to dir. */

@@ -193,8 +193,12 @@ int wc_decode_tensor_ex(const wc_file *f, size_t i, void *out, size_t out_size, 
         memcpy(out, rec, e->size);
         return 0;
     }
-    return wc_record_decode(wc_dsp_get(o && o->reference), e, rec, out, scales,
-                            o && o->threads > 1 ? o->threads : 1, f->label, err);
+    wc_rec head;
+    if ((r = wc_rec_parse(&head, e, rec, f->label, err))) return r;
+    r = wc_record_decode(wc_dsp_get(o && o->reference), &head, out, scales, o && o->threads > 1 ? o->threads : 1,
+                         f->label, err);
+    wc_rec_free(&head);
+    return r;
 }
 
 int wc_file_verify(const wc_file *f, wc_err *err)

@@ -286,7 +286,7 @@ static int run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_e
                 tasks[nt++] = (io_task){.kind = 0, .off = foff + a, .len = l, .dst = sl->h_data + p->data_off + a};
             }
         }
-        if ((r = wcg_build_desc(g, f, rq, ps, (size_t)np, src_base, sl->h_desc, g->desc_cap, &L, &sl->job_tensor,
+        if ((r = wcg_build_desc(g, rq, ps, (size_t)np, src_base, sl->h_desc, g->desc_cap, &L, &sl->job_tensor,
                             &sl->job_cap, err)))
             goto out;
         wcg_io_run(io, tasks, nt);
@@ -390,7 +390,7 @@ static int decode_some(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, const
     treq *rq;
     if ((r = wcg_prep_all(f, dst, which, n, &rq, err))) return r;
     r = run_pipeline(g, f, rq, n, err);
-    free(rq);
+    wcg_free_reqs(rq, n);
     return r;
 }
 

@@ -17,6 +17,7 @@
 #include "kernels.cuh"
 #include "rans.h"
 #include "reader.h"
+#include "rec_reader.h"
 
 #define MiB (1024ull * 1024)
 #define RING_MAX (512 * MiB)
@@ -117,11 +118,11 @@ struct wc_gpu {
 typedef struct treq {
     size_t idx;
     const wc_entry *e;
-    const uint8_t *rec;       /* mapped */
+    const uint8_t *head;      /* coded: the record's head (scales .. tile index), mapped */
+    wc_rec rec;               /* coded: the head parsed (codec/rec_reader.h) */
     wc_gpu_dst dst;
     int coded, has_pred, any_tx, general;
     int packed;               /* its tables may take the packed layout (kernels.cuh) */
-    uint64_t stream_bytes;
     uint64_t scales_size;
 } treq;
 
@@ -153,12 +154,12 @@ typedef struct layout {
 /* Writes one table in the expanded layout of kernels.cuh (fc[] and the
  * slot -> symbol bytes, WC_GPU_TABLE_BYTES(prob_bits) bytes). */
 void wcg_expand_table(const wc_rans_table *tab, uint8_t *dst);
-/* Checks the destinations and the record heads of the n tensors `which`;
- * *out: their requests (the caller frees it). */
+/* Checks the destinations and the record heads of the n tensors `which`
+ * (with the CPU decoder's reader, wc_rec_parse); *out: their requests (the
+ * caller frees them with wcg_free_reqs). */
 int wcg_prep_all(const wc_file *f, const wc_gpu_dst *dst, const size_t *which, size_t n, treq **out,
                  wc_err *err);
-/* Offset of tile k's stream from the tensor's tiles_off (the stream bytes for k = n_tiles). */
-uint64_t wcg_tile_begin(const treq *t, uint32_t k);
+void wcg_free_reqs(treq *rq, size_t n);
 /* Fixed descriptor bytes of a coded piece of n tiles. */
 uint64_t wcg_piece_desc(const treq *t, uint32_t n, int first, int last);
 /* Fills pieces for one batch from the cursor within the data and descriptor
@@ -167,7 +168,7 @@ long wcg_plan_batch(const treq *rq, size_t n_rq, cursor *c, uint64_t data_cap, u
                     size_t *cap, const wc_file *f, wc_err *err);
 /* Writes the descriptors of the coded pieces into desc (cap bytes); the
  * stream of tile k of piece i lies at src_base[i] + begin(k) in the data area. */
-int wcg_build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *ps, size_t np,
+int wcg_build_desc(wc_gpu *g, const treq *rq, const piece *ps, size_t np,
                    const uint64_t *src_base, uint8_t *desc, uint64_t cap, layout *L, size_t **job_tensor,
                    size_t *job_cap, wc_err *err);
 wc_gpu_launch wcg_make_launch(const layout *L, const uint8_t *d_desc, const uint8_t *d_data);

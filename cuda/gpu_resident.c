@@ -26,7 +26,7 @@ void wc_gpu_resident_destroy(wc_gpu_resident *r)
     if (r->d_file) cudaFree(r->d_file);
     if (r->d_desc) cudaFree(r->d_desc);
     free(r->h_desc);
-    free(r->rq);
+    wcg_free_reqs(r->rq, r->n_rq);
     free(r->job_tensor);
     free(r);
 }
@@ -61,7 +61,7 @@ int wc_gpu_resident_create_sets(wc_gpu *g, const wc_file *f, const wc_gpu_dst *d
     R->n_rq = m;
     if (g->o.verify_checksums)
         for (size_t k = 0; k < m && k < wc_file_tensor_count(f); k++)
-            if ((r = wc_record_check_hash(f, R->rq[k].e, R->rq[k].rec, err))) goto fail;
+            if ((r = wc_record_check_hash(f, R->rq[k].e, wc_file_base(f) + R->rq[k].e->offset, err))) goto fail;
     ps = calloc(m ? m : 1, sizeof *ps);
     src_base = calloc(m ? m : 1, sizeof *src_base);
     if (!ps || !src_base) {
@@ -83,7 +83,7 @@ int wc_gpu_resident_create_sets(wc_gpu *g, const wc_file *f, const wc_gpu_dst *d
         r = wc_fail(err, WC_ENOMEM, "out of memory");
         goto fail;
     }
-    if ((r = wcg_build_desc(g, f, R->rq, ps, m, src_base, R->h_desc, cap, &R->L, &R->job_tensor, &R->job_cap, err)))
+    if ((r = wcg_build_desc(g, R->rq, ps, m, src_base, R->h_desc, cap, &R->L, &R->job_tensor, &R->job_cap, err)))
         goto fail;
     CK(cudaMalloc((void **)&R->d_file, wc_file_size(f) ? wc_file_size(f) : 1), "cudaMalloc (compressed file)");
     CK(cudaMalloc((void **)&R->d_desc, R->L.end ? R->L.end : 16), "cudaMalloc (descriptors)");

@@ -209,6 +209,16 @@ static void test_forged_directory(void **state)
     forge(0, rans + 32, 8, 8, WC_EFORMAT, "do not fit");           /* tiles offset */
     forge(0, 7, 1, 0x80, WC_EFORMAT, "unknown flags");
     forge(1, 2, 1, 200, WC_EFORMAT, "inconsistent sizes");         /* name length */
+    /* records start at multiples of 64, tile streams at multiples of 4 */
+    const size_t e0 = th_dir_entry(good, 0), e1 = th_dir_entry(good, 1);
+    forge(1, 8, 8, wc_rd64(good + e1 + 8) - 4, WC_EFORMAT, "multiple of 64");
+    uint8_t *p = copy_good();
+    for (size_t k = 24; k <= 32; k += 8) wc_wr64(p + e0 + rans + k, wc_rd64(p + e0 + rans + k) + 2);
+    th_reseal(p, good_size);
+    wc_err e;
+    assert_int_equal(try_image(p, good_size, -1, &e), WC_EFORMAT);
+    assert_true(th_msg_has(e.msg, "bad.wcodec", "enc.weight", "tile streams", "multiple of 4", NULL));
+    free(p);
 }
 
 /* Tile index entries (record checksum forged) with bad mode, table or
@@ -226,6 +236,7 @@ static void test_forged_tile_index(void **state)
         {6, 1, "reserved", WC_EFORMAT},
         {8 + 3, 0xff, "out of bounds", WC_EFORMAT}, /* tile 1 starts far away */
         {8 + 0, 0x04, "tile", WC_ECORRUPT},         /* tile 1 starts 4 bytes late */
+        {8 + 0, 0x02, "multiple of 4", WC_EFORMAT}, /* tile 1 starts 2 bytes late */
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         uint8_t *p = copy_good();
