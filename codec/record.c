@@ -3,6 +3,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include <xxhash.h>
+
 #include "record.h"
 
 static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
@@ -116,34 +118,65 @@ static void predict_rows(const wc_dsp *dsp, const wc_rec *rec, uint8_t *out, uin
 typedef struct tile_job {
     const wc_dsp *dsp;
     const wc_rec *rec;
+    const wc_rec_src *src;
+    wc_rec_hash *hash;        /* NULL, or the record's XXH3, fed each stream in order */
     const wc_rans_dec_table *dec;
     uint8_t *out;
-    _Atomic uint32_t *next;
-    _Atomic uint32_t *failed; /* first failing tile + 1, or 0 */
+    uint64_t max_stream;      /* bytes of the longest tile stream */
+    _Atomic uint32_t next;
+    _Atomic bool stop;
     /* One thread takes the tiles in order, so each row of tiles can be
      * predicted as soon as it is decoded, while it is still in cache,
      * rather than in a second pass over the whole output. */
     bool predict;
+    pthread_mutex_t mu;       /* guards the first failure: */
+    int fail;                 /* 0, WC_ECORRUPT (of tile fail_tile), WC_ENOMEM, or a read's code */
+    uint32_t fail_tile;
+    wc_err fail_err;          /* a read's message */
 } tile_job;
 
+static void job_fail(tile_job *j, int code, uint32_t tile, const wc_err *e)
+{
+    pthread_mutex_lock(&j->mu);
+    if (!j->fail) {
+        j->fail = code, j->fail_tile = tile;
+        if (e) j->fail_err = *e;
+    }
+    pthread_mutex_unlock(&j->mu);
+    atomic_store(&j->stop, true);
+}
+
+/* Each thread reads a tile's stream into a buffer of its own, just before
+ * decoding it (so that the stream is in cache), beside the tile's symbols
+ * where the tile is narrower than the matrix. */
 static void *decode_tiles(void *arg)
 {
-    const tile_job *j = arg;
+    tile_job *j = arg;
     const wc_rec *rec = j->rec;
     const wc_entry *e = rec->e;
-    const uint8_t *streams = rec->head + e->tiles_off;
-    uint8_t *tile = malloc((size_t)e->tile_rows * e->tile_cols);
-    for (uint32_t t; tile && (t = atomic_fetch_add(j->next, 1)) < e->n_tiles && !*j->failed;) {
+    const size_t tile_bytes = (size_t)e->tile_rows * e->tile_cols;
+    uint8_t *buf = malloc(j->max_stream + tile_bytes), *tile = buf + j->max_stream;
+    if (!buf) job_fail(j, WC_ENOMEM, 0, NULL);
+    for (uint32_t t; buf && (t = atomic_fetch_add(&j->next, 1)) < e->n_tiles && !atomic_load(&j->stop);) {
         const uint64_t begin = wc_rec_begin(rec, t), end = wc_rec_begin(rec, t + 1);
+        wc_err re;
+        int r = j->src->read(j->src->ctx, e->tiles_off + begin, end - begin, buf, &re);
+        if (r) {
+            job_fail(j, r, t, &re);
+            break;
+        }
+        if (j->hash) {
+            XXH3_64bits_update(j->hash->st, buf, end - begin);
+            j->hash->at += end - begin;
+        }
         uint64_t r0, c0;
         uint32_t h, w;
         wc_tile_rect(e, t, &r0, &c0, &h, &w);
         /* full-width tiles decode straight into place */
         uint8_t *dst = w == e->cols ? j->out + r0 * e->cols : tile;
-        if (j->dsp->rans_decode(j->dec, rec->row_map ? rec->row_map + r0 : NULL, w, streams + begin,
-                                end - begin, dst, (size_t)h * w)) {
-            uint32_t none = 0;
-            atomic_compare_exchange_strong(j->failed, &none, t + 1);
+        if (j->dsp->rans_decode(j->dec, rec->row_map ? rec->row_map + r0 : NULL, w, buf, end - begin, dst,
+                                (size_t)h * w)) {
+            job_fail(j, WC_ECORRUPT, t, NULL);
             break;
         }
         j->dsp->itx[WC_MODE_TX(wc_rec_mode(rec, t))](dst, w, h, w);
@@ -153,51 +186,56 @@ static void *decode_tiles(void *arg)
         if (j->predict && t % e->tiles_across == e->tiles_across - 1)
             predict_rows(j->dsp, rec, j->out, r0, r0 + h);
     }
-    if (!tile) {
-        uint32_t none = 0;
-        atomic_compare_exchange_strong(j->failed, &none, UINT32_MAX);
-    }
-    free(tile);
+    free(buf);
     return NULL;
 }
 
-int wc_record_decode(const wc_dsp *dsp, const wc_rec *rec, uint8_t *out, float *scales, int threads,
-                     const char *label, wc_err *err)
+/* The message of the job's first failure. */
+static int job_error(const tile_job *j, const char *label, wc_err *err)
+{
+    const wc_entry *e = j->rec->e;
+    if (j->fail == WC_ENOMEM) return wc_fail(err, WC_ENOMEM, "out of memory");
+    if (j->fail != WC_ECORRUPT) {
+        if (err) *err = j->fail_err;
+        return j->fail;
+    }
+    uint64_t r0, c0;
+    uint32_t h, w;
+    wc_tile_rect(e, j->fail_tile, &r0, &c0, &h, &w);
+    return wc_fail(err, WC_ECORRUPT,
+                   "%s: tensor '%s': tile %u (rows %llu.., cols %llu..) at offset %llu fails its "
+                   "rANS end-state check",
+                   label, e->name, j->fail_tile, (unsigned long long)r0, (unsigned long long)c0,
+                   (unsigned long long)wc_rec_stream_at(j->rec, j->fail_tile));
+}
+
+int wc_record_decode(const wc_dsp *dsp, const wc_rec *rec, const wc_rec_src *src, wc_rec_hash *hash, uint8_t *out,
+                     float *scales, int threads, const char *label, wc_err *err)
 {
     const wc_entry *e = rec->e;
     if (scales && (e->flags & WC_ENTRY_HAS_SCALES)) memcpy(scales, rec->head, 4 * e->rows);
     wc_rans_dec_table *dec = malloc(sizeof *dec * e->n_tables);
-    int r = 0;
-    if (!dec) {
-        r = wc_fail(err, WC_ENOMEM, "out of memory");
-        goto out;
-    }
+    if (!dec) return wc_fail(err, WC_ENOMEM, "out of memory");
     for (uint32_t k = 0; k < e->n_tables; k++) wc_rans_dec_table_init(&dec[k], &rec->tables[k]);
-    _Atomic uint32_t next = 0, failed = 0;
     if (threads > (int)e->n_tiles) threads = (int)e->n_tiles;
-    tile_job job = {dsp, rec, dec, out, &next, &failed, threads <= 1};
+    /* one thread takes the tiles in order: it can feed the hash */
+    tile_job job = {.dsp = dsp, .rec = rec, .src = src, .hash = threads <= 1 ? hash : NULL, .dec = dec, .out = out,
+                    .predict = threads <= 1};
+    for (uint32_t t = 0; t < e->n_tiles; t++) {
+        const uint64_t len = wc_rec_begin(rec, t + 1) - wc_rec_begin(rec, t);
+        if (len > job.max_stream) job.max_stream = len;
+    }
+    pthread_mutex_init(&job.mu, NULL);
     pthread_t th[64];
     int started = 0;
     for (; started < threads - 1 && started < 64; started++)
         if (pthread_create(&th[started], NULL, decode_tiles, &job)) break;
     decode_tiles(&job);
     for (int k = 0; k < started; k++) pthread_join(th[k], NULL);
-    if (failed == UINT32_MAX) {
-        r = wc_fail(err, WC_ENOMEM, "out of memory");
-    } else if (failed) {
-        uint32_t t = failed - 1;
-        uint64_t r0, c0;
-        uint32_t h, w;
-        wc_tile_rect(e, t, &r0, &c0, &h, &w);
-        r = wc_fail(err, WC_ECORRUPT,
-                    "%s: tensor '%s': tile %u (rows %llu.., cols %llu..) at offset %llu fails its "
-                    "rANS end-state check",
-                    label, e->name, t, (unsigned long long)r0, (unsigned long long)c0,
-                    (unsigned long long)wc_rec_stream_at(rec, t));
-    } else if (!job.predict) {
-        predict_rows(dsp, rec, out, 0, e->rows);
-    }
-out:
+    pthread_mutex_destroy(&job.mu);
+    int r = 0;
+    if (job.fail) r = job_error(&job, label, err);
+    else if (!job.predict) predict_rows(dsp, rec, out, 0, e->rows);
     free(dec);
     return r;
 }

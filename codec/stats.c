@@ -46,11 +46,15 @@ int wc_tensor_stats_get(const wc_file *f, size_t i, wc_tensor_stats *s, wc_err *
     double cost[256];
     for (int v = 0; v < 256; v++) cost[v] = hist[v] ? -log2((double)hist[v] / (double)e->numel) : 0;
     s->h0_bits = wc_entropy_bits(hist);
+    uint8_t *head = malloc(e->tiles_off);
     wc_rec rec;
-    if (!(r = wc_rec_parse(&rec, e, wc_file_base(f) + e->offset, wc_file_label(f), err))) {
+    if (!head) r = wc_fail(err, WC_ENOMEM, "out of memory");
+    else r = wc_file_pread(f, e, e->offset, e->tiles_off, head, err);
+    if (!r && !(r = wc_rec_parse(&rec, e, head, wc_file_label(f), err))) {
         tile_stats(&rec, q, cost, s);
         wc_rec_free(&rec);
     }
+    free(head);
     free(q);
     return r;
 }

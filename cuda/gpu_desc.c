@@ -459,8 +459,20 @@ int wcg_check_errs(const wc_file *f, const treq *rq, const unsigned long long *e
 void wcg_free_reqs(treq *rq, size_t n)
 {
     if (!rq) return;
-    for (size_t k = 0; k < n; k++) wc_rec_free(&rq[k].rec);
+    for (size_t k = 0; k < n; k++) {
+        wc_rec_free(&rq[k].rec);
+        free(rq[k].head);
+    }
     free(rq);
+}
+
+/* Reads the head of a coded tensor's record through the file's descriptor. */
+static int read_head(const wc_file *f, treq *t, wc_err *err)
+{
+    const wc_entry *e = t->e;
+    if (e->coding != WC_CODING_RANS_I8) return 0;
+    if (!(t->head = malloc(e->tiles_off))) return wc_fail(err, WC_ENOMEM, "out of memory");
+    return wc_file_pread(f, e, e->offset, e->tiles_off, t->head, err);
 }
 
 /* Prepares the requests: dst checks and record head checks. */
@@ -473,9 +485,9 @@ int wcg_prep_all(const wc_file *f, const wc_gpu_dst *dst, const size_t *which, s
     for (size_t k = 0; k < n && !r; k++) {
         rq[k].idx = which[k];
         rq[k].e = wc_file_entry(f, which[k]);
-        rq[k].head = wc_file_base(f) + rq[k].e->offset;
         rq[k].dst = dst[k];
         r = wc_entry_check_dst(f, rq[k].e, dst[k].out_size, dst[k].scales, dst[k].n_scales, err);
+        if (!r) r = read_head(f, &rq[k], err);
         if (!r) r = prep_tensor(f, &rq[k], err);
     }
     if (r) {

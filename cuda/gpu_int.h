@@ -47,7 +47,7 @@ typedef struct io_task {
     uint64_t off, len;       /* file range */
     uint8_t *dst;
     uint64_t hash;
-    size_t tensor;
+    size_t tensor;           /* the request it reads for (messages) */
     int result;              /* 0, or a WC_E* code: WC_ECHECKSUM, WC_EIO, WC_ENOMEM */
     int sys_errno;           /* errno of a failed read (0: the file ended early) */
 } io_task;
@@ -62,8 +62,7 @@ typedef struct io_pool {
     size_t n_tasks, next, n_done;
     io_task *bg;             /* background tasks (record hashes), results kept */
     size_t bg_n, bg_cap, bg_next, bg_done;
-    int fd;                  /* -1: copy from the map instead */
-    const uint8_t *map;
+    int fd;                  /* the wc_file's descriptor (wc_file_fd), borrowed for a call */
 } io_pool;
 
 /* Runs the n tasks on the pool's threads and the caller's, returns when all
@@ -80,6 +79,9 @@ int wcg_io_queue(io_pool *p, const io_task *t);
 bool wcg_io_bg_failed(io_pool *p, bool wait, io_task *failed);
 /* Waits for the background tasks and forgets them. */
 void wcg_io_bg_clear(io_pool *p);
+/* Points the pool's reads at the file's own descriptor (wc_file_fd) for a
+ * call: never at its label, which is only a name for messages. */
+void wcg_io_attach(io_pool *p, const wc_file *f);
 /* Starts n threads (0: the caller does all the work). */
 int wcg_io_start(io_pool *p, int n);
 void wcg_io_stop(io_pool *p);
@@ -118,7 +120,7 @@ struct wc_gpu {
 typedef struct treq {
     size_t idx;
     const wc_entry *e;
-    const uint8_t *head;      /* coded: the record's head (scales .. tile index), mapped */
+    uint8_t *head;            /* coded: the record's head (scales .. tile index), read at prep, owned */
     wc_rec rec;               /* coded: the head parsed (codec/rec_reader.h) */
     wc_gpu_dst dst;
     int coded, has_pred, any_tx, general;

@@ -46,6 +46,7 @@ int wc_gpu_resident_create_sets(wc_gpu *g, const wc_file *f, const wc_gpu_dst *d
     size_t n = wc_file_tensor_count(f) * n_sets, m = 0;
     piece *ps = NULL;
     uint64_t *src_base = NULL;
+    uint8_t *img = NULL; /* the whole file, read through its descriptor, on its way to the device */
     size_t *which = malloc((n ? n : 1) * sizeof *which);
     wc_gpu_dst *d = malloc((n ? n : 1) * sizeof *d);
     wc_gpu_resident *R = calloc(1, sizeof *R);
@@ -59,9 +60,14 @@ int wc_gpu_resident_create_sets(wc_gpu *g, const wc_file *f, const wc_gpu_dst *d
     CK(cudaSetDevice(g->device), "cudaSetDevice");
     if ((r = wcg_prep_all(f, d, which, m, &R->rq, err))) goto fail;
     R->n_rq = m;
+    if (!(img = malloc(wc_file_size(f) ? wc_file_size(f) : 1))) {
+        r = wc_fail(err, WC_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if ((r = wc_file_pread(f, NULL, 0, wc_file_size(f), img, err))) goto fail;
     if (g->o.verify_checksums)
         for (size_t k = 0; k < m && k < wc_file_tensor_count(f); k++)
-            if ((r = wc_record_check_hash(f, R->rq[k].e, wc_file_base(f) + R->rq[k].e->offset, err))) goto fail;
+            if ((r = wc_record_check_hash(f, R->rq[k].e, img + R->rq[k].e->offset, err))) goto fail;
     ps = calloc(m ? m : 1, sizeof *ps);
     src_base = calloc(m ? m : 1, sizeof *src_base);
     if (!ps || !src_base) {
@@ -90,11 +96,12 @@ int wc_gpu_resident_create_sets(wc_gpu *g, const wc_file *f, const wc_gpu_dst *d
     /* on the decoder's stream: a cudaMemcpy from pageable memory may return
      * before its DMA is done, and the decoder's streams do not wait for the
      * legacy stream (a run found its output untouched now and then) */
-    CK(cudaMemcpyAsync(R->d_file, wc_file_base(f), wc_file_size(f), cudaMemcpyHostToDevice, g->compute),
+    CK(cudaMemcpyAsync(R->d_file, img, wc_file_size(f), cudaMemcpyHostToDevice, g->compute),
        "cudaMemcpyAsync (compressed file)");
     CK(cudaMemcpyAsync(R->d_desc, R->h_desc, R->L.end, cudaMemcpyHostToDevice, g->compute),
        "cudaMemcpyAsync (descriptors)");
     CK(cudaStreamSynchronize(g->compute), "copying the compressed file");
+    free(img);
     free(which);
     free(d);
     free(ps);
@@ -102,6 +109,8 @@ int wc_gpu_resident_create_sets(wc_gpu *g, const wc_file *f, const wc_gpu_dst *d
     *out = R;
     return 0;
 fail:
+    if (g->compute) cudaStreamSynchronize(g->compute); /* no copy from img in flight */
+    free(img);
     free(which);
     free(d);
     free(ps);

@@ -47,6 +47,10 @@ static int teardown(void **state)
     return 0;
 }
 
+/* Decoding threads of try_image (wc_decode_tensor_ex's): with one, each
+ * stream is hashed as it is decoded; with several, the record's rest after. */
+static int g_threads = 1;
+
 /* Writes the image and opens it; returns the open error, or the decode
  * error of tensor `decode` (or of verify, if decode < 0). */
 static int try_image(const uint8_t *img, size_t n, int decode, wc_err *e)
@@ -62,7 +66,8 @@ static int try_image(const uint8_t *img, size_t n, int decode, wc_err *e)
     } else {
         uint8_t *out = malloc(96 * 100);
         float sc[96];
-        r = wc_decode_tensor(f, (size_t)decode, out, 96 * 100, sc, 96, e);
+        const wc_decode_opts o = {.threads = g_threads};
+        r = wc_decode_tensor_ex(f, (size_t)decode, out, 96 * 100, sc, 96, &o, e);
         free(out);
     }
     wc_file_close(f);
@@ -173,6 +178,13 @@ static void test_flipped_tile_byte(void **state)
     assert_true(missed * 50 <= flips);
 }
 
+static void test_flipped_tile_byte_threads(void **state)
+{
+    g_threads = 3;
+    test_flipped_tile_byte(state);
+    g_threads = 1;
+}
+
 /* Forged directory fields (checksums recomputed) reach the semantic checks. */
 static void forge(size_t tensor, size_t field_off, int width, uint64_t value, int want,
                   const char *word)
@@ -241,9 +253,15 @@ static void test_forged_tile_index(void **state)
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         uint8_t *p = copy_good();
         p[rec + index + cases[k].off] ^= cases[k].v;
+        wc_err e;
+        /* with the record's checksum as it was, the checksum is the cause */
+        for (g_threads = 1; g_threads <= 3; g_threads += 2) {
+            assert_int_equal(try_image(p, good_size, 0, &e), WC_ECHECKSUM);
+            assert_true(th_msg_has(e.msg, "bad.wcodec", "enc.weight", "checksum", NULL));
+        }
+        g_threads = 1;
         th_rehash_record(p, 0);
         th_reseal(p, good_size);
-        wc_err e;
         assert_int_equal(try_image(p, good_size, 0, &e), cases[k].want);
         assert_true(th_msg_has(e.msg, "bad.wcodec", "enc.weight", cases[k].word, "offset", NULL));
         free(p);
@@ -342,6 +360,7 @@ int main(void)
         cmocka_unit_test(test_good_file_is_good),   cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_wrong_magic),         cmocka_unit_test(test_wrong_version),
         cmocka_unit_test(test_flipped_directory_byte), cmocka_unit_test(test_flipped_tile_byte),
+        cmocka_unit_test(test_flipped_tile_byte_threads),
         cmocka_unit_test(test_forged_directory),    cmocka_unit_test(test_forged_tile_index),
         cmocka_unit_test(test_bad_safetensors),     cmocka_unit_test(test_nan_refused_nothing_written),
     };
