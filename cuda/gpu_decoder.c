@@ -210,15 +210,6 @@ static int retire_slot(wc_gpu *g, slot *sl, const wc_file *f, const treq *rq, wc
                       sl->job_tensor, err);
 }
 
-/* The message for a failed io task (a read or a record hash): the CPU
- * decoder's for the same fault. */
-static int io_fail(const wc_file *f, const treq *rq, const io_task *t, wc_err *err)
-{
-    if (t->result == WC_ECHECKSUM) return wc_record_hash_fail(f, rq[t->tensor].e, err);
-    if (t->result == WC_EIO) return wc_read_fail(wc_file_label(f), rq[t->tensor].e, t->off, t->len, t->sys_errno, err);
-    return wc_fail(err, t->result, "out of memory");
-}
-
 static int run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_err *err)
 {
     int r = 0;
@@ -291,12 +282,12 @@ static int run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_e
         wcg_io_run(io, tasks, nt);
         for (size_t k = 0; k < nt; k++)
             if (tasks[k].result) {
-                r = io_fail(f, rq, &tasks[k], err);
+                r = wcg_io_fail(f, rq, &tasks[k], err);
                 goto out;
             }
         io_task bad;
         if (wcg_io_bg_failed(io, false, &bad)) {
-            r = io_fail(f, rq, &bad, err);
+            r = wcg_io_fail(f, rq, &bad, err);
             goto out;
         }
         /* copies */
@@ -340,7 +331,7 @@ out:
      * found: that is reported first */
     if (r != WC_ECHECKSUM && r != WC_ENOMEM) {
         io_task bad;
-        if (wcg_io_bg_failed(io, true, &bad) && (!r || bad.result == WC_ECHECKSUM)) r = io_fail(f, rq, &bad, err);
+        if (wcg_io_bg_failed(io, true, &bad) && (!r || bad.result == WC_ECHECKSUM)) r = wcg_io_fail(f, rq, &bad, err);
     }
     /* leave nothing in flight that uses the ring */
     for (int s = 0; s < g->n_slots; s++) {

@@ -86,6 +86,11 @@ void wcg_io_attach(io_pool *p, const wc_file *f);
 int wcg_io_start(io_pool *p, int n);
 void wcg_io_stop(io_pool *p);
 
+/* The message of a failed io task (a read or a record hash) of request
+ * rq[t->tensor]: the CPU decoder's for the same fault (gpu_io.c). */
+struct treq;
+int wcg_io_fail(const wc_file *f, const struct treq *rq, const io_task *t, wc_err *err);
+
 /* ---- the decoder (gpu_decoder.c) ---- */
 
 typedef struct slot {

@@ -184,6 +184,13 @@ void wcg_io_stop(io_pool *p)
 
 void wcg_io_attach(io_pool *p, const wc_file *f) { p->fd = wc_file_fd(f); }
 
+int wcg_io_fail(const wc_file *f, const treq *rq, const io_task *t, wc_err *err)
+{
+    if (t->result == WC_ECHECKSUM) return wc_record_hash_fail(f, rq[t->tensor].e, err);
+    if (t->result == WC_EIO) return wc_read_fail(wc_file_label(f), rq[t->tensor].e, t->off, t->len, t->sys_errno, err);
+    return wc_fail(err, t->result, "out of memory");
+}
+
 int wcg_io_start(io_pool *p, int n)
 {
     memset(p, 0, sizeof *p);

@@ -36,6 +36,43 @@ int wc_gpu_resident_create(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, w
     return wc_gpu_resident_create_sets(g, f, dst, 1, out, err);
 }
 
+/* The whole file to d_file, read through its descriptor (never mapped) a
+ * stretch at a time through a host buffer, so that host memory stays
+ * bounded whatever the model's size; the first n_rq records' checksums
+ * meanwhile, as background tasks of the io threads (gpu_io.c). */
+#define COPY_CHUNK (64 * MiB)
+static int copy_file(wc_gpu *g, const wc_file *f, const treq *rq, size_t n_rq, uint8_t *d_file, wc_err *err)
+{
+    io_pool *io = &g->io;
+    wcg_io_attach(io, f);
+    int r = 0;
+    for (size_t k = 0; k < n_rq && g->o.verify_checksums && !r; k++) {
+        const io_task h = {.kind = 1, .off = rq[k].e->offset, .len = rq[k].e->size, .hash = rq[k].e->hash, .tensor = k};
+        if (wcg_io_queue(io, &h)) r = wc_fail(err, WC_ENOMEM, "out of memory");
+    }
+    const uint64_t size = wc_file_size(f);
+    uint8_t *buf = r ? NULL : malloc(size < COPY_CHUNK ? size + 1 : COPY_CHUNK);
+    if (!r && !buf) r = wc_fail(err, WC_ENOMEM, "out of memory");
+    for (uint64_t at = 0; !r && at < size; at += COPY_CHUNK) {
+        const uint64_t n = size - at < COPY_CHUNK ? size - at : COPY_CHUNK;
+        if ((r = wc_file_pread(f, NULL, at, n, buf, err))) break;
+        /* on the decoder's stream: a cudaMemcpy from pageable memory may
+         * return before its DMA is done, and the decoder's streams do not
+         * wait for the legacy stream (a run found its output untouched now
+         * and then); and done before buf is filled again */
+        cudaError_t e = cudaMemcpyAsync(d_file + at, buf, n, cudaMemcpyHostToDevice, g->compute);
+        if (e == cudaSuccess) e = cudaStreamSynchronize(g->compute);
+        if (e != cudaSuccess) r = wcg_cuda_fail(err, e, "copying the compressed file");
+    }
+    free(buf);
+    /* a record whose checksum fails is reported first */
+    io_task bad;
+    if (wcg_io_bg_failed(io, true, &bad) && (!r || bad.result == WC_ECHECKSUM)) r = wcg_io_fail(f, rq, &bad, err);
+    wcg_io_bg_clear(io);
+    io->fd = -1;
+    return r;
+}
+
 int wc_gpu_resident_create_sets(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, size_t n_sets,
                                 wc_gpu_resident **out, wc_err *err)
 {
@@ -46,7 +83,6 @@ int wc_gpu_resident_create_sets(wc_gpu *g, const wc_file *f, const wc_gpu_dst *d
     size_t n = wc_file_tensor_count(f) * n_sets, m = 0;
     piece *ps = NULL;
     uint64_t *src_base = NULL;
-    uint8_t *img = NULL; /* the whole file, read through its descriptor, on its way to the device */
     size_t *which = malloc((n ? n : 1) * sizeof *which);
     wc_gpu_dst *d = malloc((n ? n : 1) * sizeof *d);
     wc_gpu_resident *R = calloc(1, sizeof *R);
@@ -60,14 +96,6 @@ int wc_gpu_resident_create_sets(wc_gpu *g, const wc_file *f, const wc_gpu_dst *d
     CK(cudaSetDevice(g->device), "cudaSetDevice");
     if ((r = wcg_prep_all(f, d, which, m, &R->rq, err))) goto fail;
     R->n_rq = m;
-    if (!(img = malloc(wc_file_size(f) ? wc_file_size(f) : 1))) {
-        r = wc_fail(err, WC_ENOMEM, "out of memory");
-        goto fail;
-    }
-    if ((r = wc_file_pread(f, NULL, 0, wc_file_size(f), img, err))) goto fail;
-    if (g->o.verify_checksums)
-        for (size_t k = 0; k < m && k < wc_file_tensor_count(f); k++)
-            if ((r = wc_record_check_hash(f, R->rq[k].e, img + R->rq[k].e->offset, err))) goto fail;
     ps = calloc(m ? m : 1, sizeof *ps);
     src_base = calloc(m ? m : 1, sizeof *src_base);
     if (!ps || !src_base) {
@@ -93,15 +121,11 @@ int wc_gpu_resident_create_sets(wc_gpu *g, const wc_file *f, const wc_gpu_dst *d
         goto fail;
     CK(cudaMalloc((void **)&R->d_file, wc_file_size(f) ? wc_file_size(f) : 1), "cudaMalloc (compressed file)");
     CK(cudaMalloc((void **)&R->d_desc, R->L.end ? R->L.end : 16), "cudaMalloc (descriptors)");
-    /* on the decoder's stream: a cudaMemcpy from pageable memory may return
-     * before its DMA is done, and the decoder's streams do not wait for the
-     * legacy stream (a run found its output untouched now and then) */
-    CK(cudaMemcpyAsync(R->d_file, img, wc_file_size(f), cudaMemcpyHostToDevice, g->compute),
-       "cudaMemcpyAsync (compressed file)");
+    if ((r = copy_file(g, f, R->rq, m < wc_file_tensor_count(f) ? m : wc_file_tensor_count(f), R->d_file, err)))
+        goto fail;
     CK(cudaMemcpyAsync(R->d_desc, R->h_desc, R->L.end, cudaMemcpyHostToDevice, g->compute),
        "cudaMemcpyAsync (descriptors)");
-    CK(cudaStreamSynchronize(g->compute), "copying the compressed file");
-    free(img);
+    CK(cudaStreamSynchronize(g->compute), "copying the descriptors");
     free(which);
     free(d);
     free(ps);
@@ -109,8 +133,6 @@ int wc_gpu_resident_create_sets(wc_gpu *g, const wc_file *f, const wc_gpu_dst *d
     *out = R;
     return 0;
 fail:
-    if (g->compute) cudaStreamSynchronize(g->compute); /* no copy from img in flight */
-    free(img);
     free(which);
     free(d);
     free(ps);
