@@ -260,6 +260,18 @@ static int hash_range(const wc_file *f, const wc_entry *e, wc_rec_hash *h, uint6
     return r;
 }
 
+int wc_record_verify(const wc_file *f, const wc_entry *e, wc_err *err)
+{
+    XXH3_state_t *st = XXH3_createState();
+    if (!st) return wc_fail(err, WC_ENOMEM, "out of memory");
+    XXH3_64bits_reset(st);
+    wc_rec_hash h = {st, 0};
+    int r = hash_range(f, e, &h, e->size, err);
+    if (!r && wc_hash_value_differs(e->hash, XXH3_64bits_digest(st))) r = wc_record_hash_fail(f, e, err);
+    XXH3_freeState(st);
+    return r;
+}
+
 typedef struct rec_ctx {
     const wc_file *f;
     const wc_entry *e;

@@ -23,6 +23,9 @@ int wc_entry_check_dst(const wc_file *f, const wc_entry *e, size_t out_size, con
                        size_t n_scales, wc_err *err);
 /* The message of a record whose XXH3 is wrong; returns WC_ECHECKSUM. */
 int wc_record_hash_fail(const wc_file *f, const wc_entry *e, wc_err *err);
+/* Reads the record of e through the file's descriptor and checks it against
+ * its XXH3: 0, wc_record_hash_fail's WC_ECHECKSUM, or a read's WC_EIO. */
+int wc_record_verify(const wc_file *f, const wc_entry *e, wc_err *err);
 /* Checks the record of e (at rec) against its XXH3: 0 or wc_record_hash_fail. */
 int wc_record_check_hash(const wc_file *f, const wc_entry *e, const uint8_t *rec, wc_err *err);
 

@@ -377,7 +377,7 @@ static int decode_some(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, const
         if (dst[k].scales && (r = check_device_ptr(dst[k].scales, "scales", err))) return r;
     }
     treq *rq;
-    if ((r = wcg_prep_all(f, dst, which, n, &rq, err))) return r;
+    if ((r = wcg_prep_all(f, dst, which, n, g->o.verify_checksums, &rq, err))) return r;
     r = run_pipeline(g, f, rq, n, err);
     wcg_free_reqs(rq, n);
     return r;

@@ -13,8 +13,10 @@
 /* ---- per-tensor preparation (host checks of the record's head) ---- */
 
 /* Checks the head of a coded tensor's record (the kernels trust it) with the
- * CPU decoder's reader, and notes what its tiles and tables need. */
-static int prep_tensor(const wc_file *f, treq *t, wc_err *err)
+ * CPU decoder's reader, and notes what its tiles and tables need. As on the
+ * CPU, a record that fails its checksum (with verify) is the cause of a
+ * head that breaks the format. */
+static int prep_tensor(const wc_file *f, treq *t, bool verify, wc_err *err)
 {
     const wc_entry *e = t->e;
     t->coded = e->coding == WC_CODING_RANS_I8;
@@ -22,6 +24,12 @@ static int prep_tensor(const wc_file *f, treq *t, wc_err *err)
     t->scales_size = wc_entry_scales_size(e);
     t->general = e->tile_rows > 1 && e->tile_cols < e->cols;
     int r = wc_rec_parse(&t->rec, e, t->head, wc_file_label(f), err);
+    if (r == WC_EFORMAT && verify) {
+        wc_err herr;
+        const int hr = wc_record_verify(f, e, &herr);
+        if (hr && err) *err = herr;
+        if (hr) r = hr;
+    }
     if (r) return r;
     t->packed = WC_GPU_PACKED_FITS(e->n_tables, e->prob_bits);
     for (uint32_t k = 0; k < e->n_tables; k++)
@@ -476,8 +484,8 @@ static int read_head(const wc_file *f, treq *t, wc_err *err)
 }
 
 /* Prepares the requests: dst checks and record head checks. */
-int wcg_prep_all(const wc_file *f, const wc_gpu_dst *dst, const size_t *which, size_t n, treq **out,
-                    wc_err *err)
+int wcg_prep_all(const wc_file *f, const wc_gpu_dst *dst, const size_t *which, size_t n, bool verify, treq **out,
+                 wc_err *err)
 {
     treq *rq = calloc(n ? n : 1, sizeof *rq);
     if (!rq) return wc_fail(err, WC_ENOMEM, "out of memory");
@@ -488,7 +496,7 @@ int wcg_prep_all(const wc_file *f, const wc_gpu_dst *dst, const size_t *which, s
         rq[k].dst = dst[k];
         r = wc_entry_check_dst(f, rq[k].e, dst[k].out_size, dst[k].scales, dst[k].n_scales, err);
         if (!r) r = read_head(f, &rq[k], err);
-        if (!r) r = prep_tensor(f, &rq[k], err);
+        if (!r) r = prep_tensor(f, &rq[k], verify, err);
     }
     if (r) {
         wcg_free_reqs(rq, n);

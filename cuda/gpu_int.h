@@ -162,9 +162,11 @@ typedef struct layout {
  * slot -> symbol bytes, WC_GPU_TABLE_BYTES(prob_bits) bytes). */
 void wcg_expand_table(const wc_rans_table *tab, uint8_t *dst);
 /* Checks the destinations and the record heads of the n tensors `which`
- * (with the CPU decoder's reader, wc_rec_parse); *out: their requests (the
- * caller frees them with wcg_free_reqs). */
-int wcg_prep_all(const wc_file *f, const wc_gpu_dst *dst, const size_t *which, size_t n, treq **out,
+ * (with the CPU decoder's reader, wc_rec_parse; with verify, a head that
+ * breaks the format is reported as its record's checksum failure where the
+ * checksum fails, as the CPU decoder does); *out: their requests (the caller
+ * frees them with wcg_free_reqs). */
+int wcg_prep_all(const wc_file *f, const wc_gpu_dst *dst, const size_t *which, size_t n, bool verify, treq **out,
                  wc_err *err);
 void wcg_free_reqs(treq *rq, size_t n);
 /* Fixed descriptor bytes of a coded piece of n tiles. */

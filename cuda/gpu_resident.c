@@ -94,7 +94,7 @@ int wc_gpu_resident_create_sets(wc_gpu *g, const wc_file *f, const wc_gpu_dst *d
     for (size_t i = 0; i < n; i++)
         if (dst[i].out) which[m] = i % wc_file_tensor_count(f), d[m++] = dst[i];
     CK(cudaSetDevice(g->device), "cudaSetDevice");
-    if ((r = wcg_prep_all(f, d, which, m, &R->rq, err))) goto fail;
+    if ((r = wcg_prep_all(f, d, which, m, g->o.verify_checksums, &R->rq, err))) goto fail;
     R->n_rq = m;
     ps = calloc(m ? m : 1, sizeof *ps);
     src_base = calloc(m ? m : 1, sizeof *src_base);

@@ -67,7 +67,7 @@ static void check_host_side(const wc_file *f, const uint8_t *img, size_t img_siz
     }
     /* the record heads the descriptors are built from: the opened file's */
     treq *rq;
-    if (wcg_prep_all(f, dst, which, n, &rq, &e)) fail_msg("%s", e.msg);
+    if (wcg_prep_all(f, dst, which, n, true, &rq, &e)) fail_msg("%s", e.msg);
     size_t coded = 0;
     for (size_t k = 0; k < n; k++)
         if (rq[k].coded) {

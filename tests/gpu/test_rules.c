@@ -113,26 +113,33 @@ static void run_both(const uint8_t *img, size_t n, outcome *cpu, outcome *gpu)
     cpu->code = wc_decode_tensor(f, i, out, ti.out_bytes, sc, ti.n_scales, &cpu->e);
     const wc_gpu_dst dst = {out, ti.out_bytes, sc, ti.n_scales};
     treq *rq = NULL;
-    gpu->code = wcg_prep_all(f, &dst, &i, 1, &rq, &gpu->e);
+    gpu->code = wcg_prep_all(f, &dst, &i, 1, true, &rq, &gpu->e);
     if (!gpu->code) wcg_free_reqs(rq, 1);
     free(out);
     free(sc);
     wc_file_close(f);
 }
 
-/* Both refuse img with want, the same message, naming the file, the tensor,
- * the word and an offset. */
-static void both_refuse(uint8_t *img, size_t n, const char *word)
+/* Both refuse img (its record's checksum forged, or, with keep_hash, left as
+ * it was) with want, the same message, naming the file, the tensor and the
+ * word. */
+static void both_refuse_with(uint8_t *img, size_t n, bool keep_hash, int want, const char *word)
 {
-    th_rehash_record(img, find_coded(img).index);
+    if (!keep_hash) th_rehash_record(img, find_coded(img).index);
     th_reseal(img, n);
     outcome cpu, gpu;
     run_both(img, n, &cpu, &gpu);
     fprintf(stderr, "  %-16s CPU %d, GPU host %d: %s\n", word, cpu.code, gpu.code, cpu.e.msg);
-    assert_int_equal(cpu.code, WC_EFORMAT);
+    assert_int_equal(cpu.code, want);
     assert_int_equal(gpu.code, cpu.code);
     assert_string_equal(gpu.e.msg, cpu.e.msg);
-    assert_true(th_msg_has(cpu.e.msg, "bad.wcodec", "'w.weight'", word, "offset", NULL));
+    assert_true(th_msg_has(cpu.e.msg, "bad.wcodec", "'w.weight'", word, want == WC_EFORMAT ? "offset" : word, NULL));
+}
+
+/* ... a rule broken, with the checksum forged: WC_EFORMAT, at an offset. */
+static void both_refuse(uint8_t *img, size_t n, const char *word)
+{
+    both_refuse_with(img, n, false, WC_EFORMAT, word);
 }
 
 static uint8_t *copy_good(void)
@@ -259,13 +266,30 @@ static void test_version1_modes(void **state)
     free(p);
 }
 
+/* The same damage with the record's checksum as it was: the checksum is the
+ * cause, on both (the GPU host side checks it where the head is refused). */
+static void test_checksum_comes_first(void **state)
+{
+    (void)state;
+    const coded c = find_coded(good);
+    const uint64_t at[] = {c.rec + c.tables + 3, c.rec + 4 * ROWS + 5, c.rec + c.index_off + 8 * 3 + 4,
+                           c.rec + c.index_off + 8 * 2};
+    const uint8_t v[] = {1, 0x0f, 0x0f, 2};
+    for (size_t k = 0; k < sizeof at / sizeof *at; k++) {
+        uint8_t *p = copy_good();
+        p[at[k]] ^= v[k];
+        both_refuse_with(p, good_size, true, WC_ECHECKSUM, "checksum");
+        free(p);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_file_passes_both), cmocka_unit_test(test_bad_tables),
         cmocka_unit_test(test_bad_row_map),            cmocka_unit_test(test_bad_modes),
         cmocka_unit_test(test_bad_stream_offsets),     cmocka_unit_test(test_streams_two_bytes_off),
-        cmocka_unit_test(test_version1_modes),
+        cmocka_unit_test(test_version1_modes),         cmocka_unit_test(test_checksum_comes_first),
     };
     return cmocka_run_group_tests(tests, setup, teardown) ? 1 : 0;
 }
