@@ -7,7 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "record.h"
+#include "analyse.h"
 
 static inline int sx(uint8_t b) { return (int8_t)b; }
 

@@ -8,11 +8,16 @@ uint64_t wc_hash(const void *p, size_t n) { return XXH3_64bits(p, n); }
 
 bool wc_hash_differs(uint64_t stored, const void *p, size_t n)
 {
+    return wc_hash_value_differs(stored, wc_hash(p, n));
+}
+
+bool wc_hash_value_differs(uint64_t stored, uint64_t computed)
+{
 #ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
-    (void)stored, (void)p, (void)n;
+    (void)stored, (void)computed;
     return false;
 #else
-    return wc_hash(p, n) != stored;
+    return computed != stored;
 #endif
 }
 
@@ -22,6 +27,16 @@ void wc_shape_2d(const uint64_t *shape, uint32_t ndim, uint64_t *rows, uint64_t 
     for (uint32_t d = ndim >= 2 ? 1 : 0; d < ndim; d++) c *= shape[d];
     *rows = r;
     *cols = c;
+}
+
+void wc_tile_rect(const wc_entry *e, uint32_t t, uint64_t *r0, uint64_t *c0, uint32_t *h,
+                  uint32_t *w)
+{
+    uint64_t tr = t / e->tiles_across, tc = t % e->tiles_across;
+    *r0 = tr * e->tile_rows;
+    *c0 = tc * e->tile_cols;
+    *h = (uint32_t)(e->rows - *r0 < e->tile_rows ? e->rows - *r0 : e->tile_rows);
+    *w = (uint32_t)(e->cols - *c0 < e->tile_cols ? e->cols - *c0 : e->tile_cols);
 }
 
 uint64_t wc_entry_scales_size(const wc_entry *e)
@@ -135,6 +150,11 @@ static int check_rans(const wc_entry *e, const char *label, uint64_t at, wc_err 
              label, n, (unsigned long long)at, (unsigned long long)scales,
              (unsigned long long)e->tables_off, (unsigned long long)e->index_off,
              (unsigned long long)e->tiles_off, (unsigned long long)e->size);
+    if (e->tiles_off % WC_STREAM_ALIGN)
+        FAIL(WC_EFORMAT,
+             "%s: tensor '%s' (directory offset %llu): tile streams at record offset %llu do not "
+             "start at a multiple of %d",
+             label, n, (unsigned long long)at, (unsigned long long)e->tiles_off, WC_STREAM_ALIGN);
     return 0;
 }
 
@@ -203,6 +223,11 @@ static int parse_entry(const uint8_t *dir, uint64_t dir_size, uint64_t dir_offse
              "area [64, %llu)",
              label, n, (unsigned long long)at, (unsigned long long)e->offset,
              (unsigned long long)e->size, (unsigned long long)h->dir_offset);
+    if (e->offset % WC_RECORD_ALIGN)
+        FAIL(WC_EFORMAT,
+             "%s: tensor '%s' (directory offset %llu): record at offset %llu does not start at a "
+             "multiple of %d",
+             label, n, (unsigned long long)at, (unsigned long long)e->offset, WC_RECORD_ALIGN);
     if (e->flags & ~WC_ENTRY_HAS_SCALES ||
         (e->flags && e->coding != WC_CODING_RANS_I8))
         FAIL(WC_EFORMAT, "%s: tensor '%s' (directory offset %llu): unknown flags 0x%x", label, n,
@@ -229,10 +254,8 @@ static int by_name(const void *a, const void *b)
     return strcmp((*(wc_entry *const *)a)->name, (*(wc_entry *const *)b)->name);
 }
 
-int wc_container_parse(const uint8_t *base, uint64_t file_size, const char *label, wc_header *h,
-                       wc_entry **entries, wc_err *err)
+int wc_header_parse(const uint8_t *base, uint64_t file_size, const char *label, wc_header *h, wc_err *err)
 {
-    *entries = NULL;
     if (file_size < WC_HEADER_SIZE)
         FAIL(WC_EFORMAT, "%s: %llu bytes, shorter than the %d-byte header (truncated?)", label,
              (unsigned long long)file_size, WC_HEADER_SIZE);
@@ -249,6 +272,7 @@ int wc_container_parse(const uint8_t *base, uint64_t file_size, const char *labe
     h->dir_offset = wc_rd64(base + 24);
     h->dir_size = wc_rd64(base + 32);
     h->file_size = wc_rd64(base + 40);
+    h->dir_hash = wc_rd64(base + 48);
     if (wc_rd16(base + 10) != WC_HEADER_SIZE || h->flags)
         FAIL(WC_EFORMAT, "%s: unknown header size %u or flags 0x%x at offset 10", label,
              wc_rd16(base + 10), h->flags);
@@ -263,10 +287,16 @@ int wc_container_parse(const uint8_t *base, uint64_t file_size, const char *labe
     if ((uint64_t)h->n_tensors * WC_DIR_FIXED > h->dir_size)
         FAIL(WC_EFORMAT, "%s: %u tensors cannot fit a %llu-byte directory", label, h->n_tensors,
              (unsigned long long)h->dir_size);
-    const uint8_t *dir = base + h->dir_offset;
-    if (wc_hash_differs(wc_rd64(base + 48), dir, h->dir_size))
+    return 0;
+}
+
+int wc_directory_parse(const uint8_t *dir, const wc_header *h, const char *label, wc_entry **entries,
+                       wc_err *err)
+{
+    *entries = NULL;
+    if (wc_hash_differs(h->dir_hash, dir, h->dir_size))
         FAIL(WC_ECHECKSUM, "%s: directory checksum mismatch (bytes %llu..%llu)", label,
-             (unsigned long long)h->dir_offset, (unsigned long long)file_size - 1);
+             (unsigned long long)h->dir_offset, (unsigned long long)h->file_size - 1);
 
     wc_entry *e = calloc(h->n_tensors ? h->n_tensors : 1, sizeof *e);
     wc_entry **sorted = calloc(h->n_tensors ? h->n_tensors : 1, sizeof *sorted);

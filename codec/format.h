@@ -15,6 +15,8 @@
 #define WC_TILE_ENTRY 8          /* bytes per tile index entry */
 #define WC_MAX_NAME 4096
 #define WC_MAX_TILE_WEIGHTS (1u << 24)
+#define WC_RECORD_ALIGN 64       /* every record starts at a multiple of this */
+#define WC_STREAM_ALIGN 4        /* tiles_off and every tile stream's offset */
 #define WC_ENTRY_HAS_SCALES 1u
 
 #define WC_MAX_TABLES 16
@@ -38,21 +40,28 @@ typedef struct wc_entry {
 /* Header fields. */
 typedef struct wc_header {
     uint32_t version, flags, n_tensors;
-    uint64_t dir_offset, dir_size, file_size;
+    uint64_t dir_offset, dir_size, file_size, dir_hash;
 } wc_header;
 
 /* rows x cols view of a shape: dim 0 by the product of the others. */
 void wc_shape_2d(const uint64_t *shape, uint32_t ndim, uint64_t *rows, uint64_t *cols);
+/* Tile t of a RANS_I8 entry (its tile fields set): its first row and column
+ * and its size (docs/FORMAT.md, "Tiles"). */
+void wc_tile_rect(const wc_entry *e, uint32_t t, uint64_t *r0, uint64_t *c0, uint32_t *h,
+                  uint32_t *w);
 
 void wc_header_write(uint8_t out[WC_HEADER_SIZE], const wc_header *h, uint64_t dir_hash);
 /* Appends e's directory entry to dir. */
 int wc_entry_write(wc_buf *dir, const wc_entry *e);
 
-/* Parses and checks the header and the whole directory of a file of
- * file_size bytes mapped at base. `label` names it in messages. On success
- * *entries holds h->n_tensors entries (free with wc_entries_free). */
-int wc_container_parse(const uint8_t *base, uint64_t file_size, const char *label, wc_header *h,
-                       wc_entry **entries, wc_err *err);
+/* Parses and checks the header (its first min(file_size, 64) bytes at
+ * base) of a file of file_size bytes. `label` names it in messages. */
+int wc_header_parse(const uint8_t *base, uint64_t file_size, const char *label, wc_header *h, wc_err *err);
+/* Parses and checks the directory (h->dir_size bytes at dir) of the file
+ * whose header is h. On success *entries holds h->n_tensors entries (free
+ * with wc_entries_free). */
+int wc_directory_parse(const uint8_t *dir, const wc_header *h, const char *label, wc_entry **entries,
+                       wc_err *err);
 void wc_entries_free(wc_entry *e, size_t n);
 
 /* Bytes of the scales and of the row map at the start of a coded record. */
@@ -66,5 +75,7 @@ uint64_t wc_hash(const void *p, size_t n);
 /* Whether the bytes fail their stored checksum; always false in a fuzzing
  * build, so that mutations reach the checks behind the checksums. */
 bool wc_hash_differs(uint64_t stored, const void *p, size_t n);
+/* The same for a hash computed by the caller (XXH3_64bits_digest). */
+bool wc_hash_value_differs(uint64_t stored, uint64_t computed);
 
 #endif

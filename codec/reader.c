@@ -1,12 +1,22 @@
-/* wc_file: a mapped .wcodec file, its directory, and tensor decode. */
+/* wc_file: an open .wcodec file, its directory, and tensor decode.
+ *
+ * The file keeps its own descriptor and reads everything through it with
+ * pread: the header and the directory once, at open, and each record when
+ * it is decoded, into buffers of that call (decode_coded). Nothing is
+ * mapped: a mapping of a file that shrinks kills the process with SIGBUS
+ * on the next touch, while a read past the new end is an error; and the
+ * descriptor, not the name, is what every later read goes through, so a
+ * file replaced by rename or a relative path after a chdir still reads the
+ * file that was opened. */
 #include <errno.h>
 #include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <xxhash.h>
 
 #include "reader.h"
 #include "record.h"
@@ -14,7 +24,7 @@
 
 struct wc_file {
     char *label;
-    const uint8_t *map;
+    int fd;       /* owned */
     uint64_t size;
     wc_header h;
     wc_entry *e;
@@ -26,14 +36,67 @@ static int cmp_name(const void *a, const void *b)
     return strcmp((*(const wc_entry *const *)a)->name, (*(const wc_entry *const *)b)->name);
 }
 
-int wc_file_open_fd(wc_file **out, int fd, const char *label, wc_err *err)
+int wc_read_fail(const char *label, const wc_entry *e, uint64_t off, uint64_t len, int sys_errno, wc_err *err)
+{
+    char what[WC_MAX_NAME + 32] = "";
+    if (e) snprintf(what, sizeof what, ": tensor '%s'", e->name);
+    if (sys_errno)
+        return wc_fail(err, WC_EIO, "%s%s: read of %llu bytes at offset %llu: %s", label, what,
+                       (unsigned long long)len, (unsigned long long)off, strerror(sys_errno));
+    return wc_fail(err, WC_EIO,
+                   "%s%s: read of %llu bytes at offset %llu: unexpected end of file (the file shrank "
+                   "after it was opened)",
+                   label, what, (unsigned long long)len, (unsigned long long)off);
+}
+
+static int pread_all(int fd, uint64_t off, uint64_t len, void *buf, int *sys_errno)
+{
+    for (uint64_t done = 0; done < len;) {
+        const size_t want = len - done < (1u << 30) ? (size_t)(len - done) : (1u << 30);
+        ssize_t k = pread(fd, (uint8_t *)buf + done, want, (off_t)(off + done));
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            *sys_errno = k < 0 ? errno : 0;
+            return -1;
+        }
+        done += (uint64_t)k;
+    }
+    return 0;
+}
+
+int wc_file_pread(const wc_file *f, const wc_entry *e, uint64_t off, uint64_t len, void *buf, wc_err *err)
+{
+    int sys_errno;
+    return pread_all(f->fd, off, len, buf, &sys_errno) ? wc_read_fail(f->label, e, off, len, sys_errno, err) : 0;
+}
+
+/* The header, then the directory it points to (checked by format.c). */
+static int read_directory(wc_file *f, wc_err *err)
+{
+    uint8_t hdr[WC_HEADER_SIZE];
+    const uint64_t n = f->size < WC_HEADER_SIZE ? f->size : WC_HEADER_SIZE;
+    int r = wc_file_pread(f, NULL, 0, n, hdr, err);
+    if (!r) r = wc_header_parse(hdr, f->size, f->label, &f->h, err);
+    if (r) return r;
+    uint8_t *dir = malloc(f->h.dir_size ? f->h.dir_size : 1);
+    if (!dir) return wc_fail(err, WC_ENOMEM, "out of memory");
+    r = wc_file_pread(f, NULL, f->h.dir_offset, f->h.dir_size, dir, err);
+    if (!r) r = wc_directory_parse(dir, &f->h, f->label, &f->e, err);
+    free(dir);
+    return r;
+}
+
+/* Takes ownership of fd. */
+static int open_owned(wc_file **out, int fd, const char *label, wc_err *err)
 {
     *out = NULL;
     wc_file *f = calloc(1, sizeof *f);
     if (!f || !(f->label = strdup(label))) {
         free(f);
+        close(fd);
         return wc_fail(err, WC_ENOMEM, "out of memory");
     }
+    f->fd = fd;
     int r;
     struct stat sb;
     if (fstat(fd, &sb) < 0) {
@@ -45,15 +108,7 @@ int wc_file_open_fd(wc_file **out, int fd, const char *label, wc_err *err)
         goto fail;
     }
     f->size = (uint64_t)sb.st_size;
-    if (f->size) {
-        void *m = mmap(NULL, f->size, PROT_READ, MAP_SHARED, fd, 0);
-        if (m == MAP_FAILED) {
-            r = wc_fail(err, WC_EIO, "%s: mmap: %s", label, strerror(errno));
-            goto fail;
-        }
-        f->map = m;
-    }
-    if ((r = wc_container_parse(f->map, f->size, label, &f->h, &f->e, err))) goto fail;
+    if ((r = read_directory(f, err))) goto fail;
     f->by_name = malloc(sizeof *f->by_name * (f->h.n_tensors ? f->h.n_tensors : 1));
     if (!f->by_name) {
         r = wc_fail(err, WC_ENOMEM, "out of memory");
@@ -68,6 +123,16 @@ fail:
     return r;
 }
 
+int wc_file_open_fd(wc_file **out, int fd, const char *label, wc_err *err)
+{
+    int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (own < 0) {
+        *out = NULL;
+        return wc_fail(err, WC_EIO, "%s: duplicating descriptor %d: %s", label, fd, strerror(errno));
+    }
+    return open_owned(out, own, label, err);
+}
+
 int wc_file_open(wc_file **out, const char *path, wc_err *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -75,15 +140,13 @@ int wc_file_open(wc_file **out, const char *path, wc_err *err)
         *out = NULL;
         return wc_fail(err, WC_EIO, "%s: %s", path, strerror(errno));
     }
-    int r = wc_file_open_fd(out, fd, path, err);
-    close(fd);
-    return r;
+    return open_owned(out, fd, path, err);
 }
 
 void wc_file_close(wc_file *f)
 {
     if (!f) return;
-    if (f->map) munmap((void *)f->map, f->size);
+    if (f->fd >= 0) close(f->fd);
     wc_entries_free(f->e, f->h.n_tensors);
     free(f->by_name);
     free(f->label);
@@ -135,7 +198,7 @@ int wc_file_find(const wc_file *f, const char *name)
 }
 
 const wc_entry *wc_file_entry(const wc_file *f, size_t i) { return &f->e[i]; }
-const uint8_t *wc_file_base(const wc_file *f) { return f->map; }
+int wc_file_fd(const wc_file *f) { return f->fd; }
 
 static wc_dsp dsp_ref, dsp_best;
 static pthread_once_t dsp_once = PTHREAD_ONCE_INIT;
@@ -181,21 +244,111 @@ int wc_record_check_hash(const wc_file *f, const wc_entry *e, const uint8_t *rec
     return wc_hash_differs(e->hash, rec, e->size) ? wc_record_hash_fail(f, e, err) : 0;
 }
 
+/* Feeds the record's bytes [h->at, to) to its hash, a stretch at a time
+ * through a buffer that stays in cache. */
+#define HASH_CHUNK (256u << 10)
+static int hash_range(const wc_file *f, const wc_entry *e, wc_rec_hash *h, uint64_t to, wc_err *err)
+{
+    if (h->at >= to) return 0;
+    uint8_t *buf = malloc(to - h->at < HASH_CHUNK ? to - h->at : HASH_CHUNK);
+    if (!buf) return wc_fail(err, WC_ENOMEM, "out of memory");
+    int r = 0;
+    while (!r && h->at < to) {
+        const uint64_t n = to - h->at < HASH_CHUNK ? to - h->at : HASH_CHUNK;
+        if (!(r = wc_file_pread(f, e, e->offset + h->at, n, buf, err))) XXH3_64bits_update(h->st, buf, n), h->at += n;
+    }
+    free(buf);
+    return r;
+}
+
+int wc_record_verify(const wc_file *f, const wc_entry *e, wc_err *err)
+{
+    XXH3_state_t *st = XXH3_createState();
+    if (!st) return wc_fail(err, WC_ENOMEM, "out of memory");
+    XXH3_64bits_reset(st);
+    wc_rec_hash h = {st, 0};
+    int r = hash_range(f, e, &h, e->size, err);
+    if (!r && wc_hash_value_differs(e->hash, XXH3_64bits_digest(st))) r = wc_record_hash_fail(f, e, err);
+    XXH3_freeState(st);
+    return r;
+}
+
+typedef struct rec_ctx {
+    const wc_file *f;
+    const wc_entry *e;
+} rec_ctx;
+
+static int read_rec(void *ctx, uint64_t off, uint64_t len, uint8_t *dst, wc_err *err)
+{
+    const rec_ctx *c = ctx;
+    return wc_file_pread(c->f, c->e, c->e->offset + off, len, dst, err);
+}
+
+/* Parses the head (head_r: its read's result) and decodes; *h has seen the
+ * record up to where this read it. A read error or WC_ENOMEM comes back as
+ * WC_EIO / WC_ENOMEM; a format or stream error is for the checksum to judge. */
+static int parse_and_decode(const wc_file *f, const wc_entry *e, const uint8_t *head, wc_rec_hash *h,
+                            uint8_t *out, float *scales, const wc_decode_opts *o, wc_err *err)
+{
+    wc_rec rec;
+    int r = wc_rec_parse(&rec, e, head, f->label, err);
+    if (r) return r;
+    const int threads = o && o->threads > 1 ? o->threads : 1;
+    /* one decoding thread reads the streams in order and feeds the hash
+     * (any bytes before the first stream go first); several leave the
+     * whole rest of the record to it afterwards */
+    if (threads == 1) r = hash_range(f, e, h, e->tiles_off + wc_rec_begin(&rec, 0), err);
+    if (!r) {
+        rec_ctx ctx = {f, e};
+        const wc_rec_src src = {read_rec, &ctx};
+        r = wc_record_decode(wc_dsp_get(o && o->reference), &rec, &src, h, out, scales, threads, f->label, err);
+    }
+    wc_rec_free(&rec);
+    return r;
+}
+
+/* Reads the coded record of e once, through the file's descriptor: its head
+ * into a buffer of this call, each tile's stream by the thread that decodes
+ * it into a buffer of that thread (record.c). The record's checksum is
+ * judged at the end, over every byte that was read, and comes before what
+ * the decode found: a record that fails it is the cause of any format or
+ * stream error (out then holds whatever was decoded). */
+static int decode_coded(const wc_file *f, const wc_entry *e, uint8_t *out, float *scales, const wc_decode_opts *o,
+                        wc_err *err)
+{
+    XXH3_state_t *st = XXH3_createState();
+    uint8_t *head = malloc(e->tiles_off);
+    int r = st && head ? 0 : wc_fail(err, WC_ENOMEM, "out of memory");
+    wc_rec_hash h = {st, 0};
+    if (!r) XXH3_64bits_reset(st);
+    if (!r && !(r = wc_file_pread(f, e, e->offset, e->tiles_off, head, err))) {
+        XXH3_64bits_update(st, head, e->tiles_off);
+        h.at = e->tiles_off;
+        r = parse_and_decode(f, e, head, &h, out, scales, o, err);
+    }
+    if (!r || r == WC_EFORMAT || r == WC_ECORRUPT) {
+        wc_err herr;
+        const int hr = hash_range(f, e, &h, e->size, &herr);
+        if (hr && err) *err = herr;
+        if (hr) r = hr;
+        else if (wc_hash_value_differs(e->hash, XXH3_64bits_digest(st))) r = wc_record_hash_fail(f, e, err);
+    }
+    free(head);
+    XXH3_freeState(st);
+    return r;
+}
+
 int wc_decode_tensor_ex(const wc_file *f, size_t i, void *out, size_t out_size, float *scales,
                         size_t n_scales, const wc_decode_opts *o, wc_err *err)
 {
     if (i >= f->h.n_tensors) return wc_fail(err, WC_EINVAL, "%s: no tensor %zu", f->label, i);
     const wc_entry *e = &f->e[i];
-    const uint8_t *rec = f->map + e->offset;
     int r = wc_entry_check_dst(f, e, out_size, scales, n_scales, err);
-    if (!r) r = wc_record_check_hash(f, e, rec, err);
     if (r) return r;
-    if (e->coding == WC_CODING_RAW) {
-        memcpy(out, rec, e->size);
-        return 0;
-    }
-    return wc_record_decode(wc_dsp_get(o && o->reference), e, rec, out, scales,
-                            o && o->threads > 1 ? o->threads : 1, f->label, err);
+    if (e->coding == WC_CODING_RANS_I8) return decode_coded(f, e, out, scales, o, err);
+    /* a raw record is its tensor: read straight into place */
+    if (!(r = wc_file_pread(f, e, e->offset, e->size, out, err))) r = wc_record_check_hash(f, e, out, err);
+    return r;
 }
 
 int wc_file_verify(const wc_file *f, wc_err *err)

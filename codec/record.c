@@ -4,19 +4,11 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include <xxhash.h>
+
 #include "record.h"
 
 static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
-
-void wc_tile_rect(const wc_entry *e, uint32_t t, uint64_t *r0, uint64_t *c0, uint32_t *h,
-                  uint32_t *w)
-{
-    uint64_t tr = t / e->tiles_across, tc = t % e->tiles_across;
-    *r0 = tr * e->tile_rows;
-    *c0 = tc * e->tile_cols;
-    *h = (uint32_t)(e->rows - *r0 < e->tile_rows ? e->rows - *r0 : e->tile_rows);
-    *w = (uint32_t)(e->cols - *c0 < e->tile_cols ? e->cols - *c0 : e->tile_cols);
-}
 
 /* Full-width tiles keep a tile's symbols contiguous in the output; very
  * wide rows are cut into tiles of tile_weights columns. */
@@ -105,115 +97,97 @@ out:
 
 /* Stage 3 of FORMAT.md: predictions of rows [r0, r1), row by row, once
  * every row above is done. */
-static void predict_rows(const wc_dsp *dsp, const wc_entry *e, const uint8_t *modes, uint8_t *out, uint64_t r0,
-                         uint64_t r1)
+static void predict_rows(const wc_dsp *dsp, const wc_rec *rec, uint8_t *out, uint64_t r0, uint64_t r1)
 {
+    const wc_entry *e = rec->e;
     const uint64_t d = e->top_distance;
     for (uint64_t r = r0; r < r1; r++) {
         uint8_t *row = out + r * e->cols;
         const uint8_t *up = r >= d ? row - d * e->cols : NULL;
-        const uint8_t *tmode = modes + (r / e->tile_rows) * e->tiles_across;
+        const uint32_t t0 = (uint32_t)(r / e->tile_rows) * e->tiles_across;
         for (uint32_t tc = 0; tc < e->tiles_across; tc++) {
             uint64_t c0 = (uint64_t)tc * e->tile_cols;
             size_t n = e->cols - c0 < e->tile_cols ? e->cols - c0 : e->tile_cols;
-            dsp->pred[WC_MODE_PRED(tmode[tc])](row + c0, up ? up + c0 : NULL, n,
-                                               c0 ? row[c0 - 1] : 0, c0 && up ? up[c0 - 1] : 0);
+            dsp->pred[WC_MODE_PRED(wc_rec_mode(rec, t0 + tc))](row + c0, up ? up + c0 : NULL, n, c0 ? row[c0 - 1] : 0,
+                                                                c0 && up ? up[c0 - 1] : 0);
         }
     }
-}
-
-/* Reads and checks the tables and the tile index. */
-static int read_tables(const wc_entry *e, const uint8_t *rec, wc_rans_dec_table *dec, uint8_t *modes,
-                       const char *label, wc_err *err)
-{
-    uint64_t pos = e->tables_off;
-    for (uint32_t k = 0; k < e->n_tables; k++) {
-        wc_rans_table t;
-        size_t used;
-        if (wc_rans_table_read(rec + pos, e->index_off - pos, e->prob_bits, &t, &used))
-            return wc_fail(err, WC_EFORMAT,
-                           "%s: tensor '%s': frequency table %u at offset %llu is invalid", label,
-                           e->name, k, (unsigned long long)(e->offset + pos));
-        wc_rans_dec_table_init(&dec[k], &t);
-        pos += used;
-    }
-    const uint8_t *map = rec + wc_entry_scales_size(e);
-    for (uint64_t y = 0; y < wc_entry_map_size(e); y++)
-        if (map[y] >= e->n_tables)
-            return wc_fail(err, WC_EFORMAT, "%s: tensor '%s': row %llu names table %u of %u (offset %llu)",
-                           label, e->name, (unsigned long long)y, map[y], e->n_tables,
-                           (unsigned long long)(e->offset + wc_entry_scales_size(e) + y));
-    const uint64_t stream_bytes = e->size - e->tiles_off;
-    for (uint32_t t = 0; t < e->n_tiles; t++) {
-        const uint8_t *ent = rec + e->index_off + (uint64_t)WC_TILE_ENTRY * t;
-        const uint64_t at = e->offset + e->index_off + (uint64_t)WC_TILE_ENTRY * t;
-        uint8_t m = ent[4];
-        bool bad = WC_MODE_PRED(m) >= WC_PRED_COUNT || WC_MODE_TX(m) >= WC_TX_COUNT ||
-                   (e->version == 1 && m) || ent[5] || wc_rd16(ent + 6);
-        if (bad)
-            return wc_fail(err, WC_EFORMAT,
-                           "%s: tensor '%s': tile %u (index entry at offset %llu): unknown mode "
-                           "0x%02x or reserved bytes set",
-                           label, e->name, t, (unsigned long long)at, m);
-        uint64_t begin = wc_rd32(ent), end = t + 1 < e->n_tiles ? wc_rd32(ent + WC_TILE_ENTRY) : stream_bytes;
-        if (end < begin || end > stream_bytes)
-            return wc_fail(err, WC_EFORMAT,
-                           "%s: tensor '%s': tile %u stream at offsets [%llu, %llu) is out of bounds",
-                           label, e->name, t, (unsigned long long)(e->offset + e->tiles_off + begin),
-                           (unsigned long long)(e->offset + e->tiles_off + end));
-        modes[t] = m;
-    }
-    return 0;
 }
 
 /* Decodes tiles [t : t += step] into out: the entropy and transform stages,
  * which tiles do on their own. */
 typedef struct tile_job {
     const wc_dsp *dsp;
-    const wc_entry *e;
-    const uint8_t *rec, *map, *modes;
+    const wc_rec *rec;
+    const wc_rec_src *src;
+    wc_rec_hash *hash;        /* NULL, or the record's XXH3, fed each stream in order */
     const wc_rans_dec_table *dec;
     uint8_t *out;
-    _Atomic uint32_t *next;
-    _Atomic uint32_t *failed; /* first failing tile + 1, or 0 */
+    uint64_t max_stream;      /* bytes of the longest tile stream */
+    _Atomic uint32_t next;
+    _Atomic bool stop;
     /* One thread takes the tiles in order, so each row of tiles can be
      * predicted as soon as it is decoded, while it is still in cache,
      * rather than in a second pass over the whole output. */
     bool predict;
+    pthread_mutex_t mu;       /* guards the first failure: */
+    int fail;                 /* 0, WC_ECORRUPT (of tile fail_tile), WC_ENOMEM, or a read's code */
+    uint32_t fail_tile;
+    wc_err fail_err;          /* a read's message */
 } tile_job;
 
+static void job_fail(tile_job *j, int code, uint32_t tile, const wc_err *e)
+{
+    pthread_mutex_lock(&j->mu);
+    if (!j->fail) {
+        j->fail = code, j->fail_tile = tile;
+        if (e) j->fail_err = *e;
+    }
+    pthread_mutex_unlock(&j->mu);
+    atomic_store(&j->stop, true);
+}
+
+/* Each thread reads a tile's stream into a buffer of its own, just before
+ * decoding it (so that the stream is in cache), beside the tile's symbols
+ * where the tile is narrower than the matrix. */
 static void *decode_tiles(void *arg)
 {
-    const tile_job *j = arg;
-    const wc_entry *e = j->e;
-    uint8_t *tile = malloc((size_t)e->tile_rows * e->tile_cols);
-    const uint64_t stream_bytes = e->size - e->tiles_off;
-    for (uint32_t t; tile && (t = atomic_fetch_add(j->next, 1)) < e->n_tiles && !*j->failed;) {
-        const uint8_t *ent = j->rec + e->index_off + (uint64_t)WC_TILE_ENTRY * t;
-        uint64_t begin = wc_rd32(ent), end = t + 1 < e->n_tiles ? wc_rd32(ent + WC_TILE_ENTRY) : stream_bytes;
+    tile_job *j = arg;
+    const wc_rec *rec = j->rec;
+    const wc_entry *e = rec->e;
+    const size_t tile_bytes = (size_t)e->tile_rows * e->tile_cols;
+    uint8_t *buf = malloc(j->max_stream + tile_bytes), *tile = buf + j->max_stream;
+    if (!buf) job_fail(j, WC_ENOMEM, 0, NULL);
+    for (uint32_t t; buf && (t = atomic_fetch_add(&j->next, 1)) < e->n_tiles && !atomic_load(&j->stop);) {
+        const uint64_t begin = wc_rec_begin(rec, t), end = wc_rec_begin(rec, t + 1);
+        wc_err re;
+        int r = j->src->read(j->src->ctx, e->tiles_off + begin, end - begin, buf, &re);
+        if (r) {
+            job_fail(j, r, t, &re);
+            break;
+        }
+        if (j->hash) {
+            XXH3_64bits_update(j->hash->st, buf, end - begin);
+            j->hash->at += end - begin;
+        }
         uint64_t r0, c0;
         uint32_t h, w;
         wc_tile_rect(e, t, &r0, &c0, &h, &w);
         /* full-width tiles decode straight into place */
         uint8_t *dst = w == e->cols ? j->out + r0 * e->cols : tile;
-        if (j->dsp->rans_decode(j->dec, j->map ? j->map + r0 : NULL, w, j->rec + e->tiles_off + begin,
-                                end - begin, dst, (size_t)h * w)) {
-            uint32_t none = 0;
-            atomic_compare_exchange_strong(j->failed, &none, t + 1);
+        if (j->dsp->rans_decode(j->dec, rec->row_map ? rec->row_map + r0 : NULL, w, buf, end - begin, dst,
+                                (size_t)h * w)) {
+            job_fail(j, WC_ECORRUPT, t, NULL);
             break;
         }
-        j->dsp->itx[WC_MODE_TX(j->modes[t])](dst, w, h, w);
+        j->dsp->itx[WC_MODE_TX(wc_rec_mode(rec, t))](dst, w, h, w);
         if (dst == tile)
             for (uint32_t y = 0; y < h; y++)
                 memcpy(j->out + (r0 + y) * e->cols + c0, tile + (size_t)y * w, w);
         if (j->predict && t % e->tiles_across == e->tiles_across - 1)
-            predict_rows(j->dsp, e, j->modes, j->out, r0, r0 + h);
+            predict_rows(j->dsp, rec, j->out, r0, r0 + h);
     }
-    if (!tile) {
-        uint32_t none = 0;
-        atomic_compare_exchange_strong(j->failed, &none, UINT32_MAX);
-    }
-    free(tile);
+    free(buf);
     return NULL;
 }
 
@@ -221,12 +195,12 @@ static void *decode_tiles(void *arg)
  * could still carry NaN or infinite scales, which would turn every weight
  * of their rows into NaN downstream. The encoder never writes one, so one
  * here is corruption, refused whether or not the caller wants the scales. */
-static int check_scales(const wc_entry *e, const uint8_t *rec, const char *label, wc_err *err)
+static int check_scales(const wc_entry *e, const uint8_t *head, const char *label, wc_err *err)
 {
     if (!(e->flags & WC_ENTRY_HAS_SCALES)) return 0;
     for (uint64_t y = 0; y < e->rows; y++) {
         float s;
-        memcpy(&s, rec + 4 * y, 4);
+        memcpy(&s, head + 4 * y, 4);
         if (!isfinite(s))
             return wc_fail(err, WC_ECORRUPT, "%s: tensor '%s': scale of row %llu (offset %llu) is %s", label,
                            e->name, (unsigned long long)y, (unsigned long long)(e->offset + 4 * y),
@@ -235,48 +209,54 @@ static int check_scales(const wc_entry *e, const uint8_t *rec, const char *label
     return 0;
 }
 
-int wc_record_decode(const wc_dsp *dsp, const wc_entry *e, const uint8_t *rec, uint8_t *out,
+/* The message of the job's first failure. */
+static int job_error(const tile_job *j, const char *label, wc_err *err)
+{
+    const wc_entry *e = j->rec->e;
+    if (j->fail == WC_ENOMEM) return wc_fail(err, WC_ENOMEM, "out of memory");
+    if (j->fail != WC_ECORRUPT) {
+        if (err) *err = j->fail_err;
+        return j->fail;
+    }
+    uint64_t r0, c0;
+    uint32_t h, w;
+    wc_tile_rect(e, j->fail_tile, &r0, &c0, &h, &w);
+    return wc_fail(err, WC_ECORRUPT,
+                   "%s: tensor '%s': tile %u (rows %llu.., cols %llu..) at offset %llu fails its "
+                   "rANS end-state check",
+                   label, e->name, j->fail_tile, (unsigned long long)r0, (unsigned long long)c0,
+                   (unsigned long long)wc_rec_stream_at(j->rec, j->fail_tile));
+}
+
+int wc_record_decode(const wc_dsp *dsp, const wc_rec *rec, const wc_rec_src *src, wc_rec_hash *hash, uint8_t *out,
                      float *scales, int threads, const char *label, wc_err *err)
 {
-    int cr = check_scales(e, rec, label, err);
+    const wc_entry *e = rec->e;
+    int cr = check_scales(e, rec->head, label, err);
     if (cr) return cr;
-    if (scales && (e->flags & WC_ENTRY_HAS_SCALES)) memcpy(scales, rec, 4 * e->rows);
+    if (scales && (e->flags & WC_ENTRY_HAS_SCALES)) memcpy(scales, rec->head, 4 * e->rows);
     wc_rans_dec_table *dec = malloc(sizeof *dec * e->n_tables);
-    uint8_t *modes = malloc(e->n_tiles);
-    int r = 0;
-    if (!dec || !modes) {
-        r = wc_fail(err, WC_ENOMEM, "out of memory");
-        goto out;
-    }
-    if ((r = read_tables(e, rec, dec, modes, label, err))) goto out;
-    _Atomic uint32_t next = 0, failed = 0;
+    if (!dec) return wc_fail(err, WC_ENOMEM, "out of memory");
+    for (uint32_t k = 0; k < e->n_tables; k++) wc_rans_dec_table_init(&dec[k], &rec->tables[k]);
     if (threads > (int)e->n_tiles) threads = (int)e->n_tiles;
-    tile_job job = {dsp, e, rec, e->n_tables > 1 ? rec + wc_entry_scales_size(e) : NULL, modes,
-                    dec, out, &next, &failed, threads <= 1};
+    /* one thread takes the tiles in order: it can feed the hash */
+    tile_job job = {.dsp = dsp, .rec = rec, .src = src, .hash = threads <= 1 ? hash : NULL, .dec = dec, .out = out,
+                    .predict = threads <= 1};
+    for (uint32_t t = 0; t < e->n_tiles; t++) {
+        const uint64_t len = wc_rec_begin(rec, t + 1) - wc_rec_begin(rec, t);
+        if (len > job.max_stream) job.max_stream = len;
+    }
+    pthread_mutex_init(&job.mu, NULL);
     pthread_t th[64];
     int started = 0;
     for (; started < threads - 1 && started < 64; started++)
         if (pthread_create(&th[started], NULL, decode_tiles, &job)) break;
     decode_tiles(&job);
     for (int k = 0; k < started; k++) pthread_join(th[k], NULL);
-    if (failed == UINT32_MAX) {
-        r = wc_fail(err, WC_ENOMEM, "out of memory");
-    } else if (failed) {
-        uint32_t t = failed - 1;
-        uint64_t r0, c0;
-        uint32_t h, w;
-        wc_tile_rect(e, t, &r0, &c0, &h, &w);
-        r = wc_fail(err, WC_ECORRUPT,
-                    "%s: tensor '%s': tile %u (rows %llu.., cols %llu..) at offset %llu fails its "
-                    "rANS end-state check",
-                    label, e->name, t, (unsigned long long)r0, (unsigned long long)c0,
-                    (unsigned long long)(e->offset + e->tiles_off +
-                                         wc_rd32(rec + e->index_off + (uint64_t)WC_TILE_ENTRY * t)));
-    } else if (!job.predict) {
-        predict_rows(dsp, e, modes, out, 0, e->rows);
-    }
-out:
+    pthread_mutex_destroy(&job.mu);
+    int r = 0;
+    if (job.fail) r = job_error(&job, label, err);
+    else if (!job.predict) predict_rows(dsp, rec, out, 0, e->rows);
     free(dec);
-    free(modes);
     return r;
 }

@@ -3,33 +3,11 @@
 #ifndef WC_RECORD_H
 #define WC_RECORD_H
 
+#include "analyse.h"
 #include "dsp.h"
 #include "format.h"
 #include "rans.h"
-
-typedef struct wc_code_params {
-    uint32_t tile_weights;
-    uint32_t prob_bits;
-    uint32_t max_tables;   /* 1..WC_MAX_TABLES */
-    int force_pred;        /* enum wc_pred for every tile, or -1: chosen per tile */
-    int force_tx;          /* enum wc_tx for every tile, or -1 */
-    uint32_t top_distance; /* 0: searched */
-} wc_code_params;
-
-/* What the encoder decided for one tensor (codec/analyse.c). */
-typedef struct wc_plan {
-    uint32_t top_distance;
-    uint8_t *modes;   /* per tile: WC_MODE(pred, tx) */
-    uint8_t *sym;     /* rows x cols symbols to code: residuals, transformed */
-    uint32_t n_tables;
-    uint8_t *row_map; /* per row: its table (NULL when n_tables == 1) */
-    wc_rans_table tables[WC_MAX_TABLES];
-} wc_plan;
-
-/* Chooses distance, modes and tables for the INT8 matrix q of e (rows, cols
- * and tiles set). */
-int wc_plan_tensor(const uint8_t *q, const wc_entry *e, const wc_code_params *p, wc_plan *plan);
-void wc_plan_free(wc_plan *plan);
+#include "rec_reader.h"
 
 /* Codes the rows x cols INT8 matrix q (and scales, NULL for none) into rec.
  * Fills the coding fields of e (coding, tile shape, tables, section offsets,
@@ -37,20 +15,31 @@ void wc_plan_free(wc_plan *plan);
 int wc_record_encode(const int8_t *q, const void *scales, const wc_code_params *p, wc_entry *e,
                      wc_buf *rec);
 
-/* The tile t of e: its first row and column and its size. */
-void wc_tile_rect(const wc_entry *e, uint32_t t, uint64_t *r0, uint64_t *c0, uint32_t *h,
-                  uint32_t *w);
+/* Where a decode reads the tile streams: len bytes at offset off of the
+ * record (from its start) into dst, or a WC_E* code with its message in err
+ * (reader.c: pread through the file's descriptor). Called from the decoding
+ * threads at once. */
+typedef struct wc_rec_src {
+    int (*read)(void *ctx, uint64_t off, uint64_t len, uint8_t *dst, wc_err *err);
+    void *ctx;
+} wc_rec_src;
 
-/* Residuals of one row stretch under prediction `pred` (the inverse of the
- * wc_pred_fn of codec/dsp.h: same arguments, q holds values). */
-void wc_residual_row(enum wc_pred pred, const uint8_t *q, const uint8_t *up, size_t n, uint8_t left,
-                     uint8_t upleft, uint8_t *res);
+/* The record's XXH3 (an XXH3_state_t) fed with its bytes [0, at) so far. */
+typedef struct wc_rec_hash {
+    void *st;
+    uint64_t at;
+} wc_rec_hash;
 
-/* Decode of a RANS_I8 record (already checksummed) into out (rows*cols
- * bytes) and scales (rows floats, or NULL), with the routines of dsp; tiles
- * are shared among `threads` threads (the caller's among them). A scale
- * that is NaN or infinite is refused (WC_ECORRUPT), scales wanted or not. */
-int wc_record_decode(const wc_dsp *dsp, const wc_entry *e, const uint8_t *rec, uint8_t *out,
+/* Decode of a RANS_I8 record whose head rec holds (wc_rec_parse) into out
+ * (rows*cols bytes) and scales (rows floats, or NULL), with the routines of
+ * dsp, each tile's stream read from src just before it is decoded; tiles are
+ * shared among `threads` threads (the caller's among them). With one thread
+ * the streams are read in order, and each is fed to hash (which must then
+ * stand at the first stream): the record is read once, and its checksum is
+ * the caller's to finish and judge, even where this returns WC_ECORRUPT. A
+ * scale that is NaN or infinite is refused (WC_ECORRUPT), scales wanted or
+ * not. */
+int wc_record_decode(const wc_dsp *dsp, const wc_rec *rec, const wc_rec_src *src, wc_rec_hash *hash, uint8_t *out,
                      float *scales, int threads, const char *label, wc_err *err);
 
 #endif

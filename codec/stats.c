@@ -3,7 +3,30 @@
 #include <stdlib.h>
 
 #include "reader.h"
-#include "record.h"
+#include "rec_reader.h"
+
+/* Per tile of the parsed record: the bits its values would take with the
+ * tensor's order-0 model (cost, from the decoded values q), against its
+ * stream. */
+static void tile_stats(const wc_rec *rec, const uint8_t *q, const double cost[256], wc_tensor_stats *s)
+{
+    const wc_entry *e = rec->e;
+    for (uint32_t t = 0; t < e->n_tiles; t++) {
+        const uint64_t bytes = wc_rec_begin(rec, t + 1) - wc_rec_begin(rec, t);
+        uint64_t r0, c0;
+        uint32_t h, w;
+        wc_tile_rect(e, t, &r0, &c0, &h, &w);
+        double plain = 0;
+        for (uint32_t y = 0; y < h; y++)
+            for (uint32_t x = 0; x < w; x++) plain += cost[q[(r0 + y) * e->cols + c0 + x]];
+        const uint8_t m = wc_rec_mode(rec, t);
+        const unsigned p = WC_MODE_PRED(m), tx = WC_MODE_TX(m);
+        s->tiles[p][tx]++;
+        s->saved_bits[p][tx] += plain - 8.0 * (double)bytes;
+        s->stream_bits += 8.0 * (double)bytes;
+    }
+    s->overhead_bits = 8.0 * (double)(e->tiles_off - wc_entry_scales_size(e));
+}
 
 int wc_tensor_stats_get(const wc_file *f, size_t i, wc_tensor_stats *s, wc_err *err)
 {
@@ -23,24 +46,15 @@ int wc_tensor_stats_get(const wc_file *f, size_t i, wc_tensor_stats *s, wc_err *
     double cost[256];
     for (int v = 0; v < 256; v++) cost[v] = hist[v] ? -log2((double)hist[v] / (double)e->numel) : 0;
     s->h0_bits = wc_entropy_bits(hist);
-
-    const uint8_t *rec = wc_file_base(f) + e->offset;
-    const uint64_t stream_bytes = e->size - e->tiles_off;
-    for (uint32_t t = 0; t < e->n_tiles; t++) {
-        const uint8_t *ent = rec + e->index_off + (uint64_t)WC_TILE_ENTRY * t;
-        uint64_t begin = wc_rd32(ent), end = t + 1 < e->n_tiles ? wc_rd32(ent + WC_TILE_ENTRY) : stream_bytes;
-        uint64_t r0, c0;
-        uint32_t h, w;
-        wc_tile_rect(e, t, &r0, &c0, &h, &w);
-        double plain = 0;
-        for (uint32_t y = 0; y < h; y++)
-            for (uint32_t x = 0; x < w; x++) plain += cost[q[(r0 + y) * e->cols + c0 + x]];
-        unsigned p = WC_MODE_PRED(ent[4]), tx = WC_MODE_TX(ent[4]);
-        s->tiles[p][tx]++;
-        s->saved_bits[p][tx] += plain - 8.0 * (double)(end - begin);
-        s->stream_bits += 8.0 * (double)(end - begin);
+    uint8_t *head = malloc(e->tiles_off);
+    wc_rec rec;
+    if (!head) r = wc_fail(err, WC_ENOMEM, "out of memory");
+    else r = wc_file_pread(f, e, e->offset, e->tiles_off, head, err);
+    if (!r && !(r = wc_rec_parse(&rec, e, head, wc_file_label(f), err))) {
+        tile_stats(&rec, q, cost, s);
+        wc_rec_free(&rec);
     }
-    s->overhead_bits = 8.0 * (double)(e->tiles_off - wc_entry_scales_size(e));
+    free(head);
     free(q);
-    return 0;
+    return r;
 }

@@ -9,17 +9,16 @@
  *   plan which tensors (or tile ranges of a tensor) fit the slot;
  *   build the kernels' descriptors (tables expanded, tile list, row maps,
  *   scales) in the slot's pinned descriptor area;
- *   io threads pread the tile streams into the slot's pinned data area;
+ *   io threads pread the tile streams, through the wc_file's own descriptor
+ *   (never by its label), into the slot's pinned data area;
  *   copy stream: descriptors + data H2D (raw tensors straight to the caller);
  *   compute stream waits for the copy, decodes, predicts finished tensors,
  *   copies the per-job error words back, records the slot's `done` event.
  * The host prepares batch k+1 while the device copies and decodes batch k. */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <xxhash.h>
@@ -199,15 +198,6 @@ static int retire_slot(wc_gpu *g, slot *sl, const wc_file *f, const treq *rq, wc
                       sl->job_tensor, err);
 }
 
-/* The message for a failed io task (a read or a record hash). */
-static int io_fail(const wc_file *f, const treq *rq, const io_task *t, wc_err *err)
-{
-    if (t->result == WC_ECHECKSUM) return wc_record_hash_fail(f, rq[t->tensor].e, err);
-    return wc_fail(err, t->result, "%s: read of %llu bytes at offset %llu failed: %s", wc_file_label(f),
-                   (unsigned long long)t->len, (unsigned long long)t->off,
-                   t->sys_errno ? strerror(t->sys_errno) : "unexpected end of file");
-}
-
 static int run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_err *err)
 {
     int r = 0;
@@ -220,8 +210,7 @@ static int run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_e
     cursor c = {0, 0};
     uint64_t batch = 0;
     io_pool *io = &g->io;
-    io->map = wc_file_base(f);
-    io->fd = open(wc_file_label(f), O_RDONLY | O_CLOEXEC);  /* else: copy from the map */
+    wcg_io_attach(io, f);
 
     while (c.t < n_rq) {
         slot *sl = &g->slots[batch % (uint64_t)g->n_slots];
@@ -271,21 +260,22 @@ static int run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_e
                     tasks = nt2, task_cap = ncap;
                 }
                 uint64_t l = len - a < IO_CHUNK ? len - a : IO_CHUNK;
-                tasks[nt++] = (io_task){.kind = 0, .off = foff + a, .len = l, .dst = sl->h_data + p->data_off + a};
+                tasks[nt++] = (io_task){.kind = 0, .off = foff + a, .len = l, .dst = sl->h_data + p->data_off + a,
+                                        .tensor = p->t};
             }
         }
-        if ((r = wcg_build_desc(g, f, rq, ps, (size_t)np, src_base, sl->h_desc, g->desc_cap, &L, &sl->job_tensor,
+        if ((r = wcg_build_desc(g, rq, ps, (size_t)np, src_base, sl->h_desc, g->desc_cap, &L, &sl->job_tensor,
                             &sl->job_cap, err)))
             goto out;
         wcg_io_run(io, tasks, nt);
         for (size_t k = 0; k < nt; k++)
             if (tasks[k].result) {
-                r = io_fail(f, rq, &tasks[k], err);
+                r = wcg_io_fail(f, rq, &tasks[k], err);
                 goto out;
             }
         io_task bad;
         if (wcg_io_bg_failed(io, false, &bad)) {
-            r = io_fail(f, rq, &bad, err);
+            r = wcg_io_fail(f, rq, &bad, err);
             goto out;
         }
         /* copies */
@@ -329,7 +319,7 @@ out:
      * found: that is reported first */
     if (r != WC_ECHECKSUM && r != WC_ENOMEM) {
         io_task bad;
-        if (wcg_io_bg_failed(io, true, &bad) && (!r || bad.result == WC_ECHECKSUM)) r = io_fail(f, rq, &bad, err);
+        if (wcg_io_bg_failed(io, true, &bad) && (!r || bad.result == WC_ECHECKSUM)) r = wcg_io_fail(f, rq, &bad, err);
     }
     /* leave nothing in flight that uses the ring */
     for (int s = 0; s < g->n_slots; s++) {
@@ -338,7 +328,6 @@ out:
     }
     cudaStreamSynchronize(g->compute);
     wcg_io_bg_clear(io); /* the hashes read through io->fd */
-    if (io->fd >= 0) close(io->fd);
     io->fd = -1;
     free(ps);
     free(tasks);
@@ -370,8 +359,8 @@ int wcg_decode(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, const size_t 
         if (dst[k].scales && (r = check_device_ptr(dst[k].scales, "scales", err))) return r;
     }
     treq *rq;
-    if ((r = wcg_prep_all(f, dst, which, n, &rq, err))) return r;
+    if ((r = wcg_prep_all(f, dst, which, n, g->o.verify_checksums, &rq, err))) return r;
     r = run_pipeline(g, f, rq, n, err);
-    free(rq);
+    wcg_free_reqs(rq, n);
     return r;
 }

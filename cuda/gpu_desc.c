@@ -12,54 +12,32 @@
 
 /* ---- per-tensor preparation (host checks of the record's head) ---- */
 
-/* Checks the index, row map and tables of a coded tensor (the kernels trust them). */
-static int prep_tensor(const wc_file *f, treq *t, wc_err *err)
+/* Checks the head of a coded tensor's record (the kernels trust it) with the
+ * CPU decoder's reader, and notes what its tiles and tables need. As on the
+ * CPU, a record that fails its checksum (with verify) is the cause of a
+ * head that breaks the format. */
+static int prep_tensor(const wc_file *f, treq *t, bool verify, wc_err *err)
 {
     const wc_entry *e = t->e;
-    const char *label = wc_file_label(f);
     t->coded = e->coding == WC_CODING_RANS_I8;
     if (!t->coded) return 0;
-    const uint8_t *rec = t->rec;
-    t->stream_bytes = e->size - e->tiles_off;
-    t->scales_size = e->flags & WC_ENTRY_HAS_SCALES ? 4 * e->rows : 0;
+    t->scales_size = wc_entry_scales_size(e);
     t->general = e->tile_rows > 1 && e->tile_cols < e->cols;
-    if ((e->offset + e->tiles_off) & 3)
-        return wc_fail(err, WC_EFORMAT, "%s: tensor '%s': tile streams at offset %llu are not 4-byte aligned",
-                       label, e->name, (unsigned long long)(e->offset + e->tiles_off));
-    if (e->n_tables > 1) {
-        const uint8_t *map = rec + t->scales_size;
-        for (uint64_t r = 0; r < e->rows; r++)
-            if (map[r] >= e->n_tables)
-                return wc_fail(err, WC_EFORMAT, "%s: tensor '%s': row %llu maps to table %u of %u (offset %llu)",
-                               label, e->name, (unsigned long long)r, map[r], e->n_tables,
-                               (unsigned long long)(e->offset + t->scales_size + r));
+    int r = wc_rec_parse(&t->rec, e, t->head, wc_file_label(f), err);
+    if (r == WC_EFORMAT && verify) {
+        wc_err herr;
+        const int hr = wc_record_verify(f, e, &herr);
+        if (hr && err) *err = herr;
+        if (hr) r = hr;
     }
+    if (r) return r;
     t->packed = WC_GPU_PACKED_FITS(e->n_tables, e->prob_bits);
-    for (uint64_t k = 0, pos = e->tables_off; k < e->n_tables; k++) {
-        wc_rans_table tab;
-        size_t used;
-        if (wc_rans_table_read(rec + pos, e->index_off - pos, e->prob_bits, &tab, &used))
-            return wc_fail(err, WC_EFORMAT, "%s: tensor '%s': frequency table %llu at offset %llu is invalid", label,
-                           e->name, (unsigned long long)k, (unsigned long long)(e->offset + pos));
-        for (int s = 0; s < 256; s++) t->packed &= tab.freq[s] <= 4096;
-        pos += used;
-    }
+    for (uint32_t k = 0; k < e->n_tables; k++)
+        for (int s = 0; s < 256; s++) t->packed &= t->rec.tables[k].freq[s] <= 4096;
     for (uint32_t k = 0; k < e->n_tiles; k++) {
-        const uint8_t *ent = rec + e->index_off + (uint64_t)WC_TILE_ENTRY * k;
-        uint64_t begin = wc_rd32(ent);
-        uint64_t end = k + 1 < e->n_tiles ? wc_rd32(ent + WC_TILE_ENTRY) : t->stream_bytes;
-        uint32_t mode = ent[4];
-        if ((mode & 15) > 4 || (mode >> 4) > 2 || ent[5] || ent[6] || ent[7] || (e->version < 2 && mode))
-            return wc_fail(err, WC_EFORMAT,
-                           "%s: tensor '%s': tile %u (index entry at offset %llu): unknown mode %u or "
-                           "reserved bytes set",
-                           label, e->name, k, (unsigned long long)(e->offset + e->index_off + 8ull * k), mode);
-        if (end < begin || end > t->stream_bytes || (begin & 3))
-            return wc_fail(err, WC_EFORMAT, "%s: tensor '%s': tile %u stream at offsets [%llu, %llu) is out of bounds",
-                           label, e->name, k, (unsigned long long)(e->offset + e->tiles_off + begin),
-                           (unsigned long long)(e->offset + e->tiles_off + end));
-        if (mode & 15) t->has_pred = 1;
-        if (mode >> 4) t->any_tx = 1;
+        const uint8_t mode = wc_rec_mode(&t->rec, k);
+        if (WC_MODE_PRED(mode)) t->has_pred = 1;
+        if (WC_MODE_TX(mode)) t->any_tx = 1;
     }
     return 0;
 }
@@ -100,39 +78,25 @@ void wcg_expand_table(const wc_rans_table *tab, uint8_t *dst)
 }
 
 /* Expands the tensor's tables into dst (tables_bytes(t, packed) bytes). */
-static int expand_tables(const wc_file *f, const treq *t, int packed, uint8_t *dst, wc_err *err)
+static int expand_tables(const treq *t, int packed, uint8_t *dst, wc_err *err)
 {
     const wc_entry *e = t->e;
-    uint64_t pos = e->tables_off;
     const uint32_t tb = WC_GPU_ONE_TABLE_BYTES(packed, e->prob_bits);
     wc_rans_dec_table *dt = packed ? malloc(sizeof *dt) : NULL;
     if (packed && !dt) return wc_fail(err, WC_ENOMEM, "out of memory");
-    int r = 0;
-    for (uint32_t k = 0; k < e->n_tables && !r; k++) {
-        wc_rans_table tab;
-        size_t used;
-        if (wc_rans_table_read(t->rec + pos, e->index_off - pos, e->prob_bits, &tab, &used)) {
-            r = wc_fail(err, WC_EFORMAT, "%s: tensor '%s': frequency table %u at offset %llu is invalid",
-                        wc_file_label(f), e->name, k, (unsigned long long)(e->offset + pos));
-        } else if (packed) {
-            wc_rans_dec_table_init(dt, &tab);
+    for (uint32_t k = 0; k < e->n_tables; k++) {
+        if (packed) {
+            wc_rans_dec_table_init(dt, &t->rec.tables[k]);
             memcpy(dst + (uint64_t)k * tb, dt->slot_dec, tb);
         } else {
-            wcg_expand_table(&tab, dst + (uint64_t)k * tb);
+            wcg_expand_table(&t->rec.tables[k], dst + (uint64_t)k * tb);
         }
-        pos += used;
     }
     free(dt);
-    return r;
+    return 0;
 }
 
 /* ---- batches: pieces of tensors and their descriptors ---- */
-
-uint64_t wcg_tile_begin(const treq *t, uint32_t k)
-{
-    if (k >= t->e->n_tiles) return t->stream_bytes;
-    return wc_rd32(t->rec + t->e->index_off + (uint64_t)WC_TILE_ENTRY * k);
-}
 
 /* Fixed descriptor bytes of a coded piece of n tiles. */
 uint64_t wcg_piece_desc(const treq *t, uint32_t n, int first, int last)
@@ -178,9 +142,9 @@ long wcg_plan_batch(const treq *rq, size_t n_rq, cursor *c, uint64_t data_cap, u
             if (p.last) c->t++, c->at = 0;
         } else {
             uint32_t t0 = (uint32_t)c->at, t1 = t0;
-            uint64_t b0 = wcg_tile_begin(t, t0);
+            uint64_t b0 = wc_rec_begin(&t->rec, t0);
             while (t1 < e->n_tiles) {
-                uint64_t b1 = wcg_tile_begin(t, t1 + 1);
+                uint64_t b1 = wc_rec_begin(&t->rec, t1 + 1);
                 int last = t1 + 1 == e->n_tiles;
                 if (p.data_off + (b1 - b0) > data_cap ||
                     desc + wcg_piece_desc(t, t1 + 1 - t0, p.first, last) > desc_cap)
@@ -197,7 +161,7 @@ long wcg_plan_batch(const treq *rq, size_t n_rq, cursor *c, uint64_t data_cap, u
                 break;
             }
             p.t0 = t0, p.t1 = t1;
-            p.b0 = b0, p.b1 = wcg_tile_begin(t, t1);
+            p.b0 = b0, p.b1 = wc_rec_begin(&t->rec, t1);
             p.last = t1 == e->n_tiles;
             data = p.data_off + (p.b1 - p.b0);
             desc += wcg_piece_desc(t, t1 - t0, p.first, p.last);
@@ -308,7 +272,7 @@ static int order_blocks(wc_gpu_tile *tiles, uint8_t *modes, const uint64_t *cost
 /* Writes the descriptors of the coded pieces into desc (cap bytes). `src_base`
  * gives each piece's stream offset: the stream of tile k lies at
  * src_base[piece] + begin(k) in the data area. */
-int wcg_build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *ps, size_t np,
+int wcg_build_desc(wc_gpu *g, const treq *rq, const piece *ps, size_t np,
                       const uint64_t *src_base, uint8_t *desc, uint64_t cap, layout *L,
                       size_t **job_tensor, size_t *job_cap, wc_err *err)
 {
@@ -400,19 +364,19 @@ int wcg_build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *ps,
         const uint64_t tsz = tables_bytes(t, packed);
         if (o + a16(tsz) > cap) goto overflow;
         jb->tables_off = o;
-        if ((r = expand_tables(f, t, packed, desc + o, err))) goto done;
+        if ((r = expand_tables(t, packed, desc + o, err))) goto done;
         o = a16(o + tsz);
         jb->rowmap_off = WC_GPU_NO_ROWMAP;
         if (e->n_tables > 1) {
             if (o + a16(e->rows) > cap) goto overflow;
-            memcpy(desc + o, t->rec + t->scales_size, e->rows);
+            memcpy(desc + o, t->rec.row_map, e->rows);
             jb->rowmap_off = o;
             o = a16(o + e->rows);
         }
         jb->scales_src = WC_GPU_NO_SCALES;
         if (p->first && t->scales_size && t->dst.scales) {
             if (o + a16(t->scales_size) > cap) goto overflow;
-            memcpy(desc + o, t->rec, t->scales_size);
+            memcpy(desc + o, t->head, t->scales_size);
             jb->scales_src = o;
             jb->scales_dst = t->dst.scales;
             o = a16(o + t->scales_size);
@@ -429,7 +393,7 @@ int wcg_build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *ps,
             const uint64_t at = first + k;
             const int in_first = at < ((uint64_t)pl[i].block + 1) * WC_GPU_WARPS;
             const uint32_t tn = p->t0 + k;
-            const uint64_t beg = wcg_tile_begin(t, tn), end = wcg_tile_begin(t, tn + 1);
+            const uint64_t beg = wc_rec_begin(&t->rec, tn), end = wc_rec_begin(&t->rec, tn + 1);
             tiles[at] = (wc_gpu_tile){
                 .src = src_base[i] + beg,
                 .len = (uint32_t)(end - beg > UINT32_MAX ? UINT32_MAX : end - beg),
@@ -437,7 +401,7 @@ int wcg_build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *ps,
                 .job = j | (k == 0 && jb->scales_src != WC_GPU_NO_SCALES ? WC_GPU_JOB_SCALES : 0),
                 .tab = in_first ? pl[i].tab : 0,
             };
-            modes[at] = t->rec[e->index_off + (uint64_t)WC_TILE_ENTRY * tn + 4];
+            modes[at] = wc_rec_mode(&t->rec, tn);
             uint64_t r0, c0;
             uint32_t h, w;
             wc_tile_rect(e, tn, &r0, &c0, &h, &w);
@@ -495,14 +459,33 @@ int wcg_check_errs(const wc_file *f, const treq *rq, const unsigned long long *e
                        "%s: tensor '%s': tile %u (rows %llu.., cols %llu..) at offset %llu fails its rANS "
                        "end-state check (found on the GPU)",
                        wc_file_label(f), e->name, tile, (unsigned long long)r0, (unsigned long long)c0,
-                       (unsigned long long)(e->offset + e->tiles_off + wcg_tile_begin(t, tile)));
+                       (unsigned long long)wc_rec_stream_at(&t->rec, tile));
     }
     return 0;
 }
 
+void wcg_free_reqs(treq *rq, size_t n)
+{
+    if (!rq) return;
+    for (size_t k = 0; k < n; k++) {
+        wc_rec_free(&rq[k].rec);
+        free(rq[k].head);
+    }
+    free(rq);
+}
+
+/* Reads the head of a coded tensor's record through the file's descriptor. */
+static int read_head(const wc_file *f, treq *t, wc_err *err)
+{
+    const wc_entry *e = t->e;
+    if (e->coding != WC_CODING_RANS_I8) return 0;
+    if (!(t->head = malloc(e->tiles_off))) return wc_fail(err, WC_ENOMEM, "out of memory");
+    return wc_file_pread(f, e, e->offset, e->tiles_off, t->head, err);
+}
+
 /* Prepares the requests: dst checks and record head checks. */
-int wcg_prep_all(const wc_file *f, const wc_gpu_dst *dst, const size_t *which, size_t n, treq **out,
-                    wc_err *err)
+int wcg_prep_all(const wc_file *f, const wc_gpu_dst *dst, const size_t *which, size_t n, bool verify, treq **out,
+                 wc_err *err)
 {
     treq *rq = calloc(n ? n : 1, sizeof *rq);
     if (!rq) return wc_fail(err, WC_ENOMEM, "out of memory");
@@ -510,13 +493,13 @@ int wcg_prep_all(const wc_file *f, const wc_gpu_dst *dst, const size_t *which, s
     for (size_t k = 0; k < n && !r; k++) {
         rq[k].idx = which[k];
         rq[k].e = wc_file_entry(f, which[k]);
-        rq[k].rec = wc_file_base(f) + rq[k].e->offset;
         rq[k].dst = dst[k];
         r = wc_entry_check_dst(f, rq[k].e, dst[k].out_size, dst[k].scales, dst[k].n_scales, err);
-        if (!r) r = prep_tensor(f, &rq[k], err);
+        if (!r) r = read_head(f, &rq[k], err);
+        if (!r) r = prep_tensor(f, &rq[k], verify, err);
     }
     if (r) {
-        free(rq);
+        wcg_free_reqs(rq, n);
         return r;
     }
     *out = rq;

@@ -19,6 +19,7 @@
 #include "kernels.cuh"
 #include "rans.h"
 #include "reader.h"
+#include "rec_reader.h"
 
 #define MiB (1024ull * 1024)
 #define RING_MAX (512 * MiB)
@@ -48,7 +49,7 @@ typedef struct io_task {
     uint64_t off, len;       /* file range */
     uint8_t *dst;
     uint64_t hash;
-    size_t tensor;
+    size_t tensor;           /* the request it reads for (messages) */
     int result;              /* 0, or a WC_E* code: WC_ECHECKSUM, WC_EIO, WC_ENOMEM */
     int sys_errno;           /* errno of a failed read (0: the file ended early) */
 } io_task;
@@ -63,8 +64,7 @@ typedef struct io_pool {
     size_t n_tasks, next, n_done;
     io_task *bg;             /* background tasks (record hashes), results kept */
     size_t bg_n, bg_cap, bg_next, bg_done;
-    int fd;                  /* -1: copy from the map instead */
-    const uint8_t *map;
+    int fd;                  /* the wc_file's descriptor (wc_file_fd), borrowed for a call */
 } io_pool;
 
 /* Runs the n tasks on the pool's threads and the caller's, returns when all
@@ -81,9 +81,17 @@ int wcg_io_queue(io_pool *p, const io_task *t);
 bool wcg_io_bg_failed(io_pool *p, bool wait, io_task *failed);
 /* Waits for the background tasks and forgets them. */
 void wcg_io_bg_clear(io_pool *p);
+/* Points the pool's reads at the file's own descriptor (wc_file_fd) for a
+ * call: never at its label, which is only a name for messages. */
+void wcg_io_attach(io_pool *p, const wc_file *f);
 /* Starts n threads (0: the caller does all the work). */
 int wcg_io_start(io_pool *p, int n);
 void wcg_io_stop(io_pool *p);
+
+/* The message of a failed io task (a read or a record hash) of request
+ * rq[t->tensor]: the CPU decoder's for the same fault (gpu_io.c). */
+struct treq;
+int wcg_io_fail(const wc_file *f, const struct treq *rq, const io_task *t, wc_err *err);
 
 /* ---- the decoder (gpu_decoder.c) ---- */
 
@@ -119,11 +127,11 @@ struct wc_gpu {
 typedef struct treq {
     size_t idx;
     const wc_entry *e;
-    const uint8_t *rec;       /* mapped */
+    uint8_t *head;            /* coded: the record's head (scales .. tile index), read at prep, owned */
+    wc_rec rec;               /* coded: the head parsed (codec/rec_reader.h) */
     wc_gpu_dst dst;
     int coded, has_pred, any_tx, general;
     int packed;               /* its tables may take the packed layout (kernels.cuh) */
-    uint64_t stream_bytes;
     uint64_t scales_size;
 } treq;
 
@@ -155,12 +163,14 @@ typedef struct layout {
 /* Writes one table in the expanded layout of kernels.cuh (fc[] and the
  * slot -> symbol bytes, WC_GPU_TABLE_BYTES(prob_bits) bytes). */
 void wcg_expand_table(const wc_rans_table *tab, uint8_t *dst);
-/* Checks the destinations and the record heads of the n tensors `which`;
- * *out: their requests (the caller frees it). */
-int wcg_prep_all(const wc_file *f, const wc_gpu_dst *dst, const size_t *which, size_t n, treq **out,
+/* Checks the destinations and the record heads of the n tensors `which`
+ * (with the CPU decoder's reader, wc_rec_parse; with verify, a head that
+ * breaks the format is reported as its record's checksum failure where the
+ * checksum fails, as the CPU decoder does); *out: their requests (the caller
+ * frees them with wcg_free_reqs). */
+int wcg_prep_all(const wc_file *f, const wc_gpu_dst *dst, const size_t *which, size_t n, bool verify, treq **out,
                  wc_err *err);
-/* Offset of tile k's stream from the tensor's tiles_off (the stream bytes for k = n_tiles). */
-uint64_t wcg_tile_begin(const treq *t, uint32_t k);
+void wcg_free_reqs(treq *rq, size_t n);
 /* Fixed descriptor bytes of a coded piece of n tiles. */
 uint64_t wcg_piece_desc(const treq *t, uint32_t n, int first, int last);
 /* Fills pieces for one batch from the cursor within the data and descriptor
@@ -169,7 +179,7 @@ long wcg_plan_batch(const treq *rq, size_t n_rq, cursor *c, uint64_t data_cap, u
                     size_t *cap, const wc_file *f, wc_err *err);
 /* Writes the descriptors of the coded pieces into desc (cap bytes); the
  * stream of tile k of piece i lies at src_base[i] + begin(k) in the data area. */
-int wcg_build_desc(wc_gpu *g, const wc_file *f, const treq *rq, const piece *ps, size_t np,
+int wcg_build_desc(wc_gpu *g, const treq *rq, const piece *ps, size_t np,
                    const uint64_t *src_base, uint8_t *desc, uint64_t cap, layout *L, size_t **job_tensor,
                    size_t *job_cap, wc_err *err);
 wc_gpu_launch wcg_make_launch(const layout *L, const uint8_t *d_desc, const uint8_t *d_data);

@@ -1,11 +1,10 @@
 /* The GPU decoder's io threads: pread of tile streams into the pinned ring,
- * and the XXH3 of each record (include/wcodec/wcodec_gpu.h). */
+ * and the XXH3 of each record (include/wcodec/wcodec_gpu.h), through the
+ * wc_file's own descriptor. */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <xxhash.h>
@@ -15,33 +14,22 @@
 
 /* ---- io thread pool ---- */
 
-/* XXH3 of a record (task kind 1). With the file open it is read with pread
- * through a small buffer of this thread: 10.4 GB/s against 6.6 through the
- * map on a 2 GB record in the page cache (one thread, this project's CPU
- * machine, 2026-11-29), and the resident set stays the buffer. Without the
- * file, through the map, chunk by chunk, each chunk's pages dropped from this
- * process after use (the page cache keeps them). */
+/* XXH3 of a record (task kind 1), read with pread through a small buffer
+ * of this thread: 10.4 GB/s against 6.6 through a map on a 2 GB record in
+ * the page cache (one thread, this project's CPU machine, 2026-11-29), and
+ * the resident set stays the buffer. */
 #define HASH_BUF (256u << 10)
 static void hash_record(io_pool *p, io_task *t)
 {
     XXH3_state_t *st = XXH3_createState();
-    uint8_t *buf = p->fd >= 0 ? malloc(HASH_BUF) : NULL;
-    if (!st || (p->fd >= 0 && !buf)) {
+    uint8_t *buf = malloc(HASH_BUF);
+    if (!st || !buf) {
         t->result = WC_ENOMEM;
         t->sys_errno = ENOMEM;
         goto out;
     }
     XXH3_64bits_reset(st);
     for (uint64_t a = 0; a < t->len;) {
-        if (p->fd < 0) {
-            const uint64_t l = t->len - a < IO_CHUNK ? t->len - a : IO_CHUNK;
-            const uint8_t *q = p->map + t->off + a;
-            XXH3_64bits_update(st, q, l);
-            uintptr_t p0 = (uintptr_t)q & ~(uintptr_t)4095, p1 = (uintptr_t)(q + l) & ~(uintptr_t)4095;
-            if (p1 > p0) madvise((void *)p0, p1 - p0, MADV_DONTNEED);
-            a += l;
-            continue;
-        }
         const size_t want = t->len - a < HASH_BUF ? (size_t)(t->len - a) : HASH_BUF;
         ssize_t k = pread(p->fd, buf, want, (off_t)(t->off + a));
         if (k < 0 && errno == EINTR) continue;
@@ -59,14 +47,12 @@ out:
     XXH3_freeState(st);
 }
 
+/* A read (task kind 0) into the pinned ring: a short one (the file shrank
+ * after it was opened) is WC_EIO with errno 0. */
 static void io_do(io_pool *p, io_task *t)
 {
     if (t->kind == 1) {
         hash_record(p, t);
-        return;
-    }
-    if (p->fd < 0) {
-        memcpy(t->dst, p->map + t->off, t->len);
         return;
     }
     uint64_t done = 0;
@@ -194,6 +180,15 @@ void wcg_io_stop(io_pool *p)
     pthread_cond_destroy(&p->done);
     free(p->bg);
     p->bg = NULL;
+}
+
+void wcg_io_attach(io_pool *p, const wc_file *f) { p->fd = wc_file_fd(f); }
+
+int wcg_io_fail(const wc_file *f, const treq *rq, const io_task *t, wc_err *err)
+{
+    if (t->result == WC_ECHECKSUM) return wc_record_hash_fail(f, rq[t->tensor].e, err);
+    if (t->result == WC_EIO) return wc_read_fail(wc_file_label(f), rq[t->tensor].e, t->off, t->len, t->sys_errno, err);
+    return wc_fail(err, t->result, "out of memory");
 }
 
 int wcg_io_start(io_pool *p, int n)

@@ -34,7 +34,7 @@ static uint32_t pred_kinds(const uint8_t *modes, const wc_entry *e)
 void wcg_add_pred(layout *L, uint8_t *desc, uint64_t o, const treq *t)
 {
     const wc_entry *e = t->e;
-    for (uint32_t k = 0; k < e->n_tiles; k++) desc[o + k] = t->rec[e->index_off + (uint64_t)WC_TILE_ENTRY * k + 4];
+    for (uint32_t k = 0; k < e->n_tiles; k++) desc[o + k] = wc_rec_mode(&t->rec, k);
     ((wc_gpu_pred_job *)(desc + L->preds))[L->n_preds++] = (wc_gpu_pred_job){
         .q = t->dst.out,
         .modes_off = o,

@@ -26,7 +26,7 @@ void wc_gpu_resident_destroy(wc_gpu_resident *r)
     if (r->d_file) cudaFree(r->d_file);
     if (r->d_desc) cudaFree(r->d_desc);
     free(r->h_desc);
-    free(r->rq);
+    wcg_free_reqs(r->rq, r->n_rq);
     free(r->job_tensor);
     free(r);
 }
@@ -34,6 +34,43 @@ void wc_gpu_resident_destroy(wc_gpu_resident *r)
 int wc_gpu_resident_create(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, wc_gpu_resident **out, wc_err *err)
 {
     return wcg_resident_create_sets(g, f, dst, 1, out, err);
+}
+
+/* The whole file to d_file, read through its descriptor (never mapped) a
+ * stretch at a time through a host buffer, so that host memory stays
+ * bounded whatever the model's size; the first n_rq records' checksums
+ * meanwhile, as background tasks of the io threads (gpu_io.c). */
+#define COPY_CHUNK (64 * MiB)
+static int copy_file(wc_gpu *g, const wc_file *f, const treq *rq, size_t n_rq, uint8_t *d_file, wc_err *err)
+{
+    io_pool *io = &g->io;
+    wcg_io_attach(io, f);
+    int r = 0;
+    for (size_t k = 0; k < n_rq && g->o.verify_checksums && !r; k++) {
+        const io_task h = {.kind = 1, .off = rq[k].e->offset, .len = rq[k].e->size, .hash = rq[k].e->hash, .tensor = k};
+        if (wcg_io_queue(io, &h)) r = wc_fail(err, WC_ENOMEM, "out of memory");
+    }
+    const uint64_t size = wc_file_size(f);
+    uint8_t *buf = r ? NULL : malloc(size < COPY_CHUNK ? size + 1 : COPY_CHUNK);
+    if (!r && !buf) r = wc_fail(err, WC_ENOMEM, "out of memory");
+    for (uint64_t at = 0; !r && at < size; at += COPY_CHUNK) {
+        const uint64_t n = size - at < COPY_CHUNK ? size - at : COPY_CHUNK;
+        if ((r = wc_file_pread(f, NULL, at, n, buf, err))) break;
+        /* on the decoder's stream: a cudaMemcpy from pageable memory may
+         * return before its DMA is done, and the decoder's streams do not
+         * wait for the legacy stream (a run found its output untouched now
+         * and then); and done before buf is filled again */
+        cudaError_t e = cudaMemcpyAsync(d_file + at, buf, n, cudaMemcpyHostToDevice, g->compute);
+        if (e == cudaSuccess) e = cudaStreamSynchronize(g->compute);
+        if (e != cudaSuccess) r = wcg_cuda_fail(err, e, "copying the compressed file");
+    }
+    free(buf);
+    /* a record whose checksum fails is reported first */
+    io_task bad;
+    if (wcg_io_bg_failed(io, true, &bad) && (!r || bad.result == WC_ECHECKSUM)) r = wcg_io_fail(f, rq, &bad, err);
+    wcg_io_bg_clear(io);
+    io->fd = -1;
+    return r;
 }
 
 int wcg_resident_create_sets(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, size_t n_sets,
@@ -57,11 +94,8 @@ int wcg_resident_create_sets(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst,
     for (size_t i = 0; i < n; i++)
         if (dst[i].out) which[m] = i % wc_file_tensor_count(f), d[m++] = dst[i];
     CK(cudaSetDevice(g->device), "cudaSetDevice");
-    if ((r = wcg_prep_all(f, d, which, m, &R->rq, err))) goto fail;
+    if ((r = wcg_prep_all(f, d, which, m, g->o.verify_checksums, &R->rq, err))) goto fail;
     R->n_rq = m;
-    if (g->o.verify_checksums)
-        for (size_t k = 0; k < m && k < wc_file_tensor_count(f); k++)
-            if ((r = wc_record_check_hash(f, R->rq[k].e, R->rq[k].rec, err))) goto fail;
     ps = calloc(m ? m : 1, sizeof *ps);
     src_base = calloc(m ? m : 1, sizeof *src_base);
     if (!ps || !src_base) {
@@ -83,18 +117,15 @@ int wcg_resident_create_sets(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst,
         r = wc_fail(err, WC_ENOMEM, "out of memory");
         goto fail;
     }
-    if ((r = wcg_build_desc(g, f, R->rq, ps, m, src_base, R->h_desc, cap, &R->L, &R->job_tensor, &R->job_cap, err)))
+    if ((r = wcg_build_desc(g, R->rq, ps, m, src_base, R->h_desc, cap, &R->L, &R->job_tensor, &R->job_cap, err)))
         goto fail;
     CK(cudaMalloc((void **)&R->d_file, wc_file_size(f) ? wc_file_size(f) : 1), "cudaMalloc (compressed file)");
     CK(cudaMalloc((void **)&R->d_desc, R->L.end ? R->L.end : 16), "cudaMalloc (descriptors)");
-    /* on the decoder's stream: a cudaMemcpy from pageable memory may return
-     * before its DMA is done, and the decoder's streams do not wait for the
-     * legacy stream (a run found its output untouched now and then) */
-    CK(cudaMemcpyAsync(R->d_file, wc_file_base(f), wc_file_size(f), cudaMemcpyHostToDevice, g->compute),
-       "cudaMemcpyAsync (compressed file)");
+    if ((r = copy_file(g, f, R->rq, m < wc_file_tensor_count(f) ? m : wc_file_tensor_count(f), R->d_file, err)))
+        goto fail;
     CK(cudaMemcpyAsync(R->d_desc, R->h_desc, R->L.end, cudaMemcpyHostToDevice, g->compute),
        "cudaMemcpyAsync (descriptors)");
-    CK(cudaStreamSynchronize(g->compute), "copying the compressed file");
+    CK(cudaStreamSynchronize(g->compute), "copying the descriptors");
     free(which);
     free(d);
     free(ps);

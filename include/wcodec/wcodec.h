@@ -115,30 +115,50 @@ typedef struct wc_tensor_info {
 
 /* ---- reading ---- */
 
+/* An open .wcodec file. It keeps a descriptor of its own (O_CLOEXEC) from
+ * open to wc_file_close and reads everything through it with pread: the
+ * header and directory once, at open, and a tensor's record each time it is
+ * decoded, into buffers of that call. It never maps the file and never
+ * opens it again by name: a file replaced by rename, or a relative path
+ * after a chdir, still reads the file that was opened; a file that shrinks
+ * after open gives WC_EIO for the tensors it lost (naming the file, tensor
+ * and offset), never a signal. A file changed in place is caught by the
+ * record checksums.
+ *
+ * Thread safety: after open a wc_file does not change; any number of
+ * threads may call the functions below (and the GPU decoder's) on the same
+ * wc_file at once. wc_file_close must come after every such call has
+ * returned. Strings it returns (names, the label) live until then. */
 typedef struct wc_file wc_file;
 
-/* Maps the file read-only and checks header and directory (checksums,
- * bounds, shapes). Tensor data is checked when it is decoded. */
+/* Opens path read-only and checks header and directory (checksums, bounds,
+ * shapes). Tensor data is checked when it is decoded. `path` becomes the
+ * label. */
 WC_API int wc_file_open(wc_file **out, const char *path, wc_err *err);
-/* Takes ownership of nothing: the fd may be closed after the call. `label`
- * names the file in messages. */
+/* The same on a descriptor open for reading: the wc_file duplicates it and
+ * keeps its own copy, so the caller keeps ownership of fd and may close it
+ * as soon as the call returns. `label` names the file in messages only. */
 WC_API int wc_file_open_fd(wc_file **out, int fd, const char *label, wc_err *err);
+/* Closes the descriptor and frees everything; NULL is a no-op. */
 WC_API void wc_file_close(wc_file *f);
 
 WC_API size_t wc_file_tensor_count(const wc_file *f);
 WC_API int wc_file_tensor_info(const wc_file *f, size_t i, wc_tensor_info *out);
 /* Index of the tensor called `name`, or WC_ENOTFOUND. */
 WC_API int wc_file_find(const wc_file *f, const char *name);
-WC_API uint64_t wc_file_size(const wc_file *f);
+WC_API uint64_t wc_file_size(const wc_file *f); /* at open */
 /* The format version of the file (1 or 2), which may be older than the
  * WC_FORMAT_VERSION this build writes. */
 WC_API uint32_t wc_file_version(const wc_file *f);
+/* The name given at open, for messages; never reopened. */
 WC_API const char *wc_file_label(const wc_file *f);
 
 /* Decodes tensor i on the CPU into `out` (out_bytes of info) and, for coded
  * tensors with scales, `scales` (n_scales floats; may be NULL if the caller
- * does not want them). The record's checksum is verified first. Uses the
- * fastest routines this CPU has, on the calling thread. */
+ * does not want them). The record's checksum is verified before anything
+ * is decoded (a raw tensor's record is read straight into `out`, whose
+ * contents are then undefined when the call fails). Uses the fastest
+ * routines this CPU has, on the calling thread. */
 WC_API int wc_decode_tensor(const wc_file *f, size_t i, void *out, size_t out_size,
                             float *scales, size_t n_scales, wc_err *err);
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include <cuda_runtime_api.h>
@@ -372,6 +373,63 @@ static void test_oom(void **state)
     assert_int_equal(dev_free(), before);
 }
 
+/* A model replaced by rename after it was opened by a relative path, from
+ * another working directory: the pipeline and the resident path decode the
+ * file that was opened, equal to the CPU decode of a copy of it (the
+ * pipeline used to reopen the label: here, a file that no longer exists
+ * from this directory, or the new file at the old file's offsets). */
+static void test_replaced(void **state)
+{
+    (void)state;
+    const char *old = th_path("old.wcodec");
+    char *a = strdup(th_path("a.wcodec")), *b = strdup(th_path("b.wcodec")), cwd[4096];
+    encode(make_model(1), a, 1000, 13, -1, -1, 8);
+    encode(make_model(2), b, 4096, 13, -1, -1, 8);
+    size_t n_img;
+    uint8_t *img = th_read_file(a, &n_img);
+    assert_int_equal(th_write_file(old, img, n_img), 0);
+    free(img);
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(th_tmpdir()), 0);
+    wc_err e = {0};
+    wc_file *f, *ref;
+    assert_int_equal(wc_file_open(&f, "a.wcodec", &e), 0);
+    assert_int_equal(rename(b, a), 0);
+    assert_int_equal(chdir("/"), 0);
+    assert_int_equal(wc_file_open(&ref, old, &e), 0);
+    wc_gpu *g;
+    assert_int_equal(wc_gpu_create(&g, NULL, &e), 0);
+    const size_t n = wc_file_tensor_count(f);
+    wc_gpu_dst *dst = calloc(n, sizeof *dst);
+    for (size_t i = 0; i < n; i++) {
+        wc_tensor_info ti;
+        wc_file_tensor_info(f, i, &ti);
+        dst[i].out_size = ti.out_bytes;
+        assert_int_equal(cudaMalloc(&dst[i].out, ti.out_bytes + 1), cudaSuccess);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        wc_gpu_resident *res = NULL;
+        int r = pass == 0 ? wc_gpu_decode_file(g, f, dst, &e) : wc_gpu_resident_create(g, f, dst, &res, &e);
+        if (!r && res) r = wc_gpu_resident_run(res, true, &e);
+        if (r) fail_msg("pass %d: %s", pass, e.msg);
+        for (size_t i = 0; i < n; i++) {
+            uint8_t *got = malloc(dst[i].out_size + 1), *want = malloc(dst[i].out_size + 1);
+            assert_int_equal(cudaMemcpy(got, dst[i].out, dst[i].out_size, cudaMemcpyDeviceToHost), cudaSuccess);
+            assert_int_equal(wc_decode_tensor(ref, i, want, dst[i].out_size, NULL, 0, &e), 0);
+            assert_memory_equal(got, want, dst[i].out_size);
+            free(got), free(want);
+        }
+        wc_gpu_resident_destroy(res);
+    }
+    for (size_t i = 0; i < n; i++) cudaFree(dst[i].out);
+    free(dst);
+    wc_gpu_destroy(g);
+    wc_file_close(ref);
+    wc_file_close(f);
+    assert_int_equal(chdir(cwd), 0);
+    free(a), free(b);
+}
+
 /* Bad arguments: host memory where device memory is needed, short buffers. */
 static void test_bad_args(void **state)
 {
@@ -505,7 +563,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tile_edges), cmocka_unit_test(test_modes),   cmocka_unit_test(test_small_ring),
         cmocka_unit_test(test_real),       cmocka_unit_test(test_corrupt_tile), cmocka_unit_test(test_oom),
-        cmocka_unit_test(test_bad_args),   cmocka_unit_test(test_leaks),
+        cmocka_unit_test(test_bad_args),   cmocka_unit_test(test_replaced), cmocka_unit_test(test_leaks),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     th_cleanup();

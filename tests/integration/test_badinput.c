@@ -47,6 +47,10 @@ static int teardown(void **state)
     return 0;
 }
 
+/* Decoding threads of try_image (wc_decode_tensor_ex's): with one, each
+ * stream is hashed as it is decoded; with several, the record's rest after. */
+static int g_threads = 1;
+
 /* Writes the image and opens it; returns the open error, or the decode
  * error of tensor `decode` (or of verify, if decode < 0). */
 static int try_image(const uint8_t *img, size_t n, int decode, wc_err *e)
@@ -62,7 +66,8 @@ static int try_image(const uint8_t *img, size_t n, int decode, wc_err *e)
     } else {
         uint8_t *out = malloc(96 * 100);
         float sc[96];
-        r = wc_decode_tensor(f, (size_t)decode, out, 96 * 100, sc, 96, e);
+        const wc_decode_opts o = {.threads = g_threads};
+        r = wc_decode_tensor_ex(f, (size_t)decode, out, 96 * 100, sc, 96, &o, e);
         free(out);
     }
     wc_file_close(f);
@@ -173,6 +178,13 @@ static void test_flipped_tile_byte(void **state)
     assert_true(missed * 50 <= flips);
 }
 
+static void test_flipped_tile_byte_threads(void **state)
+{
+    g_threads = 3;
+    test_flipped_tile_byte(state);
+    g_threads = 1;
+}
+
 /* Forged directory fields (checksums recomputed) reach the semantic checks. */
 static void forge(size_t tensor, size_t field_off, int width, uint64_t value, int want,
                   const char *word)
@@ -209,6 +221,16 @@ static void test_forged_directory(void **state)
     forge(0, rans + 32, 8, 8, WC_EFORMAT, "do not fit");           /* tiles offset */
     forge(0, 7, 1, 0x80, WC_EFORMAT, "unknown flags");
     forge(1, 2, 1, 200, WC_EFORMAT, "inconsistent sizes");         /* name length */
+    /* records start at multiples of 64, tile streams at multiples of 4 */
+    const size_t e0 = th_dir_entry(good, 0), e1 = th_dir_entry(good, 1);
+    forge(1, 8, 8, wc_rd64(good + e1 + 8) - 4, WC_EFORMAT, "multiple of 64");
+    uint8_t *p = copy_good();
+    for (size_t k = 24; k <= 32; k += 8) wc_wr64(p + e0 + rans + k, wc_rd64(p + e0 + rans + k) + 2);
+    th_reseal(p, good_size);
+    wc_err e;
+    assert_int_equal(try_image(p, good_size, -1, &e), WC_EFORMAT);
+    assert_true(th_msg_has(e.msg, "bad.wcodec", "enc.weight", "tile streams", "multiple of 4", NULL));
+    free(p);
 }
 
 /* Tile index entries (record checksum forged) with bad mode, table or
@@ -226,13 +248,20 @@ static void test_forged_tile_index(void **state)
         {6, 1, "reserved", WC_EFORMAT},
         {8 + 3, 0xff, "out of bounds", WC_EFORMAT}, /* tile 1 starts far away */
         {8 + 0, 0x04, "tile", WC_ECORRUPT},         /* tile 1 starts 4 bytes late */
+        {8 + 0, 0x02, "multiple of 4", WC_EFORMAT}, /* tile 1 starts 2 bytes late */
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         uint8_t *p = copy_good();
         p[rec + index + cases[k].off] ^= cases[k].v;
+        wc_err e;
+        /* with the record's checksum as it was, the checksum is the cause */
+        for (g_threads = 1; g_threads <= 3; g_threads += 2) {
+            assert_int_equal(try_image(p, good_size, 0, &e), WC_ECHECKSUM);
+            assert_true(th_msg_has(e.msg, "bad.wcodec", "enc.weight", "checksum", NULL));
+        }
+        g_threads = 1;
         th_rehash_record(p, 0);
         th_reseal(p, good_size);
-        wc_err e;
         assert_int_equal(try_image(p, good_size, 0, &e), cases[k].want);
         assert_true(th_msg_has(e.msg, "bad.wcodec", "enc.weight", cases[k].word, "offset", NULL));
         free(p);
@@ -331,6 +360,7 @@ int main(void)
         cmocka_unit_test(test_good_file_is_good),   cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_wrong_magic),         cmocka_unit_test(test_wrong_version),
         cmocka_unit_test(test_flipped_directory_byte), cmocka_unit_test(test_flipped_tile_byte),
+        cmocka_unit_test(test_flipped_tile_byte_threads),
         cmocka_unit_test(test_forged_directory),    cmocka_unit_test(test_forged_tile_index),
         cmocka_unit_test(test_bad_safetensors),     cmocka_unit_test(test_nan_refused_nothing_written),
     };
