@@ -1,0 +1,113 @@
+"""Helpers of the python suite: skipping, safetensors read/write with numpy
+alone (an implementation independent of libwcodec's), the wcodec binary, and
+a small synthetic model with every kind of tensor the codec stores."""
+import json
+import os
+import struct
+import subprocess
+import sys
+
+SKIP = 77
+
+
+def skip(why):
+    print(f'skipped: {why}')
+    sys.exit(SKIP)
+
+
+def need(module, why=''):
+    """Imports `module`, or exits 77 naming it."""
+    try:
+        return __import__(module)
+    except ImportError:
+        skip(f'the Python package {module!r} is missing{why}')
+
+
+np = need('numpy')
+NP = {'F32': np.float32, 'F16': np.float16, 'I8': np.int8, 'I16': np.int16, 'I32': np.int32,
+      'I64': np.int64, 'U8': np.uint8, 'F64': np.float64, 'BF16': np.uint16, 'BOOL': np.bool_,
+      'U16': np.uint16, 'U32': np.uint32, 'U64': np.uint64}
+
+
+def st_load(path):
+    """{name: (dtype, array)} and the __metadata__ (or None) of a safetensors file."""
+    with open(path, 'rb') as f:
+        n, = struct.unpack('<Q', f.read(8))
+        hdr = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for k, v in hdr.items():
+        if k == '__metadata__':
+            continue
+        b, e = v['data_offsets']
+        out[k] = (v['dtype'], np.frombuffer(data[b:e], NP[v['dtype']]).reshape(v['shape']))
+    return out, hdr.get('__metadata__')
+
+
+def st_write(path, tensors, metadata=None):
+    """tensors: {name: (dtype, array)} written in that order."""
+    hdr, blobs, off = {}, [], 0
+    if metadata is not None:
+        hdr['__metadata__'] = metadata
+    for k, (dt, a) in tensors.items():
+        b = np.ascontiguousarray(a).tobytes()
+        hdr[k] = {'dtype': dt, 'shape': list(a.shape), 'data_offsets': [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(hdr).encode()
+    h += b' ' * (-len(h) % 8)
+    with open(path, 'wb') as f:
+        f.write(struct.pack('<Q', len(h)) + h + b''.join(blobs))
+
+
+def bf16(a):
+    """float32 array -> BF16 bit patterns (uint16), truncating: test data only."""
+    return (np.asarray(a, np.float32).view(np.uint32) >> 16).astype(np.uint16)
+
+
+def synthetic(seed=1):
+    """Tensors of every kind: coded F32/F16/BF16 matrices (one with an odd
+    row count, one 3-D), an INT8 matrix with its scales, a matrix of zeros,
+    and raw tensors (1-D, small, integer, bool)."""
+    r = np.random.default_rng(seed)
+
+    def w(*shape):
+        return (r.standard_normal(shape) * 0.05).astype(np.float32)
+    q8 = r.integers(-127, 128, (64, 96), dtype=np.int8)
+    return {
+        'model.embed_tokens.weight': ('BF16', bf16(w(257, 64))),
+        'model.layers.0.self_attn.q_proj.weight': ('F32', w(64, 64)),
+        'model.layers.0.mlp.up_proj.weight': ('F16', w(96, 64).astype(np.float16)),
+        'model.layers.0.mlp.down_proj.weight': ('BF16', bf16(w(64, 96))),
+        'conv.weight': ('F32', w(32, 8, 3, 3)),
+        'pre.weight': ('I8', q8),
+        'pre.weight_scale': ('F32', (r.random(64) * 0.01 + 0.001).astype(np.float32)),
+        'zeros.weight': ('F32', np.zeros((64, 80), np.float32)),
+        'model.norm.weight': ('BF16', bf16(1 + w(64))),
+        'small.weight': ('F32', w(8, 8)),
+        'ids': ('I64', np.arange(40, dtype=np.int64)),
+        'mask': ('BOOL', r.random(10) > 0.5),
+        'bytes': ('U8', r.integers(0, 256, 100, dtype=np.uint8)),
+    }
+
+
+def binary():
+    b = os.environ.get('WCODEC_BIN')
+    if not b:
+        skip('WCODEC_BIN is not set (run through meson test)')
+    return b
+
+
+def wcodec(*args):
+    """Runs the wcodec tool; returns the CompletedProcess (never raises)."""
+    return subprocess.run([binary(), *args], capture_output=True, text=True)
+
+
+def encode_decode(src, tmp, name='m'):
+    """wcodec encode + the CPU reference's decode: (.wcodec path, decoded safetensors path)."""
+    enc, dec = os.path.join(tmp, name + '.wcodec'), os.path.join(tmp, name + '.dec.safetensors')
+    for args in (('encode', '-q', '-f', src, '-o', enc), ('decode', '-q', '-f', enc, '-o', dec)):
+        p = wcodec(*args)
+        if p.returncode:
+            raise AssertionError(f'wcodec {" ".join(args)}: {p.stderr}')
+    return enc, dec
