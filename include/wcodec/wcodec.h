@@ -191,6 +191,25 @@ WC_API int wc_encode_file(const char *in_path, const char *out_path,
 WC_API int wc_decode_file(const char *in_path, const char *out_path,
                           wc_progress_fn progress, void *progress_user, wc_err *err);
 
+/* ==== Dequantized output (issue 20) ====
+ * New section: declarations added for the Python/PyTorch loader. */
+
+/* Decodes tensor i of f as float weights of `dtype` (WC_DT_BF16, WC_DT_F16
+ * or WC_DT_F32) into out (rows x cols elements of dtype, row-major, the
+ * tensor's shape): a coded tensor becomes q x scale[row], the product
+ * computed in float32 and rounded to dtype to nearest, ties to even (IEEE
+ * 754's default; subnormals kept, beyond dtype's range +-inf): what
+ * PyTorch's (q.float() * scale[:, None]).to(dtype) gives. A coded tensor
+ * without scales uses a scale of 1. A raw F32/F16/BF16 tensor is converted
+ * with the same rounding; any other raw dtype is WC_EINVAL. The record's
+ * checksum is verified first; the CPU decodes, on the calling thread, with
+ * no memory beyond the row scales (the INT8 values are decoded into out's
+ * tail and widened in place). docs/FORMAT.md, "Dequantized output". */
+WC_API int wc_decode_tensor_dequant(const wc_file *f, size_t i, wc_dtype dtype, void *out,
+                                    size_t out_size, wc_err *err);
+
+/* ==== end of the issue 20 section ==== */
+
 #ifdef __cplusplus
 }
 #endif
