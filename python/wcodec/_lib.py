@@ -71,6 +71,13 @@ class _GpuDst(ctypes.Structure):
                 ('scales', ctypes.c_void_p), ('n_scales', ctypes.c_size_t)]
 
 
+class _GpuOpts(ctypes.Structure):
+    # mirrors the leading fields of struct wc_gpu_opts (wcodec_gpu.h); filled
+    # by wc_gpu_opts_default in a larger buffer, only `device` and
+    # `require_gpu` are set here
+    _fields_ = [('device', ctypes.c_int), ('require_gpu', ctypes.c_bool)]
+
+
 def _candidates():
     env = os.environ.get('WCODEC_LIBRARY')
     if env:
@@ -116,6 +123,7 @@ if HAVE_DEQUANT:
 # The GPU decoder is there where libwcodec was built with CUDA.
 HAVE_GPU = hasattr(_lib, 'wc_gpu_create')
 if HAVE_GPU:
+    _proto(_lib, 'wc_gpu_opts_default', None, _vp)
     _proto(_lib, 'wc_gpu_create', _i, ctypes.POINTER(_vp), _vp, _vp)
     _proto(_lib, 'wc_gpu_destroy', None, _vp)
     _proto(_lib, 'wc_gpu_backend', _i, _vp)
@@ -252,15 +260,21 @@ class File:
 
 
 class Gpu:
-    """The in-process GPU decoder of wcodec_gpu.h (wc_gpu), default options:
-    the device with most free memory, or the CPU with `fallback_reason` set."""
+    """The in-process GPU decoder of wcodec_gpu.h (wc_gpu) on CUDA device
+    `device`, default options otherwise. With require_gpu (the default) a
+    library that cannot use the device raises WCodecError (ENODEV/ECUDA);
+    without, it falls back to the CPU and says why in `fallback_reason`."""
     _g = None
 
-    def __init__(self):
+    def __init__(self, device=-1, require_gpu=True):
         if not HAVE_GPU:
             raise WCodecError(-12, 'this libwcodec was built without the GPU decoder')
+        opts = (ctypes.c_char * _ROOM)()
+        _lib.wc_gpu_opts_default(opts)
+        o = _GpuOpts.from_buffer(opts)
+        o.device, o.require_gpu = device, require_gpu
         g, err = ctypes.c_void_p(), _err()
-        _check(_lib.wc_gpu_create(ctypes.byref(g), None, err), err)
+        _check(_lib.wc_gpu_create(ctypes.byref(g), opts, err), err)
         self._g = g
         self.on_cuda = _lib.wc_gpu_backend(g) == BACKEND_CUDA
         self.fallback_reason = (_lib.wc_gpu_fallback_reason(g) or b'').decode()

@@ -111,3 +111,48 @@ def encode_decode(src, tmp, name='m'):
         if p.returncode:
             raise AssertionError(f'wcodec {" ".join(args)}: {p.stderr}')
     return enc, dec
+
+
+def torch_bytes(t):
+    """The bytes of a CPU torch tensor (bf16 and bool included)."""
+    import torch
+    t = t.detach().cpu().contiguous()
+    if t.dtype == torch.bfloat16:
+        t = t.view(torch.int16)
+    return t.numpy().tobytes()
+
+
+def expected_state_dict(ref, dtype):
+    """What a loader must return for the reference decode `ref` ({name:
+    (dtype, array)} of `wcodec decode`), computed with PyTorch alone:
+    dtype None: ref itself; else (q.float() * s[:, None]).to(dtype) for each
+    coded tensor (N with N_scale), .to(dtype) for raw float tensors."""
+    import torch
+    tdt = {'F32': torch.float32, 'F16': torch.float16, 'I8': torch.int8, 'I64': torch.int64,
+           'U8': torch.uint8, 'BOOL': torch.bool, 'I16': torch.int16, 'I32': torch.int32,
+           'F64': torch.float64}
+    out = {}
+    for name, (dt, a) in ref.items():
+        if dt == 'BF16':
+            t = torch.from_numpy(a.astype(np.int16)).view(torch.bfloat16)
+        else:
+            t = torch.from_numpy(a.copy())
+        scaled = name + '_scale' in ref
+        if name.endswith('_scale') and name[:-6] in ref and dtype is not None:
+            continue
+        if dtype is not None and scaled:
+            s = torch.from_numpy(ref[name + '_scale'][1].copy())
+            t = (t.reshape(t.shape[0], -1).float() * s[:, None]).to(dtype).reshape(t.shape)
+        elif dtype is not None and dt in ('F32', 'F16', 'BF16'):
+            t = t.to(dtype)
+        out[name] = t
+    return out
+
+
+def compare_state_dict(sd, want, what):
+    assert sorted(sd) == sorted(want), f'{what}: names differ: {sorted(set(sd) ^ set(want))}'
+    for k, w in want.items():
+        g = sd[k]
+        assert g.dtype == w.dtype and tuple(g.shape) == tuple(w.shape), \
+            f'{what}: {k}: {g.dtype} {tuple(g.shape)}, want {w.dtype} {tuple(w.shape)}'
+        assert torch_bytes(g) == torch_bytes(w), f'{what}: {k}: values differ'
