@@ -31,9 +31,12 @@ __all__ = ['File', 'TensorInfo', 'WCodecError', 'load_wcodec_checkpoint', 'safe_
 
 def __getattr__(name):
     # torch is imported on first use, so that `import wcodec` works without it
-    if name in ('load_wcodec_checkpoint', 'safe_open'):
+    if name == 'load_wcodec_checkpoint':
         from . import torch_io
-        return getattr(torch_io, name)
+        return torch_io.load_wcodec_checkpoint
+    if name == 'safe_open':
+        from ._safe_open import safe_open
+        return safe_open
     if name in ('WCodecModel', 'Int8Linear'):
         from . import hf
         return getattr(hf, name)

@@ -103,8 +103,10 @@ def wcodec(*args):
     return subprocess.run([binary(), *args], capture_output=True, text=True)
 
 
-def encode_decode(src, tmp, name='m'):
-    """wcodec encode + the CPU reference's decode: (.wcodec path, decoded safetensors path)."""
+def encode_decode(src, tmp, name=None):
+    """wcodec encode + the CPU reference's decode: (.wcodec path, decoded
+    safetensors path), named after src unless `name` is given."""
+    name = name or os.path.basename(src).rsplit('.', 1)[0]
     enc, dec = os.path.join(tmp, name + '.wcodec'), os.path.join(tmp, name + '.dec.safetensors')
     for args in (('encode', '-q', '-f', src, '-o', enc), ('decode', '-q', '-f', enc, '-o', dec)):
         p = wcodec(*args)
