@@ -158,3 +158,32 @@ def compare_state_dict(sd, want, what):
         assert g.dtype == w.dtype and tuple(g.shape) == tuple(w.shape), \
             f'{what}: {k}: {g.dtype} {tuple(g.shape)}, want {w.dtype} {tuple(w.shape)}'
         assert torch_bytes(g) == torch_bytes(w), f'{what}: {k}: values differ'
+
+
+def hf_folder(path, tensors, n_shards=2, config=None, generation=True):
+    """A Hugging Face model folder: config.json, generation_config.json,
+    tokenizer.json and the tensors in n_shards shards with an index (one
+    model.safetensors when n_shards is 1). Returns the config's text."""
+    os.makedirs(path, exist_ok=True)
+    cfg = json.dumps(config or {'model_type': 'llama', 'hidden_size': 64, 'torch_dtype': 'float32'},
+                     indent=2)
+    with open(os.path.join(path, 'config.json'), 'w') as f:
+        f.write(cfg)
+    if generation:
+        with open(os.path.join(path, 'generation_config.json'), 'w') as f:
+            f.write('{"bos_token_id": 1, "eos_token_id": 2}')
+    with open(os.path.join(path, 'tokenizer.json'), 'w') as f:
+        f.write('{}')
+    names = list(tensors)
+    if n_shards == 1:
+        st_write(os.path.join(path, 'model.safetensors'), tensors, {'format': 'pt'})
+        return cfg
+    wmap = {}
+    for s in range(n_shards):
+        fn = f'model-{s + 1:05d}-of-{n_shards:05d}.safetensors'
+        part = {k: tensors[k] for k in names[s::n_shards]}
+        st_write(os.path.join(path, fn), part, {'format': 'pt'})
+        wmap.update({k: fn for k in part})
+    with open(os.path.join(path, 'model.safetensors.index.json'), 'w') as f:
+        json.dump({'metadata': {'total_size': 0}, 'weight_map': wmap}, f)
+    return cfg
