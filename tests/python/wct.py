@@ -187,3 +187,22 @@ def hf_folder(path, tensors, n_shards=2, config=None, generation=True):
     with open(os.path.join(path, 'model.safetensors.index.json'), 'w') as f:
         json.dump({'metadata': {'total_size': 0}, 'weight_map': wmap}, f)
     return cfg
+
+
+def torch_qdq(w, dtype):
+    """The quantization rule of design.md written with PyTorch alone, then
+    dequantized: per row s = max|w| / 127 in float32 (1 where 0),
+    q = clamp(round_half_even(w / s), +-127), w' = (q * s).to(dtype)."""
+    import torch
+    w2 = w.detach().reshape(w.shape[0], -1).to(torch.float32)
+    s = w2.abs().amax(dim=1) / torch.tensor(127, dtype=torch.float32)
+    s[s == 0] = 1
+    q = torch.clamp(torch.round(w2 / s[:, None]), -127, 127)
+    return (q * s[:, None]).to(dtype).reshape(w.shape)
+
+
+def coded_by_encoder(t):
+    """Whether `wcodec encode` (default options) quantizes a float tensor t."""
+    import torch
+    return t.dim() >= 2 and t.numel() >= 4096 and t.dtype in (torch.float32, torch.float16,
+                                                               torch.bfloat16)
