@@ -17,7 +17,6 @@ What a call decodes:
   range decodes alone.
 """
 import mmap
-import os
 
 import torch
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _lib
-from .torch_io import _DEQUANT, _FLOATS, load_wcodec_checkpoint
+from .torch_io import _DEQUANT, load_wcodec_checkpoint
 
 log = logging.getLogger('wcodec')
 

@@ -87,6 +87,10 @@ def _gpu_decoder(device):
     except _lib.WCodecError as e:
         log.debug('GPU decoder unavailable (%s): decoding on the CPU', e)
         return None
+    if not g.on_cuda:  # require_gpu should exclude it; never hand device pointers to the CPU
+        log.debug('GPU decoder on the CPU (%s): decoding on the CPU', g.fallback_reason)
+        g.close()
+        return None
     return g
 
 

@@ -31,7 +31,43 @@ def check_equal(path, tmp):
     names = {t for t in ref if not (t.endswith('_scale') and t[:-6] in ref)}
     assert n == len(names), (n, len(names))
     print(f'{path}: {n} tensors equal to the reference decode byte for byte')
+    check_gpu_binding(enc, dec)
     return enc
+
+
+def check_gpu_binding(enc, dec):
+    """wcodec._lib.Gpu (wc_gpu_create, wc_gpu_decode_file and the mirrored
+    wc_gpu_dst) on the library's CPU fallback, which decodes into host
+    memory: the same bytes as the reference decode. On a machine with a
+    device the CUDA path is test_load.py --cuda's."""
+    import ctypes
+    import wcodec
+    from wcodec import _lib
+    if not _lib.HAVE_GPU:
+        print('libwcodec has no GPU decoder: wc_gpu binding not checked')
+        return
+    g = _lib.Gpu(require_gpu=False)
+    try:
+        if g.on_cuda:
+            print('a CUDA device is in use: the host-memory check of wc_gpu does not apply')
+            return
+        assert g.fallback_reason, 'CPU backend without a reason'
+        ref, _ = wct.st_load(dec)
+        with wcodec.File(enc) as f:
+            ts = f.tensors()
+            bufs = {t: (ctypes.create_string_buffer(max(t.out_bytes, 1)),
+                        ctypes.create_string_buffer(max(4 * t.n_scales, 1))) for t in ts}
+            dsts = {t: (ctypes.addressof(o), t.out_bytes, ctypes.addressof(sc) if t.n_scales else None,
+                        t.n_scales) for t, (o, sc) in bufs.items()}
+            g.decode_file(f, dsts)
+            for t, (o, sc) in bufs.items():
+                assert o.raw[:t.out_bytes] == ref[t.name][1].tobytes(), f'{t.name} differs'
+                if t.n_scales:
+                    assert sc.raw[:4 * t.n_scales] == ref[t.name + '_scale'][1].tobytes()
+        print(f'wc_gpu binding (CPU fallback: {g.fallback_reason}): {len(ts)} tensors equal to '
+              'the reference decode')
+    finally:
+        g.close()
 
 
 def check_errors(enc, tmp):

@@ -6,7 +6,6 @@ and generation_config.json travel in the metadata; a missing shard, a missing
 config.json, a bad index: clear errors."""
 import json
 import os
-import shutil
 import sys
 import tempfile
 

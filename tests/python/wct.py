@@ -130,9 +130,6 @@ def expected_state_dict(ref, dtype):
     dtype None: ref itself; else (q.float() * s[:, None]).to(dtype) for each
     coded tensor (N with N_scale), .to(dtype) for raw float tensors."""
     import torch
-    tdt = {'F32': torch.float32, 'F16': torch.float16, 'I8': torch.int8, 'I64': torch.int64,
-           'U8': torch.uint8, 'BOOL': torch.bool, 'I16': torch.int16, 'I32': torch.int32,
-           'F64': torch.float64}
     out = {}
     for name, (dt, a) in ref.items():
         if dt == 'BF16':
