@@ -144,6 +144,10 @@ def _err():
     return (ctypes.c_char * _ROOM)()
 
 
+# Where a zero-byte output goes (decoding an empty tensor still checks its record).
+_NOWHERE = ctypes.addressof(ctypes.create_string_buffer(8))
+
+
 class TensorInfo:
     """What the directory says of one tensor (wc_tensor_info)."""
     __slots__ = ('index', 'name', 'dtype', 'out_dtype', 'coded', 'shape', 'rows', 'cols',
@@ -223,6 +227,7 @@ class File:
     def decode_into(self, t, out, out_size, scales=None, n_scales=0):
         """Decodes TensorInfo t (its record hash checked first) into host
         memory at address `out` (out_size bytes) and its scales at `scales`."""
+        out = out or _NOWHERE  # an empty tensor's storage may be NULL: the library wants memory
         err = _err()
         _check(_lib.wc_decode_tensor(self._handle(), t.index, out, out_size, scales, n_scales, err),
                err)
@@ -232,6 +237,7 @@ class File:
         nearest even from float32 (wc_decode_tensor_dequant)."""
         if not HAVE_DEQUANT:
             raise WCodecError(-9, f'{_lib._name}: this libwcodec has no wc_decode_tensor_dequant')
+        out = out or _NOWHERE
         err = _err()
         _check(_lib.wc_decode_tensor_dequant(self._handle(), t.index, DTYPE_CODES[dtype], out,
                                              out_size, err), err)

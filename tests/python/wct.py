@@ -67,8 +67,8 @@ def bf16(a):
 
 def synthetic(seed=1):
     """Tensors of every kind: coded F32/F16/BF16 matrices (one with an odd
-    row count, one 3-D), an INT8 matrix with its scales, a matrix of zeros,
-    and raw tensors (1-D, small, integer, bool)."""
+    row count, one 4-D), an INT8 matrix with its scales, a matrix of zeros,
+    and raw tensors (1-D, small, integer, bool, empty, 0-D)."""
     r = np.random.default_rng(seed)
 
     def w(*shape):
@@ -88,6 +88,9 @@ def synthetic(seed=1):
         'ids': ('I64', np.arange(40, dtype=np.int64)),
         'mask': ('BOOL', r.random(10) > 0.5),
         'bytes': ('U8', r.integers(0, 256, 100, dtype=np.uint8)),
+        'empty.bias': ('F32', np.zeros((0,), np.float32)),
+        'empty.weight': ('BF16', np.zeros((0, 4), np.uint16)),
+        'scalar': ('F32', np.array(3.5, np.float32)),
     }
 
 

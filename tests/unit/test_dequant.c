@@ -99,6 +99,7 @@ static const char *encode_model(void)
     static float w[R * C];
     static uint16_t v[64];
     static int64_t ids[8];
+    static const float nothing[1];
     uint64_t s = 3;
     for (int i = 0; i < R * C; i++) w[i] = ((int)(th_rand(&s) % 20001) - 10000) * 1e-5f * (1 + i / C);
     for (int i = 0; i < 64; i++) v[i] = (uint16_t)(0x3f00 + i * 3);
@@ -106,9 +107,10 @@ static const char *encode_model(void)
         {"w", WC_DT_F32, 2, {R, C}, w},
         {"v", WC_DT_BF16, 1, {64}, v},
         {"ids", WC_DT_I64, 1, {8}, ids},
+        {"empty", WC_DT_F32, 2, {0, 4}, nothing},
     };
     const char *src = th_path("dq.safetensors"), *out = th_path("dq.wcodec");
-    assert_int_equal(th_write_safetensors(src, t, 3), 0);
+    assert_int_equal(th_write_safetensors(src, t, 4), 0);
     wc_encode_opts o;
     wc_encode_opts_default(&o);
     o.threads = 1;
@@ -150,6 +152,8 @@ static void test_decode_dequant(void **state)
         memcpy(&got, &vf[i], 4);
         assert_int_equal(got, want);
     }
+    /* an empty tensor: nothing to write, NULL is a valid output */
+    assert_int_equal(wc_decode_tensor_dequant(f, (size_t)wc_file_find(f, "empty"), WC_DT_BF16, NULL, 0, &e), 0);
     /* errors name the file and tensor */
     assert_int_equal(wc_decode_tensor_dequant(f, (size_t)ids, WC_DT_F32, f32, sizeof f32, &e), WC_EINVAL);
     assert_true(th_msg_has(e.msg, "dq.wcodec", "'ids'", "I64", NULL));
