@@ -44,7 +44,7 @@ void wc_encode_opts_default(wc_encode_opts *o)
                           .max_tables = 8, .force_pred = -1, .force_tx = -1};
 }
 
-static int quantize_job(job *j, const wc_st_file *in, const wc_code_params *p)
+static int quantize_job(job *j, const wc_code_params *p)
 {
     const wc_st_tensor *t = j->t;
     const uint64_t rows = j->e.rows, cols = j->e.cols;
@@ -63,8 +63,8 @@ static int quantize_job(job *j, const wc_st_file *in, const wc_code_params *p)
             r = wc_fail(&j->err, WC_ERANGE,
                         "%s: tensor '%s': row %llu, column %zu (offset %llu) is NaN or infinite; "
                         "refusing to quantize it",
-                        in->path, t->name, (unsigned long long)y, bad,
-                        (unsigned long long)(row - in->map + bad * es));
+                        t->path, t->name, (unsigned long long)y, bad,
+                        (unsigned long long)(row - t->map + bad * es));
             goto out;
         }
     }
@@ -88,15 +88,15 @@ static int run_job(enc *x, job *j)
         j->e.hash = wc_hash(j->t->data, j->t->size);
         return 0;
     case JOB_QUANT:
-        r = quantize_job(j, x->in, &p);
+        r = quantize_job(j, &p);
         if (r == WC_ENOMEM || r == WC_ERANGE) return r;
-        if (r) return wc_fail(&j->err, r, "%s: tensor '%s': coding failed: %s", x->in->path,
+        if (r) return wc_fail(&j->err, r, "%s: tensor '%s': coding failed: %s", j->t->path,
                               j->t->name, wc_strerror(r));
         return 0;
     case JOB_I8:
         r = wc_record_encode((const int8_t *)j->t->data, j->scale ? j->scale->data : NULL,
                              &p, &j->e, &j->rec);
-        if (r) return wc_fail(&j->err, r, "%s: tensor '%s': coding failed: %s", x->in->path,
+        if (r) return wc_fail(&j->err, r, "%s: tensor '%s': coding failed: %s", j->t->path,
                               j->t->name, wc_strerror(r));
         return 0;
     }
@@ -228,33 +228,33 @@ static int write_all(enc *x, wc_outfile *out, wc_err *err)
     return r;
 }
 
-int wc_encode_file(const char *in_path, const char *out_path, const wc_encode_opts *opts,
-                   wc_err *err)
+static int check_opts(const wc_encode_opts *opts, wc_encode_opts *o, wc_err *err)
+{
+    if (opts) *o = *opts;
+    else wc_encode_opts_default(o);
+    if (o->prob_bits < WC_RANS_MIN_PROB_BITS || o->prob_bits > WC_RANS_MAX_PROB_BITS)
+        return wc_fail(err, WC_EINVAL, "table precision %u bits: must be %d to %d", o->prob_bits,
+                       WC_RANS_MIN_PROB_BITS, WC_RANS_MAX_PROB_BITS);
+    if (o->tile_weights < WC_RANS_LANES || o->tile_weights > WC_MAX_TILE_WEIGHTS)
+        return wc_fail(err, WC_EINVAL, "tile size %u weights: must be %d to %u", o->tile_weights,
+                       WC_RANS_LANES, WC_MAX_TILE_WEIGHTS);
+    if (o->max_tables < 1 || o->max_tables > WC_MAX_TABLES || o->force_pred < -1 ||
+        o->force_pred >= WC_PRED_COUNT || o->force_tx < -1 || o->force_tx >= WC_TX_COUNT)
+        return wc_fail(err, WC_EINVAL, "tables %u (1..%d), prediction %d or transform %d out of range",
+                       o->max_tables, WC_MAX_TABLES, o->force_pred, o->force_tx);
+    if (o->threads <= 0) o->threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (o->threads <= 0) o->threads = 1;
+    return 0;
+}
+
+/* Encodes the open input `in` (a file or a folder) into out_path. */
+static int encode_input(const wc_st_file *in, const char *out_path, const wc_encode_opts *opts,
+                        wc_err *err)
 {
     wc_encode_opts o;
-    if (opts) o = *opts;
-    else wc_encode_opts_default(&o);
-    if (o.prob_bits < WC_RANS_MIN_PROB_BITS || o.prob_bits > WC_RANS_MAX_PROB_BITS)
-        return wc_fail(err, WC_EINVAL, "table precision %u bits: must be %d to %d", o.prob_bits,
-                       WC_RANS_MIN_PROB_BITS, WC_RANS_MAX_PROB_BITS);
-    if (o.tile_weights < WC_RANS_LANES || o.tile_weights > WC_MAX_TILE_WEIGHTS)
-        return wc_fail(err, WC_EINVAL, "tile size %u weights: must be %d to %u", o.tile_weights,
-                       WC_RANS_LANES, WC_MAX_TILE_WEIGHTS);
-    if (o.max_tables < 1 || o.max_tables > WC_MAX_TABLES || o.force_pred < -1 ||
-        o.force_pred >= WC_PRED_COUNT || o.force_tx < -1 || o.force_tx >= WC_TX_COUNT)
-        return wc_fail(err, WC_EINVAL, "tables %u (1..%d), prediction %d or transform %d out of range",
-                       o.max_tables, WC_MAX_TABLES, o.force_pred, o.force_tx);
-    if (o.threads <= 0) o.threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (o.max_tables < 1 || o.max_tables > WC_MAX_TABLES || o.force_pred < -1 ||
-        o.force_pred >= WC_PRED_COUNT || o.force_tx < -1 || o.force_tx >= WC_TX_COUNT)
-        return wc_fail(err, WC_EINVAL, "tables %u (1..%d), prediction %d or transform %d out of range",
-                       o.max_tables, WC_MAX_TABLES, o.force_pred, o.force_tx);
-    if (o.threads <= 0) o.threads = 1;
-
-    wc_st_file in;
-    int r = wc_st_open(&in, in_path, err);
+    int r = check_opts(opts, &o, err);
     if (r) return r;
-    enc x = {.in = &in, .o = &o, .window = 2 * (size_t)o.threads};
+    enc x = {.in = in, .o = &o, .window = 2 * (size_t)o.threads};
     pthread_mutex_init(&x.mu, NULL);
     pthread_cond_init(&x.cv, NULL);
     wc_outfile out = {.fd = -1};
@@ -285,6 +285,31 @@ out:
     wc_outfile_abort(&out);
     pthread_cond_destroy(&x.cv);
     pthread_mutex_destroy(&x.mu);
+    return r;
+}
+
+int wc_encode_file(const char *in_path, const char *out_path, const wc_encode_opts *opts,
+                   wc_err *err)
+{
+    wc_encode_opts o;
+    int r = check_opts(opts, &o, err); /* before the input is read */
+    if (r) return r;
+    wc_st_file in;
+    if ((r = wc_st_open(&in, in_path, err))) return r;
+    r = encode_input(&in, out_path, &o, err);
+    wc_st_close(&in);
+    return r;
+}
+
+int wc_encode_hf_folder(const char *dir, const char *out_path, const wc_encode_opts *opts,
+                        wc_err *err)
+{
+    wc_encode_opts o;
+    int r = check_opts(opts, &o, err);
+    if (r) return r;
+    wc_st_file in;
+    if ((r = wc_st_open_folder(&in, dir, err))) return r;
+    r = encode_input(&in, out_path, &o, err);
     wc_st_close(&in);
     return r;
 }

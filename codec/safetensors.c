@@ -71,6 +71,8 @@ static int parse_tensor(wc_st_file *f, const char *name, json_object *o, uint64_
                        (unsigned long long)(e - b), (unsigned long long)want);
     t->size = want;
     t->data = f->map + (f->map_size - data_size) + b;
+    t->path = f->path;
+    t->map = f->map;
     return 0;
 }
 
@@ -164,6 +166,9 @@ void wc_st_close(wc_st_file *f)
     for (size_t i = 0; i < f->n_tensors; i++) free(f->tensors[i].name);
     free(f->tensors);
     if (f->map) munmap(f->map, f->map_size);
+    for (size_t i = 0; i < f->n_shards; i++) wc_st_close(&f->shards[i]);
+    free(f->shards);
+    free(f->metadata);
     free(f->path);
     memset(f, 0, sizeof *f);
 }
@@ -178,10 +183,35 @@ long wc_st_find(const wc_st_file *f, const char *name)
 int wc_st_layout(wc_st_out_tensor *t, size_t n, uint8_t **header, size_t *header_size,
                  uint64_t *file_size, wc_err *err)
 {
+    return wc_st_layout_meta(t, n, NULL, header, header_size, file_size, err);
+}
+
+int wc_st_layout_meta(wc_st_out_tensor *t, size_t n, const char *metadata, uint8_t **header,
+                      size_t *header_size, uint64_t *file_size, wc_err *err)
+{
     json_object *root = json_object_new_object();
     if (!root) return wc_fail(err, WC_ENOMEM, "out of memory");
     uint64_t off = 0;
     int r = WC_ENOMEM;
+    if (metadata) {
+        json_object *m = json_tokener_parse(metadata);
+        if (!json_object_is_type(m, json_type_object)) {
+            json_object_put(m);
+            json_object_put(root);
+            return wc_fail(err, WC_EFORMAT, "metadata is not a JSON object");
+        }
+        json_object_object_foreach(m, k, v) {
+            if (!json_object_is_type(v, json_type_string)) {
+                json_object_put(m);
+                json_object_put(root);
+                return wc_fail(err, WC_EFORMAT, "metadata entry '%s' is not a string", k);
+            }
+        }
+        if (json_object_object_add(root, "__metadata__", m)) {
+            json_object_put(m);
+            goto fail_root;
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         json_object *o = json_object_new_object(), *shape = json_object_new_array(),
                     *offs = json_object_new_array();

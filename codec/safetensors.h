@@ -15,6 +15,10 @@ typedef struct wc_st_tensor {
     uint64_t numel;
     const uint8_t *data; /* inside the mapping */
     uint64_t size;
+    /* the file that holds it, for messages: its path and mapping (a shard's
+     * in a folder; map NULL for the folder's metadata record) */
+    const char *path;
+    const uint8_t *map;
 } wc_st_tensor;
 
 /* A safetensors file mapped read-only; tensors in file order. */
@@ -24,9 +28,20 @@ typedef struct wc_st_file {
     size_t map_size;
     wc_st_tensor *tensors;
     size_t n_tensors;
+    /* a folder (wc_st_open_folder): the shards own the mappings its tensors
+     * point into; `metadata` holds the bytes of its metadata record */
+    struct wc_st_file *shards;
+    size_t n_shards;
+    char *metadata;
 } wc_st_file;
 
 int wc_st_open(wc_st_file *f, const char *path, wc_err *err);
+/* A Hugging Face model folder as one wc_st_file: config.json (required) and
+ * generation_config.json go into a first tensor WC_METADATA_NAME (U8, the
+ * JSON object of docs/FORMAT.md, "Metadata"), followed by the tensors of
+ * model.safetensors, or of the shards model.safetensors.index.json names,
+ * shard by shard in file order. (hf_folder.c) */
+int wc_st_open_folder(wc_st_file *f, const char *dir, wc_err *err);
 void wc_st_close(wc_st_file *f);
 /* Index of tensor `name`, or -1. */
 long wc_st_find(const wc_st_file *f, const char *name);
@@ -46,5 +61,9 @@ typedef struct wc_st_out_tensor {
  * and the JSON, padded with spaces to a multiple of 8. */
 int wc_st_layout(wc_st_out_tensor *t, size_t n, uint8_t **header, size_t *header_size,
                  uint64_t *file_size, wc_err *err);
+/* The same with `metadata` (a JSON object of strings, or NULL) as the
+ * header's "__metadata__". */
+int wc_st_layout_meta(wc_st_out_tensor *t, size_t n, const char *metadata, uint8_t **header,
+                      size_t *header_size, uint64_t *file_size, wc_err *err);
 
 #endif

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cmds.h"
@@ -10,12 +11,18 @@
 
 static const char encode_help[] =
     "usage: wcodec encode [options] MODEL.safetensors [-o OUT.wcodec]\n"
+    "       wcodec encode [options] HF_FOLDER [-o OUT.wcodec]\n"
+    "\n"
+    "A Hugging Face model folder gives config.json and generation_config.json to the\n"
+    "file's metadata and its tensors from model.safetensors, or from the shards that\n"
+    "model.safetensors.index.json names; tokenizer files are not read (keep them beside).\n"
     "\n"
     "Quantizes float matrices to INT8 (one fp32 scale per row: max|w|/127, round half to\n"
     "even) and codes them losslessly. INT8 tensors with an N_scale beside them are taken as\n"
     "they are. 1-D and small tensors, and other dtypes, are kept byte for byte.\n"
     "\n"
-    "  -o, --output FILE     output (default: MODEL with .wcodec for .safetensors)\n"
+    "  -o, --output FILE     output (default: MODEL with .wcodec for .safetensors, or\n"
+    "                        HF_FOLDER.wcodec)\n"
     "  -j, --threads N       encoder threads (default: one per CPU)\n"
     "  -f, --force           replace an existing output file\n"
     "      --min-weights N   store tensors under N weights raw (default 4096)\n"
@@ -36,11 +43,18 @@ static const char encode_help[] =
 
 static const char decode_help[] =
     "usage: wcodec decode [options] MODEL.wcodec [-o OUT.safetensors]\n"
+    "       wcodec decode --folder [options] MODEL.wcodec -o DIR\n"
     "\n"
     "Writes a safetensors file: a coded tensor N comes back as N (I8, its original shape)\n"
-    "beside N_scale (F32, one per row); raw tensors come back byte for byte.\n"
+    "beside N_scale (F32, one per row); raw tensors come back byte for byte. With --dtype,\n"
+    "coded tensors come back as float weights q x scale (rounded to nearest even from\n"
+    "float32) and raw float tensors are converted alike. The file's metadata becomes the\n"
+    "safetensors __metadata__.\n"
     "\n"
     "  -o, --output FILE     output (default: MODEL with .safetensors for .wcodec)\n"
+    "      --dtype T         bf16, f16 or f32: dequantized output\n"
+    "      --folder          a Hugging Face folder: DIR/model.safetensors and the\n"
+    "                        config.json and generation_config.json of the metadata\n"
     "  -f, --force           replace an existing output file\n"
     "  -q, --quiet           no progress bar\n"
     "  -h, --help            this text\n";
@@ -54,6 +68,18 @@ static char *swap_suffix(const char *in, const char *from, const char *to)
     if (!out) return NULL;
     memcpy(out, in, n);
     strcpy(out + n, to);
+    return out;
+}
+
+/* DIR (trailing slashes dropped) with .wcodec appended. */
+static char *folder_output(const char *dir)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
+    char *out = malloc(n + sizeof ".wcodec");
+    if (!out) return NULL;
+    memcpy(out, dir, n);
+    strcpy(out + n, ".wcodec");
     return out;
 }
 
@@ -103,7 +129,9 @@ int wct_encode(int argc, char **argv)
         return 2;
     }
     const char *in = argv[optind];
-    char *def = out ? NULL : swap_suffix(in, ".safetensors", ".wcodec");
+    struct stat sb;
+    bool folder = stat(in, &sb) == 0 && S_ISDIR(sb.st_mode);
+    char *def = out ? NULL : folder ? folder_output(in) : swap_suffix(in, ".safetensors", ".wcodec");
     if (!out) out = def;
     int ret = check_output(out, force);
     if (!ret) {
@@ -112,7 +140,7 @@ int wct_encode(int argc, char **argv)
         o.progress = wct_progress_cb;
         o.progress_user = &p;
         wc_err e = {0};
-        int r = wc_encode_file(in, out, &o, &e);
+        int r = folder ? wc_encode_hf_folder(in, out, &o, &e) : wc_encode_file(in, out, &o, &e);
         wct_progress_end(&p);
         ret = r ? wct_report(&e, r) : 0;
     }
@@ -124,13 +152,19 @@ int wct_decode(int argc, char **argv)
 {
     static const struct option lo[] = {{"output", 1, 0, 'o'}, {"force", 0, 0, 'f'},
                                        {"quiet", 0, 0, 'q'},  {"help", 0, 0, 'h'},
+                                       {"dtype", 1, 0, 'T'},  {"folder", 0, 0, 'F'},
                                        {0, 0, 0, 0}};
+    static const char *const dtypes[] = {"bf16", "f16", "f32", NULL};
+    static const wc_dtype dtype_of[] = {WC_DT_BF16, WC_DT_F16, WC_DT_F32};
     const char *out = NULL;
-    bool force = false, quiet = false;
+    bool force = false, quiet = false, folder = false;
+    wc_dtype dtype = 0;
     int c;
     while ((c = getopt_long(argc, argv, "o:fqh", lo, NULL)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
+        case 'T': dtype = dtype_of[wct_parse_name("--dtype", optarg, dtypes)]; break;
+        case 'F': folder = true; break;
         case 'f': force = true; break;
         case 'q': quiet = true; break;
         case 'h': fputs(decode_help, stdout); return 0;
@@ -142,6 +176,13 @@ int wct_decode(int argc, char **argv)
         return 2;
     }
     const char *in = argv[optind];
+    if (folder) {
+        if (!out) {
+            fputs("wcodec: --folder needs -o DIR\n", stderr);
+            return 2;
+        }
+        return wct_decode_folder(in, out, dtype, force, quiet);
+    }
     char *def = out ? NULL : swap_suffix(in, ".wcodec", ".safetensors");
     if (!out) out = def;
     int ret = check_output(out, force);
@@ -149,7 +190,7 @@ int wct_decode(int argc, char **argv)
         wct_progress p;
         wct_progress_init(&p, "decode", quiet);
         wc_err e = {0};
-        int r = wc_decode_file(in, out, wct_progress_cb, &p, &e);
+        int r = wc_decode_file_as(in, out, dtype, wct_progress_cb, &p, &e);
         wct_progress_end(&p);
         ret = r ? wct_report(&e, r) : 0;
     }

@@ -6,6 +6,8 @@
 
 int wct_encode(int argc, char **argv);
 int wct_decode(int argc, char **argv);
+/* decode --folder: DIR/model.safetensors and the metadata's JSON files. */
+int wct_decode_folder(const char *in, const char *dir, wc_dtype dtype, bool force, bool quiet);
 int wct_info(int argc, char **argv);
 int wct_verify(int argc, char **argv);
 int wct_bench(int argc, char **argv);

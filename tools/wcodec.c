@@ -11,7 +11,7 @@ static const struct {
     int (*fn)(int, char **);
     const char *what;
 } cmds[] = {
-    {"encode", wct_encode, "safetensors -> .wcodec (quantize to INT8, code losslessly)"},
+    {"encode", wct_encode, "safetensors or a Hugging Face folder -> .wcodec (INT8, coded losslessly)"},
     {"decode", wct_decode, ".wcodec -> safetensors (N as I8 beside N_scale)"},
     {"info", wct_info, "show the tensors of a .wcodec file (--json for scripts)"},
     {"verify", wct_verify, "check every checksum and decode every tensor"},

@@ -232,6 +232,47 @@ WC_API int wc_encode_file(const char *in_path, const char *out_path,
 WC_API int wc_decode_file(const char *in_path, const char *out_path,
                           wc_progress_fn progress, void *progress_user, wc_err *err);
 
+/* ---- dequantized output ---- */
+
+/* Decodes tensor i of f as float weights of `dtype` (WC_DT_BF16, WC_DT_F16
+ * or WC_DT_F32) into out (rows x cols elements of dtype, row-major, the
+ * tensor's shape): a coded tensor becomes q x scale[row], the product
+ * computed in float32 and rounded to dtype to nearest, ties to even (IEEE
+ * 754's default; subnormals kept, beyond dtype's range +-inf): what
+ * PyTorch's (q.float() * scale[:, None]).to(dtype) gives. A coded tensor
+ * without scales uses a scale of 1. A raw F32/F16/BF16 tensor is converted
+ * with the same rounding; any other raw dtype is WC_EINVAL. The record's
+ * checksum is verified first; the CPU decodes, on the calling thread, with
+ * no memory beyond the row scales (the INT8 values are decoded into out's
+ * tail and widened in place). docs/FORMAT.md, "Dequantized output". */
+WC_API int wc_decode_tensor_dequant(const wc_file *f, size_t i, wc_dtype dtype, void *out,
+                                    size_t out_size, wc_err *err);
+
+/* ---- metadata and Hugging Face folders ----
+ * A file's metadata is a RAW U8 tensor of this name holding a JSON object of
+ * strings (safetensors' "__metadata__" rule: no safetensors tensor can have
+ * the name, and readers that do not know it see a byte vector);
+ * docs/FORMAT.md, "Metadata". */
+#define WC_METADATA_NAME "__metadata__"
+
+/* Encodes a Hugging Face model folder: config.json (required),
+ * generation_config.json (if there) and "format": "pt" into the metadata,
+ * then the tensors of model.safetensors, or of every shard that
+ * model.safetensors.index.json names (a missing shard, or a tensor not in
+ * the shard the index names, is an error naming it). Tokenizer and other
+ * files are not read: they stay beside. Same temporary-file rule as
+ * wc_encode_file. */
+WC_API int wc_encode_hf_folder(const char *dir, const char *out_path, const wc_encode_opts *opts,
+                               wc_err *err);
+
+/* wc_decode_file with a choice of output: dtype 0 gives wc_decode_file's
+ * (N as I8 beside N_scale); WC_DT_BF16, WC_DT_F16 or WC_DT_F32 gives coded
+ * and raw float tensors as that dtype (the rule of wc_decode_tensor_dequant)
+ * and no N_scale. Either way the metadata record becomes the safetensors
+ * header's "__metadata__", not a tensor. */
+WC_API int wc_decode_file_as(const char *in_path, const char *out_path, wc_dtype dtype,
+                             wc_progress_fn progress, void *progress_user, wc_err *err);
+
 #ifdef __cplusplus
 }
 #endif
