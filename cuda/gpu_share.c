@@ -35,7 +35,7 @@ static int enter(int ordinal, CUdevice *dev, const wcg_cudrv **out, wc_err *err)
 
 int wcg_share_granularity(int ordinal, size_t *out, wc_err *err)
 {
-    const wcg_cudrv *d;
+    const wcg_cudrv *d = NULL;
     CUdevice dev;
     int rc = enter(ordinal, &dev, &d, err);
     if (rc) return rc;
@@ -70,7 +70,7 @@ static int map_rw(const wcg_cudrv *d, CUdevice dev, CUmemGenericAllocationHandle
 int wcg_arena_create(wcg_arena *a, int ordinal, size_t size, wc_err *err)
 {
     memset(a, 0, sizeof *a);
-    const wcg_cudrv *d;
+    const wcg_cudrv *d = NULL;
     size_t gran;
     int rc = wcg_share_granularity(ordinal, &gran, err);
     if (!rc) rc = enter(ordinal, &a->dev, &d, err);
@@ -120,7 +120,7 @@ int wcg_import_map(wcg_import *m, int fd, const unsigned char uuid[16], size_t s
     memset(m, 0, sizeof *m);
     CUdevice dev;
     int rc = wcg_cudrv_device_by_uuid(uuid, &dev, err);
-    const wcg_cudrv *d;
+    const wcg_cudrv *d = NULL;
     if (!rc) rc = enter((int)dev, &m->dev, &d, err);
     if (rc) return rc;
     /* the driver takes the descriptor by value, cast to a pointer */
