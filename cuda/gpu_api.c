@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "gpu_api.h"
+#include "dequant.h"
 #include "wc_internal.h"
 
 void wc_gpu_opts_default(wc_gpu_opts *o)
@@ -54,4 +55,17 @@ out:
     free(which);
     free(d);
     return r;
+}
+
+int wc_gpu_dequant(wc_gpu *g, const void *q, const float *scales, uint64_t rows, uint64_t cols, wc_dtype dtype,
+                   void *out, wc_err *err)
+{
+    if (dtype != WC_DT_BF16 && dtype != WC_DT_F16 && dtype != WC_DT_F32)
+        return wc_fail(err, WC_EINVAL, "dequantize: %s is not an output dtype (BF16, F16 or F32)",
+                       wc_dtype_name(dtype) ? wc_dtype_name(dtype) : "unknown dtype");
+    if (rows && cols > UINT64_MAX / 4 / rows)
+        return wc_fail(err, WC_ERANGE, "dequantize: %llu x %llu values", (unsigned long long)rows,
+                       (unsigned long long)cols);
+    if (rows && cols && (!q || !out)) return wc_fail(err, WC_EINVAL, "dequantize: NULL input or output");
+    return wcg_dequant(g, q, scales, rows, cols, dtype, out, err);
 }

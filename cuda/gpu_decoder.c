@@ -23,6 +23,7 @@
 
 #include <xxhash.h>
 
+#include "dequant.h"
 #include "gpu_int.h"
 #include "rans.h"
 
@@ -363,4 +364,24 @@ int wcg_decode(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, const size_t 
     r = run_pipeline(g, f, rq, n, err);
     wcg_free_reqs(rq, n);
     return r;
+}
+
+int wcg_dequant(wc_gpu *g, const int8_t *q, const float *scales, uint64_t rows, uint64_t cols, wc_dtype dtype,
+                void *out, wc_err *err)
+{
+    if (g->backend == WC_BACKEND_CPU) {
+        wc_dequant_rows(q, scales, rows, cols, dtype, out);
+        return 0;
+    }
+    if (!rows || !cols) return 0;
+    int r;
+    cudaError_t e = cudaSetDevice(g->device);
+    if (e != cudaSuccess) return wcg_cuda_fail(err, e, "cudaSetDevice");
+    if ((r = check_device_ptr(q, "input", err)) || (r = check_device_ptr(out, "output", err)) ||
+        (scales && (r = check_device_ptr(scales, "scales", err))))
+        return r;
+    const int kind = dtype == WC_DT_BF16 ? 0 : dtype == WC_DT_F16 ? 1 : 2;
+    e = (cudaError_t)wcg_dequant_launch(q, scales, rows, cols, kind, out, g->compute);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(g->compute);
+    return e == cudaSuccess ? 0 : wcg_cuda_fail(err, e, "dequantize");
 }

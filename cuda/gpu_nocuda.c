@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "dequant.h"
 #include "gpu_api.h"
 #include "wc_internal.h"
 
@@ -73,3 +74,11 @@ int wc_gpu_resident_run(wc_gpu_resident *r, bool sync, wc_err *err)
 }
 
 void wc_gpu_resident_destroy(wc_gpu_resident *r) { (void)r; }
+
+int wcg_dequant(wc_gpu *g, const int8_t *q, const float *scales, uint64_t rows, uint64_t cols, wc_dtype dtype,
+                void *out, wc_err *err)
+{
+    (void)g, (void)err;
+    wc_dequant_rows(q, scales, rows, cols, dtype, out);
+    return 0;
+}

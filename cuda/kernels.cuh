@@ -105,6 +105,9 @@ int wc_gpu_launch_decode(const wc_gpu_launch *l, void *stream);
 /* Unfused inverse transform of every tile listed (for measurement and
  * tests; the decode kernel does it itself). */
 int wc_gpu_launch_itx(const wc_gpu_launch *l, void *stream);
+/* dequant.cu: q x scales[row] into out, kind 0 BF16, 1 F16, 2 F32 (a cudaError_t). */
+int wcg_dequant_launch(const int8_t *q, const float *scales, uint64_t rows, uint64_t cols, int kind, void *out,
+                       void *stream);
 
 /* Prediction over whole tensors, after the decode of all their tiles: a
  * launch of each kernel some job of the batch needs, over those jobs.

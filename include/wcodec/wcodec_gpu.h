@@ -99,6 +99,17 @@ typedef struct wc_gpu_dst {
  * wc_file_tensor_count(f) entries) through the pipeline. */
 WC_API int wc_gpu_decode_file(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, wc_err *err);
 
+/* Dequantizes decoded INT8 values where they are: out[r][c] = q[r][c] x
+ * scales[r], the product in float32 rounded to dtype (WC_DT_BF16, WC_DT_F16
+ * or WC_DT_F32) to nearest, ties to even: wc_decode_tensor_dequant's rule,
+ * bit for bit. q (rows x cols int8), scales (rows floats; NULL: a scale of
+ * 1) and out (rows x cols of dtype) are device memory on WC_BACKEND_CUDA and
+ * host memory on WC_BACKEND_CPU; out must not overlap q or scales. Returns
+ * when out is in place. The step after wc_gpu_decode_file for callers that
+ * want float weights: the INT8 buffer can then be freed. */
+WC_API int wc_gpu_dequant(wc_gpu *g, const void *q, const float *scales, uint64_t rows, uint64_t cols,
+                          wc_dtype dtype, void *out, wc_err *err);
+
 /* ---- compressed bytes already on the device (CUDA backend only) ----
  * wc_gpu_resident_create copies the whole file to device memory once and
  * builds the kernels' descriptors for the tensors of dst; each

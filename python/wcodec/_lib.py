@@ -129,6 +129,10 @@ if HAVE_GPU:
     _proto(_lib, 'wc_gpu_backend', _i, _vp)
     _proto(_lib, 'wc_gpu_fallback_reason', _cp, _vp)
     _proto(_lib, 'wc_gpu_decode_file', _i, _vp, _vp, ctypes.POINTER(_GpuDst), _vp)
+# wc_gpu_dequant: dequantization where the decode happened (libwcodec >= 1.0.0)
+HAVE_GPU_DEQUANT = HAVE_GPU and hasattr(_lib, 'wc_gpu_dequant')
+if HAVE_GPU_DEQUANT:
+    _proto(_lib, 'wc_gpu_dequant', _i, _vp, _vp, _vp, ctypes.c_uint64, ctypes.c_uint64, _i, _vp, _vp)
 
 
 def _check(r, err):
@@ -293,6 +297,15 @@ class Gpu:
             arr[t.index] = _GpuDst(o, osz, s, ns)
         err = _err()
         _check(_lib.wc_gpu_decode_file(self._g, f._handle(), arr, err), err)
+
+    def dequant(self, q, scales, rows, cols, dtype, out):
+        """out = q x scales[row] as `dtype` ('BF16', 'F16' or 'F32'), on the
+        decoder's device (device pointers; scales may be None): the rule of
+        wc_decode_tensor_dequant, bit for bit (wc_gpu_dequant)."""
+        if not HAVE_GPU_DEQUANT:
+            raise WCodecError(-9, f'{_lib._name}: this libwcodec has no wc_gpu_dequant')
+        err = _err()
+        _check(_lib.wc_gpu_dequant(self._g, q, scales, rows, cols, DTYPE_CODES[dtype], out, err), err)
 
     def close(self):
         if self._g:

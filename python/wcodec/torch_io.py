@@ -111,22 +111,33 @@ def _decode_all_cuda(f, infos, device, dtype, threads):
         # the decoder works on its own non-blocking streams: nothing of torch's may be pending
         torch.cuda.synchronize(device)
         g.decode_file(f, dsts)
+        res = []
+        for t, q, s in out:
+            if dtype is not None and t.coded:
+                res.append((t.name, _dequant_cuda(g, t, q, s, dtype)))
+            elif dtype is not None and t.dtype in _FLOATS:
+                res.append((t.name, q.to(dtype)))
+            else:
+                res.append((t.name, q))
+                if s is not None:
+                    res.append((t.name + '_scale', s))
     finally:
         g.close()
-    res = []
-    for t, q, s in out:
-        if dtype is not None and t.coded:
-            w = q.view(t.rows, t.cols).to(torch.float32)
-            if s is not None:
-                w = w * s[:, None]
-            res.append((t.name, w.to(dtype).view(t.shape)))  # the rule of wc_decode_tensor_dequant
-        elif dtype is not None and t.dtype in _FLOATS:
-            res.append((t.name, q.to(dtype)))
-        else:
-            res.append((t.name, q))
-            if s is not None:
-                res.append((t.name + '_scale', s))
     return res
+
+
+def _dequant_cuda(g, t, q, s, dtype):
+    """q x s as dtype on q's device: wc_gpu_dequant where the library has
+    it, else the same rule in PyTorch (float32 product, then rounded)."""
+    if _lib.HAVE_GPU_DEQUANT:
+        w = torch.empty(t.shape, dtype=dtype, device=q.device)
+        g.dequant(q.data_ptr(), s.data_ptr() if s is not None else None, t.rows, t.cols, _DEQUANT[dtype],
+                  w.data_ptr())
+        return w
+    w = q.view(t.rows, t.cols).to(torch.float32)
+    if s is not None:
+        w = w * s[:, None]
+    return w.to(dtype).view(t.shape)
 
 
 def load_wcodec_checkpoint(path, device='cpu', dtype=None, via='auto', threads=None):
