@@ -25,6 +25,8 @@ void wcd_config_defaults(wcd_config *c)
     c->max_leases = 1u << 16;
     c->max_connections = 1024;
     c->max_inflight = 64;
+    c->conn_out_bytes = 4u << 20;
+    c->conn_fds = 1024;
     c->log_level = WCD_LOG_INFO;
 }
 
@@ -186,6 +188,17 @@ int wcd_config_set(wcd_config *c, const char *section, const char *key, const ch
     if (KEY("limits", "max_inflight")) {
         if (parse_uint(value, 10, 1u << 16, &v) || !v) return wc_fail(err, WC_EINVAL, "max_inflight: '%s'", value);
         c->max_inflight = (unsigned)v;
+        return 0;
+    }
+    if (KEY("limits", "conn_out_bytes")) {
+        if (wcd_parse_size(value, &sz) || sz < 65536 || sz > (1ull << 32))
+            return wc_fail(err, WC_EINVAL, "conn_out_bytes: '%s' is not a size from 64K to 4G", value);
+        c->conn_out_bytes = sz;
+        return 0;
+    }
+    if (KEY("limits", "conn_fds")) {
+        if (parse_uint(value, 10, 1u << 20, &v) || !v) return wc_fail(err, WC_EINVAL, "conn_fds: '%s'", value);
+        c->conn_fds = (unsigned)v;
         return 0;
     }
     return wc_fail(err, WC_EINVAL, "unknown setting [%s] %s", section, key);

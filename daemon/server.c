@@ -24,6 +24,7 @@ int wcd_ctx_init(wcd_ctx *ctx, uv_loop_t *loop, wc_err *err)
     if (r) return r;
     wcd_cache_init(&ctx->cache, loop, &wcd_backend_memfd, ctx->cfg.budget);
     ctx->start_ms = uv_now(loop);
+    ctx->fds_per_frame = ctx->cfg.conn_fds < WCD_FDS_PER_FRAME ? ctx->cfg.conn_fds : WCD_FDS_PER_FRAME;
     return 0;
 }
 
@@ -132,6 +133,7 @@ static void on_status(uv_timer_t *t)
 {
     wcd_update_status(t->data);
 }
+
 
 int wcd_server_start(wcd_ctx *ctx, wc_err *err)
 {

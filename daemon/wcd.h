@@ -49,6 +49,8 @@ typedef struct wcd_config {
     unsigned max_leases;     /* per connection */
     unsigned max_connections;
     unsigned max_inflight;   /* requests under way per connection */
+    uint64_t conn_out_bytes; /* reply bytes queued per connection before it is no longer read */
+    unsigned conn_fds;       /* descriptors in flight per connection (queued or unread) */
     int log_level;
 } wcd_config;
 
@@ -191,12 +193,20 @@ typedef struct wcd_lease {
     wcd_entry *e;   /* NULL: released (a hole until compaction) */
 } wcd_lease;
 
+/* A queued reply frame. Its fds are borrowed from the leases the frame
+ * carries (no dup: the daemon holds no descriptor for a queued frame beyond
+ * the cache's own); a lease is not released before its frame has gone, see
+ * wcd_conn_lease_take. A frame with get set is a get reply still to be cut
+ * into frames: each is made when it reaches the head of the queue, with as
+ * many descriptors as the connection's credit allows. */
 typedef struct wcd_outframe {
     struct wcd_outframe *next;
     size_t len, off;
     int nfds;
     int fds[WCD_FDS_PER_FRAME];
+    uint64_t lease_hi;        /* leases up to this id are in this frame or earlier */
     uint8_t *data;
+    struct wcd_get *get;
 } wcd_outframe;
 
 typedef struct wcd_ctx wcd_ctx;
@@ -214,6 +224,9 @@ typedef struct wcd_conn {
     size_t rlen, rcap;
     wcd_outframe *oq_head, *oq_tail;
     size_t oq_bytes;
+    unsigned oq_fds;             /* descriptors of queued frames */
+    uint64_t lease_sent;         /* highest lease id whose frame has gone */
+    uint32_t pending_leases;     /* leases requests under way will take */
     bool hello_done, closing, in_process;
     wcd_lease *leases;
     size_t n_leases, cap_leases, live_leases;
@@ -227,8 +240,9 @@ typedef struct wcd_conn {
 /* Adopts an accepted socket; checks the peer. */
 void wcd_conn_accept(wcd_ctx *ctx, int fd);
 void wcd_conn_close(wcd_conn *c, const char *why);
-/* Queues (or sends at once) a reply and, with it, fds; the fds stay owned
- * by the caller. */
+/* Queues (or sends at once) a reply and, with it, fds. The fds are not
+ * duplicated: they must stay open until the frame has gone, as the
+ * entries behind this connection's leases do. */
 int wcd_conn_send(wcd_conn *c, const Wcodec__V1__Reply *r, const int *fds, int nfds);
 void wcd_conn_send_error(wcd_conn *c, uint64_t id, int status, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -236,6 +250,16 @@ uint64_t wcd_conn_lease_add(wcd_conn *c, wcd_entry *e);
 wcd_entry *wcd_conn_lease_take(wcd_conn *c, uint64_t id);
 /* Called when a request finishes, to resume reading if it was paused. */
 void wcd_conn_request_done(wcd_conn *c);
+/* Queues a resolved get whose reply is cut into frames as the socket
+ * drains (wcd_get_next_frame); the queue owns g from here. */
+void wcd_conn_queue_get(wcd_conn *c, struct wcd_get *g);
+/* Sends what the queue holds and the socket takes: 0, or -1 with errno
+ * (the caller closes). */
+int wcd_conn_flush(wcd_conn *c);
+/* Reads on, or handles buffered frames, once a limit has lifted. */
+void wcd_conn_resume(wcd_conn *c);
+
+
 bool wcd_conn_peer_allowed(const wcd_ctx *ctx, uid_t uid, gid_t gid, const gid_t *groups,
                            int n_groups);
 
@@ -246,6 +270,7 @@ typedef struct wcd_get {
     uint32_t n, pending;
     int status;
     char msg[sizeof(((wc_err *)0)->msg)];
+    uint32_t sent;          /* slots already in reply frames */
     struct wcd_get *prev, *next;
     wcd_slot slots[];
 } wcd_get;
@@ -256,6 +281,12 @@ void wcd_handle_frame(wcd_conn *c, const uint8_t *p, size_t n);
 void wcd_get_slot_done(wcd_slot *s, int status, const char *msg);
 /* The connection is closing: drop its requests under way. */
 void wcd_get_orphan_all(wcd_conn *c);
+/* The next frame of a resolved get: up to max_fds tensors, their leases
+ * taken. Returns 1 when more frames follow, 0 on the last, or an error
+ * (the connection is then closed). */
+int wcd_get_next_frame(wcd_get *g, unsigned max_fds, uint8_t **data, size_t *len, int *fds, int *nfds);
+/* A queued get dropped with its connection: unpins what was not sent. */
+void wcd_get_drop(wcd_get *g);
 
 /* ---- server.c ---- */
 struct wcd_ctx {
@@ -280,6 +311,8 @@ struct wcd_ctx {
     uint64_t start_ms;
     uint64_t requests, errors;
     uint64_t total_leases;
+    unsigned fds_per_frame;   /* descriptors (tensors) in one get reply frame */
+    size_t out_bytes;         /* reply bytes queued, all connections */
     bool stopping;
     int exit_status;
     /* test hooks (fuzz harness) */
