@@ -99,7 +99,9 @@ void wcd_conn_accept(wcd_ctx *ctx, int fd)
         ctx->errors++;
         return;
     }
-    if (ctx->n_conns >= ctx->cfg.max_connections || ctx->stopping) {
+    /* A closed socket whose descriptors its peer has not read still holds
+     * them in flight: it keeps its connection slot until they are read. */
+    if (ctx->n_conns + ctx->n_linger >= ctx->cfg.max_connections || ctx->stopping) {
         wcd_log(WCD_LOG_WARN, "connection refused: pid %d: %s", (int)cred.pid,
                 ctx->stopping ? "shutting down" : "too many connections");
         refuse(fd, WC_ELIMIT, ctx->stopping ? "wcodecd is shutting down" : "wcodecd: too many connections");
@@ -154,6 +156,7 @@ void wcd_conn_close(wcd_conn *c, const char *why)
     wcd_ctx *ctx = c->ctx;
     wcd_log(WCD_LOG_INFO, "%s: closed (%s); ending %zu leases", c->name, why, c->live_leases);
     wcd_get_orphan_all(c);
+    wcd_credit_unsent_back(c);
     /* Queued frames borrow their fds from the leases: drop them first. */
     for (wcd_outframe *f = c->oq_head, *next; f; f = next) {
         next = f->next;
@@ -173,6 +176,7 @@ void wcd_conn_close(wcd_conn *c, const char *why)
     if (c->next) c->next->prev = c->prev;
     ctx->n_conns--;
     uv_poll_stop(&c->poll);
+    wcd_credit_closed(c);
     uv_close((uv_handle_t *)&c->poll, on_closed);
 }
 
@@ -220,11 +224,17 @@ static wcd_outframe *frame_new(wcd_conn *c, uint8_t *data, size_t len, const int
     return f;
 }
 
-/* The get at the head of the queue gives its next frame; the frame goes
- * in front of it. 1: a frame was made; -1: the connection was closed. */
+/* The get at the head of the queue gives its next frame, as large as the
+ * descriptor credit allows; the frame goes in front of it. 1: a frame was
+ * made; 0: no credit now; -1: the connection was closed. */
 static int cut_get(wcd_conn *c, wcd_outframe *head)
 {
-    unsigned k = c->ctx->fds_per_frame;
+    unsigned k = wcd_credit(c);
+    if (k > c->ctx->fds_per_frame) k = c->ctx->fds_per_frame;
+    if (!k) {
+        wcd_credit_wait(c);
+        return 0;
+    }
     wcd_get *g = head->get;
     uint32_t before = g->sent;
     uint8_t *data;
@@ -243,6 +253,10 @@ static int cut_get(wcd_conn *c, wcd_outframe *head)
         wcd_conn_close(c, "out of memory queueing a reply");
         return -1;
     }
+    /* Charged now, not when sent: the frame was cut to the credit there
+     * was, which others could take before the socket has room. */
+    wcd_credit_charge(c, (unsigned)nfds);
+    f->charged = true;
     f->next = head;
     c->oq_head = f;
     if (!more) {
@@ -260,13 +274,22 @@ int wcd_conn_flush(wcd_conn *c)
         if (f->get) {
             int r = cut_get(c, f);
             if (r < 0) return 0;  /* closed, and logged why */
+            if (!r) break;
             continue;
+        }
+        if (f->nfds && !f->charged) {
+            if (wcd_credit(c) < (unsigned)f->nfds) {
+                wcd_credit_wait(c);
+                break;
+            }
+            wcd_credit_charge(c, (unsigned)f->nfds);
+            f->charged = true;
         }
         ssize_t w = send_frame(c->fd, f->data + f->off, f->len - f->off, f->fds, f->nfds);
         if (w < 0) return -1;
         if (w == 0) break;
         if (f->nfds) {
-            /* They are the kernel's now. */
+            /* They are the kernel's now, in flight until the peer reads. */
             c->oq_fds -= (unsigned)f->nfds;
             f->nfds = 0;
         }

@@ -441,6 +441,9 @@ static void on_stats(wcd_conn *c, uint64_t id)
     s.decodes_in_flight = k->in_flight;
     s.conn_leases = c->live_leases;
     s.queued_bytes = ctx->out_bytes;
+    for (wcd_conn *o = ctx->conns; o; o = o->next) s.fds_in_flight += o->fds_unread;
+    for (unsigned i = 0; i < ctx->n_linger; i++) s.fds_in_flight += ctx->linger[i].unread;
+    s.lingering = ctx->n_linger;
     self_usage(&s.rss_bytes, &s.open_fds);
     Wcodec__V1__Reply r = WCODEC__V1__REPLY__INIT;
     r.id = id;

@@ -24,7 +24,11 @@ int wcd_ctx_init(wcd_ctx *ctx, uv_loop_t *loop, wc_err *err)
     if (r) return r;
     wcd_cache_init(&ctx->cache, loop, &wcd_backend_memfd, ctx->cfg.budget);
     ctx->start_ms = uv_now(loop);
-    ctx->fds_per_frame = ctx->cfg.conn_fds < WCD_FDS_PER_FRAME ? ctx->cfg.conn_fds : WCD_FDS_PER_FRAME;
+    /* Connections may wait for descriptor credit without a listening
+     * socket too (the fuzz harness): the timer is the ctx's. */
+    uv_timer_init(loop, &ctx->credit_timer);
+    ctx->credit_timer.data = ctx;
+    wcd_fds_setup(ctx);
     return 0;
 }
 
@@ -209,6 +213,9 @@ void wcd_server_stop(wcd_ctx *ctx)
     close_handle((uv_handle_t *)&ctx->watchdog);
     close_handle((uv_handle_t *)&ctx->status_timer);
     while (ctx->conns) wcd_conn_close(ctx->conns, "daemon shutting down");
+    /* Closed sockets still holding unread descriptors go now. */
+    wcd_linger_close_all(ctx);
+    close_handle((uv_handle_t *)&ctx->credit_timer);
     /* Decodes under way finish on their own; uv_run returns after them. */
 }
 

@@ -205,11 +205,19 @@ typedef struct wcd_outframe {
     int nfds;
     int fds[WCD_FDS_PER_FRAME];
     uint64_t lease_hi;        /* leases up to this id are in this frame or earlier */
+    bool charged;             /* its fds are counted in the connection's fds_unread */
     uint8_t *data;
     struct wcd_get *get;
 } wcd_outframe;
 
 typedef struct wcd_ctx wcd_ctx;
+
+/* A closed connection's socket, kept while its peer has descriptors of ours
+ * unread: they still count against RLIMIT_NOFILE in the kernel. */
+struct wcd_linger {
+    int fd;
+    unsigned unread;
+};
 
 typedef struct wcd_conn {
     wcd_ctx *ctx;
@@ -225,8 +233,10 @@ typedef struct wcd_conn {
     wcd_outframe *oq_head, *oq_tail;
     size_t oq_bytes;
     unsigned oq_fds;             /* descriptors of queued frames */
+    unsigned fds_unread;         /* sent since the socket was last seen drained */
     uint64_t lease_sent;         /* highest lease id whose frame has gone */
     uint32_t pending_leases;     /* leases requests under way will take */
+    bool credit_wait;            /* a frame waits for descriptor credit */
     bool hello_done, closing, in_process;
     wcd_lease *leases;
     size_t n_leases, cap_leases, live_leases;
@@ -259,6 +269,22 @@ int wcd_conn_flush(wcd_conn *c);
 /* Reads on, or handles buffered frames, once a limit has lifted. */
 void wcd_conn_resume(wcd_conn *c);
 
+/* ---- inflight.c ---- */
+/* The shares of descriptors in flight, from RLIMIT_NOFILE (raised to its
+ * hard limit first); once, at start. */
+void wcd_fds_setup(wcd_ctx *ctx);
+/* Descriptors c may send now: its reserve, then what the pool has, up to
+ * conn_fds. Notices first whether its peer has read everything. */
+unsigned wcd_credit(wcd_conn *c);
+void wcd_credit_refresh(wcd_conn *c);
+void wcd_credit_charge(wcd_conn *c, unsigned k);
+/* c has a frame that waits for credit: re-checked every millisecond. */
+void wcd_credit_wait(wcd_conn *c);
+/* Closing c: a cut frame's charge goes back before the queue is dropped;
+ * then what its peer has not read keeps the socket (a linger) until read. */
+void wcd_credit_unsent_back(wcd_conn *c);
+void wcd_credit_closed(wcd_conn *c);
+void wcd_linger_close_all(wcd_ctx *ctx);
 
 bool wcd_conn_peer_allowed(const wcd_ctx *ctx, uid_t uid, gid_t gid, const gid_t *groups,
                            int n_groups);
@@ -311,8 +337,16 @@ struct wcd_ctx {
     uint64_t start_ms;
     uint64_t requests, errors;
     uint64_t total_leases;
-    unsigned fds_per_frame;   /* descriptors (tensors) in one get reply frame */
+    /* Descriptors in flight (sent, not yet received) count against the
+     * daemon user's RLIMIT_NOFILE in the kernel (ETOOMANYREFS past it).
+     * Each connection may always have fds_reserve; beyond that it borrows
+     * from a shared pool of fds_pool, up to cfg.conn_fds. */
+    unsigned fds_reserve, fds_pool, fds_borrowed, fds_per_frame;
     size_t out_bytes;         /* reply bytes queued, all connections */
+    unsigned n_linger;        /* closed sockets whose descriptors are still unread */
+    struct wcd_linger *linger;
+    uv_timer_t credit_timer;
+    unsigned credit_period_ms;
     bool stopping;
     int exit_status;
     /* test hooks (fuzz harness) */

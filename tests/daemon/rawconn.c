@@ -53,6 +53,8 @@ int raw_hello(int fd)
     return ok ? 0 : -1;
 }
 
+unsigned raw_fds_seen;
+
 static int read_full(int fd, uint8_t *p, size_t n, int timeout_ms, int *eof)
 {
     size_t got = 0;
@@ -69,7 +71,7 @@ static int read_full(int fd, uint8_t *p, size_t n, int timeout_ms, int *eof)
         for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); k > 0 && h; h = CMSG_NXTHDR(&mh, h))
             if (h->cmsg_type == SCM_RIGHTS) {
                 int *fds = (int *)CMSG_DATA(h);
-                for (size_t i = 0; i < (h->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) close(fds[i]);
+                for (size_t i = 0; i < (h->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) close(fds[i]), raw_fds_seen++;
             }
         if (k == 0 || (k < 0 && errno == ECONNRESET)) {
             *eof = 1;

@@ -15,6 +15,8 @@ int raw_hello(int fd);
 /* Reads one reply (closing any fds it carries); NULL on EOF or timeout.
  * *eof is set when the daemon closed the connection. */
 Wcodec__V1__Reply *raw_recv(int fd, int timeout_ms, int *eof);
+/* Descriptors raw_recv has received (and closed), all connections. */
+extern unsigned raw_fds_seen;
 /* 1 if the daemon closed the connection within timeout_ms. */
 int raw_closed(int fd, int timeout_ms);
 

@@ -218,9 +218,9 @@ static void test_nonreading_bounded(void **state)
     Wcodec__V1__Reply *s = raw_stats(&d);
     uint64_t queued = s ? s->stats->queued_bytes : UINT64_MAX;
     fprintf(stderr, "# fault 3: %zu request bytes pushed by 8 connections; daemon RSS idle %.1f MiB, under attack "
-            "%.1f MiB (+%.1f MiB); %llu reply bytes queued\n",
+            "%.1f MiB (+%.1f MiB); %llu reply bytes queued, %u descriptors in flight\n",
             total, idle / 1024.0, rss / 1024.0, ((double)rss - (double)idle) / 1024.0,
-            (unsigned long long)queued);
+            (unsigned long long)queued, s ? s->stats->fds_in_flight : 0);
     if (s) wcodec__v1__reply__free_unpacked(s, NULL);
     int ok = served_ok(&d);
     /* Closed before the checks: their unread descriptors count against the
@@ -231,6 +231,47 @@ static void test_nonreading_bounded(void **state)
     assert_true(queued <= 8 * ((4u << 20) + (1u << 20)));
     assert_true(rss <= idle + (64u << 10));
     assert_int_equal(ok, 0);
+    served(&d);
+    assert_int_equal(wdt_daemon_stop(&d), 0);
+}
+
+/* Fault 4: twelve connections take every tensor four times and never read,
+ * under RLIMIT_NOFILE 256. Descriptors they leave unread must not stop
+ * descriptor passing for another client. */
+static void test_fds_in_flight_shared(void **state)
+{
+    (void)state;
+    wdt_daemon d;
+    wdt_daemon_nofile = 256;
+    int r = wdt_daemon_start(&d, &env, "[limits]\nmax_connections = 16\n", NULL, NULL);
+    wdt_daemon_nofile = 0;
+    assert_int_equal(r, 0);
+    int fds[12];
+    for (int i = 0; i < 12; i++) {
+        uint64_t id;
+        fds[i] = hostile_conn(&d, &id);
+        Wcodec__V1__GetTensors g = WCODEC__V1__GET_TENSORS__INIT;
+        g.model_id = id;
+        g.select_case = WCODEC__V1__GET_TENSORS__SELECT_ALL;
+        g.all = 1;
+        Wcodec__V1__Request q = WCODEC__V1__REQUEST__INIT;
+        q.body_case = WCODEC__V1__REQUEST__BODY_GET;
+        q.get = &g;
+        for (int k = 0; k < 4; k++) {
+            q.id = 10 + (uint64_t)k;
+            assert_int_equal(raw_send(fds[i], &q), 0);
+        }
+    }
+    usleep(300000);
+    int ok = served_ok(&d);
+    Wcodec__V1__Reply *s = raw_stats(&d);
+    uint32_t in_flight = s ? s->stats->fds_in_flight : UINT32_MAX;
+    if (s) wcodec__v1__reply__free_unpacked(s, NULL);
+    for (int i = 0; i < 12; i++) close(fds[i]);
+    fprintf(stderr, "# fault 4: %u descriptors in flight (limit 256)\n", in_flight);
+    assert_int_equal(ok, 0);
+    /* Half the limit at most may be in flight. */
+    assert_true(in_flight <= 128);
     served(&d);
     assert_int_equal(wdt_daemon_stop(&d), 0);
 }
@@ -279,11 +320,88 @@ static void test_queued_frames_hold_no_fds(void **state)
     assert_int_equal(wdt_daemon_stop(&d), 0);
 }
 
+/* Fault 8: the documented maximum, 65,536 tensors in one get (names
+ * repeated), under RLIMIT_NOFILE 1024: every tensor comes, each frame with
+ * as many descriptors as tensors. */
+static void test_get_documented_maximum(void **state)
+{
+    (void)state;
+    wdt_daemon d;
+    wdt_daemon_nofile = 1024;
+    int r = wdt_daemon_start(&d, &env, "[limits]\nmax_frame = 4M\n", NULL, NULL);
+    wdt_daemon_nofile = 0;
+    assert_int_equal(r, 0);
+    uint64_t id;
+    int fd = hostile_conn(&d, &id);
+    size_t nt = wc_file_tensor_count(env.ref);
+    enum { N = 65536 };
+    char **names = malloc(N * sizeof *names);
+    for (size_t i = 0; i < N; i++) {
+        wc_tensor_info ti;
+        wc_file_tensor_info(env.ref, i % nt, &ti);
+        names[i] = (char *)ti.name;
+    }
+    Wcodec__V1__GetTensors__Names nm = WCODEC__V1__GET_TENSORS__NAMES__INIT;
+    nm.n_name = N;
+    nm.name = names;
+    Wcodec__V1__GetTensors g = WCODEC__V1__GET_TENSORS__INIT;
+    g.model_id = id;
+    g.select_case = WCODEC__V1__GET_TENSORS__SELECT_NAMES;
+    g.names = &nm;
+    Wcodec__V1__Request q = WCODEC__V1__REQUEST__INIT;
+    q.id = 7;
+    q.body_case = WCODEC__V1__REQUEST__BODY_GET;
+    q.get = &g;
+    assert_int_equal(raw_send(fd, &q), 0);
+    unsigned fds_before = raw_fds_seen;
+    size_t tensors = 0, frames = 0, announced = 0;
+    uint64_t last_lease = 0;
+    bool more = true, bad = false;
+    while (more && !bad) {
+        int eof;
+        Wcodec__V1__Reply *rep = raw_recv(fd, 30000, &eof);
+        if (!rep) {
+            fprintf(stderr, "after %zu tensors in %zu frames: %s\n", tensors, frames,
+                    eof ? "the daemon closed the connection" : "no reply");
+            bad = true;
+            break;
+        }
+        if (rep->status) fprintf(stderr, "error %d: %s\n", rep->status, rep->message);
+        bad = rep->status || rep->id != 7 || rep->body_case != WCODEC__V1__REPLY__BODY_GET ||
+              rep->fd_count != rep->get->n_tensor || tensors + rep->get->n_tensor > N;
+        for (size_t i = 0; !bad && i < rep->get->n_tensor; i++) {
+            const Wcodec__V1__Tensor *t = rep->get->tensor[i];
+            /* In the order asked, each with a lease of its own. */
+            bad = strcmp(t->info->name, names[tensors + i]) || t->lease_id <= last_lease;
+            last_lease = t->lease_id;
+        }
+        if (!bad) {
+            tensors += rep->get->n_tensor;
+            announced += rep->fd_count;
+            frames++;
+            more = rep->more;
+        }
+        wcodec__v1__reply__free_unpacked(rep, NULL);
+    }
+    close(fd);
+    fprintf(stderr, "# fault 8: %zu tensors in %zu frames, %u descriptors received\n", tensors, frames,
+            raw_fds_seen - fds_before);
+    assert_false(bad);
+    assert_int_equal(tensors, N);
+    assert_int_equal(announced, N);
+    assert_int_equal(raw_fds_seen - fds_before, N);
+    free(names);
+    served(&d);
+    assert_int_equal(wdt_daemon_stop(&d), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nonreading_bounded),
+        cmocka_unit_test(test_fds_in_flight_shared),
         cmocka_unit_test(test_queued_frames_hold_no_fds),
+        cmocka_unit_test(test_get_documented_maximum),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown) ? 1 : 0;
 }
