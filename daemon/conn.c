@@ -135,7 +135,10 @@ void wcd_conn_accept(wcd_ctx *ctx, int fd)
 static void on_closed(uv_handle_t *h)
 {
     wcd_conn *c = h->data;
-    if (c->fd >= 0) close(c->fd);
+    if (c->fd >= 0) {
+        close(c->fd);
+        wcd_server_fd_freed(c->ctx);
+    }
     if (c->ctx->on_conn_freed) c->ctx->on_conn_freed(c->ctx, c);
     free(c->rbuf);
     free(c);

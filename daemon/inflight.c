@@ -133,6 +133,7 @@ static bool linger_sweep(wcd_ctx *ctx, bool all)
         if (all || drained(l->fd)) {
             ctx->fds_borrowed -= borrowed_of(ctx, l->unread);
             close(l->fd);
+            wcd_server_fd_freed(ctx);
         } else {
             ctx->linger[j++] = *l;
         }

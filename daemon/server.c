@@ -54,6 +54,42 @@ void wcd_update_status(wcd_ctx *ctx)
     }
 }
 
+static void on_accept(uv_poll_t *h, int status, int events);
+
+static void on_accept_retry(uv_timer_t *t)
+{
+    wcd_server_fd_freed(t->data);
+}
+
+/* Out of descriptors, accept fails while the listening socket stays
+ * readable: polling it would spin. Accepting pauses (the kernel holds new
+ * connections in the backlog) and resumes when a descriptor is freed, or
+ * after a second. Logged once until the backlog has been emptied, not per
+ * attempt. */
+static void accept_pause(wcd_ctx *ctx, int err)
+{
+    if (!ctx->accept_paused) {
+        ctx->accept_paused = true;
+        uv_poll_stop(&ctx->listen_poll);
+        uv_timer_start(&ctx->accept_timer, on_accept_retry, 1000, 1000);
+    }
+    if (!ctx->accept_warned) {
+        ctx->accept_warned = true;
+        wcd_log(WCD_LOG_WARN, "accept: %s; not accepting until a descriptor is freed (%u connections)",
+                strerror(err), ctx->n_conns);
+    }
+}
+
+void wcd_server_fd_freed(wcd_ctx *ctx)
+{
+    if (!ctx->accept_paused || ctx->stopping) return;
+    ctx->accept_paused = false;
+    uv_timer_stop(&ctx->accept_timer);
+    uv_poll_start(&ctx->listen_poll, UV_READABLE, on_accept);
+    /* The backlog may be full already: take it now. */
+    on_accept(&ctx->listen_poll, 0, UV_READABLE);
+}
+
 static void on_accept(uv_poll_t *h, int status, int events)
 {
     wcd_ctx *ctx = h->data;
@@ -65,9 +101,18 @@ static void on_accept(uv_poll_t *h, int status, int events)
     for (int i = 0; i < 64; i++) {
         int fd = accept4(ctx->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EINTR) continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                accept_pause(ctx, errno);
+            } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                /* The backlog is empty: the shortage is over. */
+                if (ctx->accept_warned) {
+                    ctx->accept_warned = false;
+                    wcd_log(WCD_LOG_NOTICE, "accepting connections again (%u connections)", ctx->n_conns);
+                }
+            } else {
                 wcd_log(WCD_LOG_WARN, "accept: %s", strerror(errno));
+            }
             return;
         }
         wcd_conn_accept(ctx, fd);
@@ -181,6 +226,8 @@ int wcd_server_start(wcd_ctx *ctx, wc_err *err)
         uv_timer_start(&ctx->watchdog, on_watchdog, 0, ms ? ms : 1);
     }
     uv_timer_start(&ctx->status_timer, on_status, 2000, 2000);
+    uv_timer_init(ctx->loop, &ctx->accept_timer);
+    ctx->accept_timer.data = ctx;
 
     wcd_log(WCD_LOG_NOTICE, "listening on %s%s; backend %s, budget %llu MiB, %zu roots, watchdog %s",
             ctx->activated ? "the socket from systemd" : ctx->cfg.socket_path, "",
@@ -212,6 +259,7 @@ void wcd_server_stop(wcd_ctx *ctx)
     close_handle((uv_handle_t *)&ctx->sig_hup);
     close_handle((uv_handle_t *)&ctx->watchdog);
     close_handle((uv_handle_t *)&ctx->status_timer);
+    close_handle((uv_handle_t *)&ctx->accept_timer);
     while (ctx->conns) wcd_conn_close(ctx->conns, "daemon shutting down");
     /* Closed sockets still holding unread descriptors go now. */
     wcd_linger_close_all(ctx);

@@ -345,8 +345,9 @@ struct wcd_ctx {
     size_t out_bytes;         /* reply bytes queued, all connections */
     unsigned n_linger;        /* closed sockets whose descriptors are still unread */
     struct wcd_linger *linger;
-    uv_timer_t credit_timer;
+    uv_timer_t credit_timer, accept_timer;
     unsigned credit_period_ms;
+    bool accept_paused, accept_warned;
     bool stopping;
     int exit_status;
     /* test hooks (fuzz harness) */
@@ -361,5 +362,7 @@ int wcd_server_reload(wcd_ctx *ctx);
 int wcd_ctx_init(wcd_ctx *ctx, uv_loop_t *loop, wc_err *err);
 void wcd_ctx_fini(wcd_ctx *ctx);
 void wcd_update_status(wcd_ctx *ctx);
+/* A descriptor was freed: accepting resumes if EMFILE paused it. */
+void wcd_server_fd_freed(wcd_ctx *ctx);
 
 #endif

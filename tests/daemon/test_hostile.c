@@ -320,6 +320,45 @@ static void test_queued_frames_hold_no_fds(void **state)
     assert_int_equal(wdt_daemon_stop(&d), 0);
 }
 
+static int count_lines(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    char line[1024];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+/* Fault 5, second half: at EMFILE the daemon pauses accepting and says so
+ * once, instead of spinning on a readable listening socket and logging
+ * every attempt; freed descriptors let it accept again. */
+static void test_emfile_pauses_accept(void **state)
+{
+    (void)state;
+    wdt_daemon d;
+    /* Room for the model's 122 cached memfds and a few connections. */
+    wdt_daemon_nofile = 160;
+    int r = wdt_daemon_start(&d, &env, NULL, NULL, NULL);
+    wdt_daemon_nofile = 0;
+    assert_int_equal(r, 0);
+    served(&d);
+    enum { N = 100 };  /* within the listen backlog (256) */
+    int fds[N];
+    for (int i = 0; i < N; i++) fds[i] = raw_connect(d.sock);
+    usleep(2500000);
+    int accept_lines = count_lines(d.log, "accept");
+    fprintf(stderr, "# fault 5: %d log lines about accept after 2.5 s at EMFILE\n", accept_lines);
+    assert_int_equal(count_lines(d.log, "not accepting until a descriptor is freed"), 1);
+    assert_int_equal(accept_lines, 1);
+    for (int i = 0; i < N; i++)
+        if (fds[i] >= 0) close(fds[i]);
+    served(&d);
+    assert_true(count_lines(d.log, "accepting connections again") >= 1);
+    assert_int_equal(wdt_daemon_stop(&d), 0);
+}
+
 /* Fault 8: the documented maximum, 65,536 tensors in one get (names
  * repeated), under RLIMIT_NOFILE 1024: every tensor comes, each frame with
  * as many descriptors as tensors. */
@@ -401,6 +440,7 @@ int main(void)
         cmocka_unit_test(test_nonreading_bounded),
         cmocka_unit_test(test_fds_in_flight_shared),
         cmocka_unit_test(test_queued_frames_hold_no_fds),
+        cmocka_unit_test(test_emfile_pauses_accept),
         cmocka_unit_test(test_get_documented_maximum),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown) ? 1 : 0;
