@@ -122,6 +122,7 @@ void wcd_conn_accept(wcd_ctx *ctx, int fd)
     c->uid = cred.uid;
     c->gid = cred.gid;
     c->poll.data = c;
+    c->connected_ms = c->active_ms = c->progress_ms = uv_now(ctx->loop);
     snprintf(c->name, sizeof c->name, "conn %llu (pid %d uid %u)", (unsigned long long)c->id,
              (int)c->pid, (unsigned)c->uid);
     c->next = ctx->conns;
@@ -291,6 +292,7 @@ int wcd_conn_flush(wcd_conn *c)
         ssize_t w = send_frame(c->fd, f->data + f->off, f->len - f->off, f->fds, f->nfds);
         if (w < 0) return -1;
         if (w == 0) break;
+        c->progress_ms = uv_now(c->ctx->loop);
         if (f->nfds) {
             /* They are the kernel's now, in flight until the peer reads. */
             c->oq_fds -= (unsigned)f->nfds;
@@ -311,6 +313,7 @@ int wcd_conn_flush(wcd_conn *c)
 
 static void enqueue(wcd_conn *c, wcd_outframe *f)
 {
+    if (!c->oq_head) c->progress_ms = uv_now(c->ctx->loop);
     if (c->oq_tail) c->oq_tail->next = f;
     else c->oq_head = f;
     c->oq_tail = f;
@@ -447,6 +450,7 @@ static void process(wcd_conn *c)
         }
         if (!r) break;
         pos += used;
+        c->active_ms = uv_now(c->ctx->loop);
         wcd_handle_frame(c, p, n);
     }
     c->in_process = false;

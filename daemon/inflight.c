@@ -1,4 +1,4 @@
-/* Descriptors in flight.
+/* Descriptors in flight, and the timeouts of connections.
  *
  * A descriptor sent and not yet received counts against the daemon user's
  * RLIMIT_NOFILE in the kernel, whatever connection it went to; past it
@@ -201,4 +201,34 @@ void wcd_linger_close_all(wcd_ctx *ctx)
     linger_sweep(ctx, true);
     free(ctx->linger);
     ctx->linger = NULL;
+}
+
+/* Once a second: connections that never said Hello, that sit idle, or
+ * that leave their replies unread are closed. */
+void wcd_conn_sweep(wcd_ctx *ctx)
+{
+    const wcd_config *cfg = &ctx->cfg;
+    uint64_t now = uv_now(ctx->loop);
+    char why[96];
+    for (wcd_conn *c = ctx->conns, *next; c; c = next) {
+        next = c->next;
+        why[0] = 0;
+        if (!c->hello_done && cfg->handshake_timeout_ms && now - c->connected_ms >= cfg->handshake_timeout_ms)
+            snprintf(why, sizeof why, "no Hello within %u ms", cfg->handshake_timeout_ms);
+        else if (c->oq_head && cfg->send_timeout_ms && now - c->progress_ms >= cfg->send_timeout_ms)
+            snprintf(why, sizeof why, "replies left unread for %u ms", cfg->send_timeout_ms);
+        else if (c->hello_done && cfg->idle_timeout_ms && !c->oq_head && !c->inflight && !c->live_leases &&
+                 now - c->active_ms >= cfg->idle_timeout_ms)
+            snprintf(why, sizeof why, "idle for %u ms", cfg->idle_timeout_ms);
+        if (!why[0]) continue;
+        wcd_log(WCD_LOG_NOTICE, "%s: %s", c->name, why);
+        if (!c->oq_head) {
+            /* It may be reading: say why, on a socket with room. */
+            Wcodec__V1__Reply r = WCODEC__V1__REPLY__INIT;
+            r.status = WC_ETIMEDOUT;
+            r.message = why;
+            wcd_conn_send(c, &r, NULL, 0);
+        }
+        wcd_conn_close(c, why);
+    }
 }

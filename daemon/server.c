@@ -183,6 +183,10 @@ static void on_status(uv_timer_t *t)
     wcd_update_status(t->data);
 }
 
+static void on_sweep(uv_timer_t *t)
+{
+    wcd_conn_sweep(t->data);
+}
 
 int wcd_server_start(wcd_ctx *ctx, wc_err *err)
 {
@@ -228,6 +232,9 @@ int wcd_server_start(wcd_ctx *ctx, wc_err *err)
     uv_timer_start(&ctx->status_timer, on_status, 2000, 2000);
     uv_timer_init(ctx->loop, &ctx->accept_timer);
     ctx->accept_timer.data = ctx;
+    uv_timer_init(ctx->loop, &ctx->sweep_timer);
+    ctx->sweep_timer.data = ctx;
+    uv_timer_start(&ctx->sweep_timer, on_sweep, 1000, 1000);
 
     wcd_log(WCD_LOG_NOTICE, "listening on %s%s; backend %s, budget %llu MiB, %zu roots, watchdog %s",
             ctx->activated ? "the socket from systemd" : ctx->cfg.socket_path, "",
@@ -259,6 +266,7 @@ void wcd_server_stop(wcd_ctx *ctx)
     close_handle((uv_handle_t *)&ctx->sig_hup);
     close_handle((uv_handle_t *)&ctx->watchdog);
     close_handle((uv_handle_t *)&ctx->status_timer);
+    close_handle((uv_handle_t *)&ctx->sweep_timer);
     close_handle((uv_handle_t *)&ctx->accept_timer);
     while (ctx->conns) wcd_conn_close(ctx->conns, "daemon shutting down");
     /* Closed sockets still holding unread descriptors go now. */

@@ -51,6 +51,9 @@ typedef struct wcd_config {
     unsigned max_inflight;   /* requests under way per connection */
     uint64_t conn_out_bytes; /* reply bytes queued per connection before it is no longer read */
     unsigned conn_fds;       /* descriptors in flight per connection (queued or unread) */
+    unsigned handshake_timeout_ms; /* connect to Hello; 0: none */
+    unsigned idle_timeout_ms;      /* nothing asked, queued or leased; 0: none */
+    unsigned send_timeout_ms;      /* replies queued and none read; 0: none */
     int log_level;
 } wcd_config;
 
@@ -236,6 +239,7 @@ typedef struct wcd_conn {
     unsigned fds_unread;         /* sent since the socket was last seen drained */
     uint64_t lease_sent;         /* highest lease id whose frame has gone */
     uint32_t pending_leases;     /* leases requests under way will take */
+    uint64_t connected_ms, active_ms, progress_ms;
     bool credit_wait;            /* a frame waits for descriptor credit */
     bool hello_done, closing, in_process;
     wcd_lease *leases;
@@ -285,7 +289,8 @@ void wcd_credit_wait(wcd_conn *c);
 void wcd_credit_unsent_back(wcd_conn *c);
 void wcd_credit_closed(wcd_conn *c);
 void wcd_linger_close_all(wcd_ctx *ctx);
-
+/* Once a second: the handshake, idle and send timeouts. */
+void wcd_conn_sweep(wcd_ctx *ctx);
 bool wcd_conn_peer_allowed(const wcd_ctx *ctx, uid_t uid, gid_t gid, const gid_t *groups,
                            int n_groups);
 
@@ -345,7 +350,7 @@ struct wcd_ctx {
     size_t out_bytes;         /* reply bytes queued, all connections */
     unsigned n_linger;        /* closed sockets whose descriptors are still unread */
     struct wcd_linger *linger;
-    uv_timer_t credit_timer, accept_timer;
+    uv_timer_t credit_timer, sweep_timer, accept_timer;
     unsigned credit_period_ms;
     bool accept_paused, accept_warned;
     bool stopping;

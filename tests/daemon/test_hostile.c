@@ -434,6 +434,59 @@ static void test_get_documented_maximum(void **state)
     assert_int_equal(wdt_daemon_stop(&d), 0);
 }
 
+/* Connections that never say Hello, or say it and then nothing, or never
+ * read their replies, are closed after their timeouts: eight idle sockets
+ * at max_connections = 8 lock nobody out for long. A connection holding a
+ * lease is not idle. */
+static void test_timeouts(void **state)
+{
+    (void)state;
+    wdt_daemon d;
+    assert_int_equal(wdt_daemon_start(&d, &env,
+                                      "[limits]\nmax_connections = 8\nhandshake_timeout = 500ms\n"
+                                      "idle_timeout = 1s\nsend_timeout = 2s\n",
+                                      NULL, NULL),
+                     0);
+    int fds[8];
+    for (int i = 0; i < 8; i++) assert_true((fds[i] = raw_connect(d.sock)) >= 0);
+    for (int i = 0; i < 8; i++) assert_true(raw_closed(fds[i], 5000));
+    for (int i = 0; i < 8; i++) close(fds[i]);
+
+    wc_client *holder = wdt_connect(&d);
+    assert_non_null(holder);
+    wc_client_model m;
+    wc_err err = {0};
+    assert_int_equal(wc_client_open(holder, env.model, &m, &err), 0);
+    wc_tensor_info ti;
+    wc_file_tensor_info(env.ref, 0, &ti);
+    wc_client_tensor *t;
+    assert_int_equal(wc_client_get_one(holder, m.id, ti.name, &t, &err), 0);
+
+    int idle = raw_connect(d.sock);
+    assert_int_equal(raw_hello(idle), 0);
+    assert_true(raw_closed(idle, 5000));
+    close(idle);
+
+    uint64_t id;
+    int flood = hostile_conn(&d, &id);
+    size_t len;
+    uint8_t *b = pipeline(id, 96 << 10, false, &len);
+    push(flood, b, len);
+    free(b);
+    /* Its replies stay unread past send_timeout: it is closed (what was
+     * queued is dropped; what the kernel holds is read, then the end). */
+    usleep(3500000);
+    assert_true(raw_closed(flood, 5000));
+    close(flood);
+
+    /* The holder sat idle the whole time, with its lease. */
+    assert_int_equal(wdt_check_tensor(&env, t), 0);
+    assert_int_equal(wc_client_release(holder, &t, 1, &err), 0);
+    wc_client_close(holder);
+    served(&d);
+    assert_int_equal(wdt_daemon_stop(&d), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -442,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_queued_frames_hold_no_fds),
         cmocka_unit_test(test_emfile_pauses_accept),
         cmocka_unit_test(test_get_documented_maximum),
+        cmocka_unit_test(test_timeouts),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown) ? 1 : 0;
 }
