@@ -487,6 +487,50 @@ static void test_timeouts(void **state)
     assert_int_equal(wdt_daemon_stop(&d), 0);
 }
 
+/* A connection closed while its peer still has descriptors of ours unread
+ * (here by send_timeout) keeps them in flight, charged to the daemon's
+ * user, until the peer reads them or closes: the daemon keeps counting them
+ * (a lingering socket) and lets go when the peer closes. */
+static void test_lingering(void **state)
+{
+    (void)state;
+    wdt_daemon d;
+    assert_int_equal(wdt_daemon_start(&d, &env, "[limits]\nsend_timeout = 1s\n", NULL, NULL), 0);
+    uint64_t id;
+    int fd = hostile_conn(&d, &id);
+    Wcodec__V1__GetTensors g = WCODEC__V1__GET_TENSORS__INIT;
+    g.model_id = id;
+    g.select_case = WCODEC__V1__GET_TENSORS__SELECT_ALL;
+    g.all = 1;
+    Wcodec__V1__Request q = WCODEC__V1__REQUEST__INIT;
+    q.body_case = WCODEC__V1__REQUEST__BODY_GET;
+    q.get = &g;
+    /* More descriptors than conn_fds (1024): the queue stalls. */
+    for (int k = 0; k < 12; k++) {
+        q.id = 10 + (uint64_t)k;
+        assert_int_equal(raw_send(fd, &q), 0);
+    }
+    usleep(3000000);
+    Wcodec__V1__Reply *s = raw_stats(&d);
+    uint32_t lingering = s ? s->stats->lingering : 0, in_flight = s ? s->stats->fds_in_flight : 0,
+             conns = s ? s->stats->connections : 0;
+    if (s) wcodec__v1__reply__free_unpacked(s, NULL);
+    close(fd);
+    usleep(300000);
+    s = raw_stats(&d);
+    uint32_t lingering2 = s ? s->stats->lingering : 99, in_flight2 = s ? s->stats->fds_in_flight : 99;
+    if (s) wcodec__v1__reply__free_unpacked(s, NULL);
+    fprintf(stderr, "# lingering: closed by send_timeout: %u lingering, %u descriptors in flight, %u connections; "
+            "peer closed: %u lingering, %u in flight\n", lingering, in_flight, conns, lingering2, in_flight2);
+    assert_int_equal(lingering, 1);
+    assert_true(in_flight > 0 && in_flight <= 1024);
+    assert_int_equal(conns, 1);  /* the stats connection only */
+    assert_int_equal(lingering2, 0);
+    assert_int_equal(in_flight2, 0);
+    served(&d);
+    assert_int_equal(wdt_daemon_stop(&d), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -496,6 +540,7 @@ int main(void)
         cmocka_unit_test(test_emfile_pauses_accept),
         cmocka_unit_test(test_get_documented_maximum),
         cmocka_unit_test(test_timeouts),
+        cmocka_unit_test(test_lingering),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown) ? 1 : 0;
 }
