@@ -290,8 +290,20 @@ int wcd_conn_flush(wcd_conn *c)
             f->charged = true;
         }
         ssize_t w = send_frame(c->fd, f->data + f->off, f->len - f->off, f->fds, f->nfds);
+        if (w < 0 && errno == ETOOMANYREFS && f->nfds) {
+            /* The kernel's count is per user: other processes of the
+             * daemon's user may hold descriptors in flight too. Wait as for
+             * credit (send_timeout ends it) rather than drop the client. */
+            if (!c->ctx->toomanyrefs_warned)
+                wcd_log(WCD_LOG_WARN, "%s: descriptor passing refused (%s): other processes of this user hold "
+                        "descriptors in flight; waiting", c->name, strerror(errno));
+            c->ctx->toomanyrefs_warned = true;
+            wcd_credit_wait(c);
+            break;
+        }
         if (w < 0) return -1;
         if (w == 0) break;
+        if (f->nfds) c->ctx->toomanyrefs_warned = false;
         c->progress_ms = uv_now(c->ctx->loop);
         if (f->nfds) {
             /* They are the kernel's now, in flight until the peer reads. */

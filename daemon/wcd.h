@@ -353,6 +353,7 @@ struct wcd_ctx {
     uv_timer_t credit_timer, sweep_timer, accept_timer;
     unsigned credit_period_ms;
     bool accept_paused, accept_warned;
+    bool toomanyrefs_warned;  /* logged until a descriptor goes again */
     bool stopping;
     int exit_status;
     /* test hooks (fuzz harness) */

@@ -531,6 +531,83 @@ static void test_lingering(void **state)
     assert_int_equal(wdt_daemon_stop(&d), 0);
 }
 
+/* Sends n descriptors (copies of fd 0) into a socket nobody reads: they
+ * stay in flight, charged to this process's user, the daemon's too. */
+static void hold_in_flight(int sock, int n)
+{
+    int fds[200];
+    for (int i = 0; i < 200; i++) fds[i] = 0;
+    for (int sent = 0; sent < n; sent += 200) {
+        union {
+            char buf[CMSG_SPACE(sizeof fds)];
+            struct cmsghdr align;
+        } cm;
+        memset(&cm, 0, sizeof cm);
+        char byte = 0;
+        struct iovec iov = {&byte, 1};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof cm.buf};
+        struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
+        h->cmsg_level = SOL_SOCKET;
+        h->cmsg_type = SCM_RIGHTS;
+        h->cmsg_len = CMSG_LEN(sizeof fds);
+        memcpy(CMSG_DATA(h), fds, sizeof fds);
+        assert_int_equal(sendmsg(sock, &mh, MSG_NOSIGNAL), 1);
+    }
+}
+
+/* The kernel's limit on descriptors in flight counts every process of the
+ * daemon's user: when another one holds them, the daemon's send is refused
+ * (ETOOMANYREFS). It must wait and send when the limit allows, not drop
+ * the client it was sending to. */
+static void test_refused_descriptors_wait(void **state)
+{
+    (void)state;
+    wdt_daemon d;
+    wdt_daemon_nofile = 256;
+    int r = wdt_daemon_start(&d, &env, NULL, NULL, NULL);
+    wdt_daemon_nofile = 0;
+    assert_int_equal(r, 0);
+    served(&d);  /* decoded; nothing in flight now */
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    hold_in_flight(sv[0], 400);
+    int fd = raw_connect(d.sock);
+    assert_true(fd >= 0);
+    assert_int_equal(raw_hello(fd), 0);
+    uint64_t id = raw_open(fd, env.model);
+    Wcodec__V1__GetTensors g = WCODEC__V1__GET_TENSORS__INIT;
+    g.model_id = id;
+    g.select_case = WCODEC__V1__GET_TENSORS__SELECT_ALL;
+    g.all = 1;
+    Wcodec__V1__Request q = WCODEC__V1__REQUEST__INIT;
+    q.id = 9;
+    q.body_case = WCODEC__V1__REQUEST__BODY_GET;
+    q.get = &g;
+    assert_int_equal(raw_send(fd, &q), 0);
+    usleep(500000);
+    /* The limit frees up: the reply must come, whole. */
+    close(sv[0]);
+    close(sv[1]);
+    size_t tensors = 0;
+    bool more = true, bad = false;
+    while (more && !bad) {
+        int eof;
+        Wcodec__V1__Reply *rep = raw_recv(fd, 10000, &eof);
+        bad = !rep || rep->status || rep->body_case != WCODEC__V1__REPLY__BODY_GET;
+        if (!rep) fprintf(stderr, "after %zu tensors: %s\n", tensors, eof ? "the daemon closed the connection" : "no reply");
+        if (!bad) tensors += rep->get->n_tensor, more = rep->more;
+        if (rep) wcodec__v1__reply__free_unpacked(rep, NULL);
+    }
+    close(fd);
+    int warned = count_lines(d.log, "descriptor passing refused");
+    fprintf(stderr, "# refused descriptors: %zu tensors came; %d warning(s) in the log\n", tensors, warned);
+    assert_false(bad);
+    assert_int_equal(tensors, wc_file_tensor_count(env.ref));
+    assert_int_equal(warned, 1);
+    served(&d);
+    assert_int_equal(wdt_daemon_stop(&d), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -541,6 +618,7 @@ int main(void)
         cmocka_unit_test(test_get_documented_maximum),
         cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_lingering),
+        cmocka_unit_test(test_refused_descriptors_wait),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown) ? 1 : 0;
 }
