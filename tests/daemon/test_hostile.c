@@ -10,7 +10,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,37 +44,6 @@ static uint64_t rss_kib(pid_t pid)
         if (!strncmp(line, "VmRSS:", 6)) kib = strtoull(line + 6, NULL, 10);
     if (f) fclose(f);
     return kib;
-}
-
-/* The daemon's counters, asked on a connection of their own. */
-static Wcodec__V1__Reply *raw_stats(const wdt_daemon *d)
-{
-    int fd = raw_connect(d->sock);
-    if (fd < 0 || raw_hello(fd)) return NULL;
-    Wcodec__V1__Stats st = WCODEC__V1__STATS__INIT;
-    Wcodec__V1__Request q = WCODEC__V1__REQUEST__INIT;
-    q.id = 2;
-    q.body_case = WCODEC__V1__REQUEST__BODY_STATS;
-    q.stats = &st;
-    int eof;
-    Wcodec__V1__Reply *r = raw_send(fd, &q) ? NULL : raw_recv(fd, 10000, &eof);
-    close(fd);
-    return r && r->body_case == WCODEC__V1__REPLY__BODY_STATS ? r : NULL;
-}
-
-static uint64_t raw_open(int fd, const char *path)
-{
-    Wcodec__V1__OpenModel o = WCODEC__V1__OPEN_MODEL__INIT;
-    o.path = (char *)path;
-    Wcodec__V1__Request q = WCODEC__V1__REQUEST__INIT;
-    q.id = 3;
-    q.body_case = WCODEC__V1__REQUEST__BODY_OPEN;
-    q.open = &o;
-    int eof;
-    Wcodec__V1__Reply *r = raw_send(fd, &q) ? NULL : raw_recv(fd, 10000, &eof);
-    uint64_t id = r && r->body_case == WCODEC__V1__REPLY__BODY_OPEN ? r->open->model_id : 0;
-    if (r) wcodec__v1__reply__free_unpacked(r, NULL);
-    return id;
 }
 
 /* Appends one framed request to a growing buffer. */
@@ -121,26 +89,6 @@ static uint8_t *pipeline(uint64_t model_id, size_t bytes, bool gets, size_t *len
         append(&b, len, &cap, &q);
     }
     return b;
-}
-
-/* Sends what the socket takes without blocking, until it has taken all or
- * has taken nothing for 500 ms (the daemon stopped reading). */
-static size_t push(int fd, const uint8_t *b, size_t len)
-{
-    size_t sent = 0;
-    int64_t still_since = wdt_now_ms();
-    while (sent < len && wdt_now_ms() - still_since < 500) {
-        ssize_t k = send(fd, b + sent, len - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (k > 0) {
-            sent += (size_t)k;
-            still_since = wdt_now_ms();
-        } else if (k < 0 && errno != EAGAIN) {
-            break;
-        } else {
-            usleep(5000);
-        }
-    }
-    return sent;
 }
 
 static int hostile_conn(const wdt_daemon *d, uint64_t *model_id)
@@ -210,12 +158,12 @@ static void test_nonreading_bounded(void **state)
          * and its descriptors stop the reading sooner (the fault 4 and 5
          * tests), so replies without descriptors are the costliest. */
         uint8_t *b = pipeline(id, 96 << 10, false, &len);
-        total += push(fds[i], b, len);
+        total += raw_push(fds[i], b, len);
         free(b);
     }
     usleep(500000);
     uint64_t rss = rss_kib(d.pid);
-    Wcodec__V1__Reply *s = raw_stats(&d);
+    Wcodec__V1__Reply *s = raw_stats(d.sock);
     uint64_t queued = s ? s->stats->queued_bytes : UINT64_MAX;
     fprintf(stderr, "# fault 3: %zu request bytes pushed by 8 connections; daemon RSS idle %.1f MiB, under attack "
             "%.1f MiB (+%.1f MiB); %llu reply bytes queued, %u descriptors in flight\n",
@@ -264,7 +212,7 @@ static void test_fds_in_flight_shared(void **state)
     }
     usleep(300000);
     int ok = served_ok(&d);
-    Wcodec__V1__Reply *s = raw_stats(&d);
+    Wcodec__V1__Reply *s = raw_stats(d.sock);
     uint32_t in_flight = s ? s->stats->fds_in_flight : UINT32_MAX;
     if (s) wcodec__v1__reply__free_unpacked(s, NULL);
     for (int i = 0; i < 12; i++) close(fds[i]);
@@ -290,7 +238,7 @@ static void test_queued_frames_hold_no_fds(void **state)
     wdt_daemon_nofile = 0;
     assert_int_equal(r, 0);
     served(&d);
-    Wcodec__V1__Reply *s = raw_stats(&d);
+    Wcodec__V1__Reply *s = raw_stats(d.sock);
     assert_non_null(s);
     uint32_t before = s->stats->open_fds;
     wcodec__v1__reply__free_unpacked(s, NULL);
@@ -308,7 +256,7 @@ static void test_queued_frames_hold_no_fds(void **state)
         assert_int_equal(raw_send(fd, &q), 0);
     }
     usleep(300000);
-    s = raw_stats(&d);
+    s = raw_stats(d.sock);
     uint32_t during = s ? s->stats->open_fds : UINT32_MAX;
     if (s) wcodec__v1__reply__free_unpacked(s, NULL);
     close(fd);
@@ -471,7 +419,7 @@ static void test_timeouts(void **state)
     int flood = hostile_conn(&d, &id);
     size_t len;
     uint8_t *b = pipeline(id, 96 << 10, false, &len);
-    push(flood, b, len);
+    raw_push(flood, b, len);
     free(b);
     /* Its replies stay unread past send_timeout: it is closed (what was
      * queued is dropped; what the kernel holds is read, then the end). */
@@ -511,13 +459,13 @@ static void test_lingering(void **state)
         assert_int_equal(raw_send(fd, &q), 0);
     }
     usleep(3000000);
-    Wcodec__V1__Reply *s = raw_stats(&d);
+    Wcodec__V1__Reply *s = raw_stats(d.sock);
     uint32_t lingering = s ? s->stats->lingering : 0, in_flight = s ? s->stats->fds_in_flight : 0,
              conns = s ? s->stats->connections : 0;
     if (s) wcodec__v1__reply__free_unpacked(s, NULL);
     close(fd);
     usleep(300000);
-    s = raw_stats(&d);
+    s = raw_stats(d.sock);
     uint32_t lingering2 = s ? s->stats->lingering : 99, in_flight2 = s ? s->stats->fds_in_flight : 99;
     if (s) wcodec__v1__reply__free_unpacked(s, NULL);
     fprintf(stderr, "# lingering: closed by send_timeout: %u lingering, %u descriptors in flight, %u connections; "
