@@ -25,6 +25,11 @@ void wcd_config_defaults(wcd_config *c)
     c->max_leases = 1u << 16;
     c->max_connections = 1024;
     c->max_inflight = 64;
+    c->conn_out_bytes = 4u << 20;
+    c->conn_fds = 1024;
+    c->handshake_timeout_ms = 10000;
+    c->idle_timeout_ms = 600000;
+    c->send_timeout_ms = 60000;
     c->log_level = WCD_LOG_INFO;
 }
 
@@ -57,6 +62,24 @@ int wcd_parse_size(const char *s, uint64_t *out)
     if (*end) return WC_EINVAL;
     if (shift && v > (UINT64_MAX >> shift)) return WC_ERANGE;
     *out = (uint64_t)v << shift;
+    return 0;
+}
+
+/* A duration: a number of seconds, or with ms, s, m or h; 0 turns the
+ * timeout off. */
+static int parse_ms(const char *s, unsigned *out)
+{
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || errno || *s == '-') return WC_EINVAL;
+    unsigned long long mul = 1000;
+    if (!strcmp(end, "ms")) mul = 1;
+    else if (!strcmp(end, "m") || !strcmp(end, "min")) mul = 60000;
+    else if (!strcmp(end, "h")) mul = 3600000;
+    else if (*end && strcmp(end, "s")) return WC_EINVAL;
+    if (v > UINT32_MAX / mul) return WC_ERANGE;
+    *out = (unsigned)(v * mul);
     return 0;
 }
 
@@ -186,6 +209,26 @@ int wcd_config_set(wcd_config *c, const char *section, const char *key, const ch
     if (KEY("limits", "max_inflight")) {
         if (parse_uint(value, 10, 1u << 16, &v) || !v) return wc_fail(err, WC_EINVAL, "max_inflight: '%s'", value);
         c->max_inflight = (unsigned)v;
+        return 0;
+    }
+    if (KEY("limits", "conn_out_bytes")) {
+        if (wcd_parse_size(value, &sz) || sz < 65536 || sz > (1ull << 32))
+            return wc_fail(err, WC_EINVAL, "conn_out_bytes: '%s' is not a size from 64K to 4G", value);
+        c->conn_out_bytes = sz;
+        return 0;
+    }
+    if (KEY("limits", "conn_fds")) {
+        if (parse_uint(value, 10, 1u << 20, &v) || !v) return wc_fail(err, WC_EINVAL, "conn_fds: '%s'", value);
+        c->conn_fds = (unsigned)v;
+        return 0;
+    }
+    unsigned *ms = KEY("limits", "handshake_timeout") ? &c->handshake_timeout_ms
+                   : KEY("limits", "idle_timeout")    ? &c->idle_timeout_ms
+                   : KEY("limits", "send_timeout")    ? &c->send_timeout_ms
+                                                      : NULL;
+    if (ms) {
+        if (parse_ms(value, ms))
+            return wc_fail(err, WC_EINVAL, "%s: '%s' is not a duration such as 10s or 500ms", key, value);
         return 0;
     }
     return wc_fail(err, WC_EINVAL, "unknown setting [%s] %s", section, key);

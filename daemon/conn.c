@@ -15,9 +15,9 @@
 #include "wcd.h"
 
 #define READ_CHUNK (64u << 10)
-#define OUTQ_PAUSE (4u << 20)   /* stop reading a client that does not read its replies */
 
 static void on_poll(uv_poll_t *h, int status, int events);
+static void process(wcd_conn *c);
 
 bool wcd_conn_peer_allowed(const wcd_ctx *ctx, uid_t uid, gid_t gid, const gid_t *groups,
                            int n_groups)
@@ -52,11 +52,25 @@ static void refuse(int fd, int status, const char *msg)
     close(fd);
 }
 
+/* The per-connection budget of what the daemon holds for a client that
+ * has not read it: reply bytes queued, and descriptors queued or still to
+ * be cut from a get. Checked before each request frame is handled, so a
+ * connection passes it by at most one reply (a get's reply is cut as the
+ * socket drains and adds at most one frame). */
+static bool out_full(const wcd_conn *c)
+{
+    return c->oq_bytes >= c->ctx->cfg.conn_out_bytes || c->oq_fds >= c->ctx->cfg.conn_fds;
+}
+
+static bool paused(const wcd_conn *c)
+{
+    return c->inflight >= c->ctx->cfg.max_inflight || out_full(c);
+}
+
 static void update_poll(wcd_conn *c)
 {
     if (c->closing) return;
-    bool paused = c->inflight >= c->ctx->cfg.max_inflight || c->oq_bytes > OUTQ_PAUSE;
-    int ev = UV_DISCONNECT | (paused ? 0 : UV_READABLE) | (c->oq_head ? UV_WRITABLE : 0);
+    int ev = UV_DISCONNECT | (paused(c) ? 0 : UV_READABLE) | (c->oq_head ? UV_WRITABLE : 0);
     if (ev != c->poll_events) {
         uv_poll_start(&c->poll, ev, on_poll);
         c->poll_events = ev;
@@ -85,7 +99,9 @@ void wcd_conn_accept(wcd_ctx *ctx, int fd)
         ctx->errors++;
         return;
     }
-    if (ctx->n_conns >= ctx->cfg.max_connections || ctx->stopping) {
+    /* A closed socket whose descriptors its peer has not read still holds
+     * them in flight: it keeps its connection slot until they are read. */
+    if (ctx->n_conns + ctx->n_linger >= ctx->cfg.max_connections || ctx->stopping) {
         wcd_log(WCD_LOG_WARN, "connection refused: pid %d: %s", (int)cred.pid,
                 ctx->stopping ? "shutting down" : "too many connections");
         refuse(fd, WC_ELIMIT, ctx->stopping ? "wcodecd is shutting down" : "wcodecd: too many connections");
@@ -106,6 +122,7 @@ void wcd_conn_accept(wcd_ctx *ctx, int fd)
     c->uid = cred.uid;
     c->gid = cred.gid;
     c->poll.data = c;
+    c->connected_ms = c->active_ms = c->progress_ms = uv_now(ctx->loop);
     snprintf(c->name, sizeof c->name, "conn %llu (pid %d uid %u)", (unsigned long long)c->id,
              (int)c->pid, (unsigned)c->uid);
     c->next = ctx->conns;
@@ -119,10 +136,21 @@ void wcd_conn_accept(wcd_ctx *ctx, int fd)
 static void on_closed(uv_handle_t *h)
 {
     wcd_conn *c = h->data;
-    close(c->fd);
+    if (c->fd >= 0) {
+        close(c->fd);
+        wcd_server_fd_freed(c->ctx);
+    }
     if (c->ctx->on_conn_freed) c->ctx->on_conn_freed(c->ctx, c);
     free(c->rbuf);
     free(c);
+}
+
+static void outframe_free(wcd_ctx *ctx, wcd_outframe *f)
+{
+    if (f->get) wcd_get_drop(f->get);
+    ctx->out_bytes -= f->len - f->off;
+    free(f->data);
+    free(f);
 }
 
 void wcd_conn_close(wcd_conn *c, const char *why)
@@ -132,13 +160,15 @@ void wcd_conn_close(wcd_conn *c, const char *why)
     wcd_ctx *ctx = c->ctx;
     wcd_log(WCD_LOG_INFO, "%s: closed (%s); ending %zu leases", c->name, why, c->live_leases);
     wcd_get_orphan_all(c);
+    wcd_credit_unsent_back(c);
+    /* Queued frames borrow their fds from the leases: drop them first. */
     for (wcd_outframe *f = c->oq_head, *next; f; f = next) {
         next = f->next;
-        for (int i = 0; i < f->nfds; i++) close(f->fds[i]);
-        free(f->data);
-        free(f);
+        outframe_free(ctx, f);
     }
     c->oq_head = c->oq_tail = NULL;
+    c->oq_bytes = 0;
+    c->oq_fds = 0;
     for (size_t i = 0; i < c->n_leases; i++)
         if (c->leases[i].e) wcd_cache_lease_end(&ctx->cache, c->leases[i].e);
     ctx->total_leases -= c->live_leases;
@@ -150,6 +180,7 @@ void wcd_conn_close(wcd_conn *c, const char *why)
     if (c->next) c->next->prev = c->prev;
     ctx->n_conns--;
     uv_poll_stop(&c->poll);
+    wcd_credit_closed(c);
     uv_close((uv_handle_t *)&c->poll, on_closed);
 }
 
@@ -182,20 +213,107 @@ static ssize_t send_frame(int fd, const uint8_t *data, size_t len, const int *fd
     }
 }
 
-static int flush(wcd_conn *c)
+static wcd_outframe *frame_new(wcd_conn *c, uint8_t *data, size_t len, const int *fds, int nfds)
 {
-    while (c->oq_head) {
+    wcd_outframe *f = calloc(1, sizeof *f);
+    if (!f) return NULL;
+    f->data = data;
+    f->len = len;
+    f->nfds = nfds;
+    if (nfds) memcpy(f->fds, fds, sizeof(int) * (size_t)nfds);
+    f->lease_hi = c->next_lease;
+    c->oq_bytes += len;
+    c->oq_fds += (unsigned)nfds;
+    c->ctx->out_bytes += len;
+    return f;
+}
+
+/* The get at the head of the queue gives its next frame, as large as the
+ * descriptor credit allows; the frame goes in front of it. 1: a frame was
+ * made; 0: no credit now; -1: the connection was closed. */
+static int cut_get(wcd_conn *c, wcd_outframe *head)
+{
+    unsigned k = wcd_credit(c);
+    if (k > c->ctx->fds_per_frame) k = c->ctx->fds_per_frame;
+    if (!k) {
+        wcd_credit_wait(c);
+        return 0;
+    }
+    wcd_get *g = head->get;
+    uint32_t before = g->sent;
+    uint8_t *data;
+    size_t len;
+    int fds[WCD_FDS_PER_FRAME], nfds;
+    int more = wcd_get_next_frame(g, k, &data, &len, fds, &nfds);
+    if (more < 0) {
+        wcd_conn_close(c, "out of memory making a reply");
+        return -1;
+    }
+    /* The slots now in a frame are counted by that frame. */
+    c->oq_fds -= g->sent - before;
+    wcd_outframe *f = frame_new(c, data, len, fds, nfds);
+    if (!f) {
+        free(data);
+        wcd_conn_close(c, "out of memory queueing a reply");
+        return -1;
+    }
+    /* Charged now, not when sent: the frame was cut to the credit there
+     * was, which others could take before the socket has room. */
+    wcd_credit_charge(c, (unsigned)nfds);
+    f->charged = true;
+    f->next = head;
+    c->oq_head = f;
+    if (!more) {
+        f->next = head->next;
+        if (c->oq_tail == head) c->oq_tail = f;
+        outframe_free(c->ctx, head);
+    }
+    return 1;
+}
+
+int wcd_conn_flush(wcd_conn *c)
+{
+    while (c->oq_head && !c->closing) {
         wcd_outframe *f = c->oq_head;
+        if (f->get) {
+            int r = cut_get(c, f);
+            if (r < 0) return 0;  /* closed, and logged why */
+            if (!r) break;
+            continue;
+        }
+        if (f->nfds && !f->charged) {
+            if (wcd_credit(c) < (unsigned)f->nfds) {
+                wcd_credit_wait(c);
+                break;
+            }
+            wcd_credit_charge(c, (unsigned)f->nfds);
+            f->charged = true;
+        }
         ssize_t w = send_frame(c->fd, f->data + f->off, f->len - f->off, f->fds, f->nfds);
+        if (w < 0 && errno == ETOOMANYREFS && f->nfds) {
+            /* The kernel's count is per user: other processes of the
+             * daemon's user may hold descriptors in flight too. Wait as for
+             * credit (send_timeout ends it) rather than drop the client. */
+            if (!c->ctx->toomanyrefs_warned)
+                wcd_log(WCD_LOG_WARN, "%s: descriptor passing refused (%s): other processes of this user hold "
+                        "descriptors in flight; waiting", c->name, strerror(errno));
+            c->ctx->toomanyrefs_warned = true;
+            wcd_credit_wait(c);
+            break;
+        }
         if (w < 0) return -1;
         if (w == 0) break;
+        if (f->nfds) c->ctx->toomanyrefs_warned = false;
+        c->progress_ms = uv_now(c->ctx->loop);
         if (f->nfds) {
-            /* The kernel has its own references now. */
-            for (int i = 0; i < f->nfds; i++) close(f->fds[i]);
+            /* They are the kernel's now, in flight until the peer reads. */
+            c->oq_fds -= (unsigned)f->nfds;
             f->nfds = 0;
         }
+        if (f->lease_hi > c->lease_sent) c->lease_sent = f->lease_hi;
         f->off += (size_t)w;
         c->oq_bytes -= (size_t)w;
+        c->ctx->out_bytes -= (size_t)w;
         if (f->off < f->len) break;
         c->oq_head = f->next;
         if (!c->oq_head) c->oq_tail = NULL;
@@ -205,6 +323,19 @@ static int flush(wcd_conn *c)
     return 0;
 }
 
+static void enqueue(wcd_conn *c, wcd_outframe *f)
+{
+    if (!c->oq_head) c->progress_ms = uv_now(c->ctx->loop);
+    if (c->oq_tail) c->oq_tail->next = f;
+    else c->oq_head = f;
+    c->oq_tail = f;
+    if (c->oq_head == f && wcd_conn_flush(c) < 0) {
+        wcd_conn_close(c, strerror(errno));
+        return;
+    }
+    update_poll(c);
+}
+
 int wcd_conn_send(wcd_conn *c, const Wcodec__V1__Reply *r, const int *fds, int nfds)
 {
     if (c->closing) return WC_EDISCONNECTED;
@@ -212,50 +343,33 @@ int wcd_conn_send(wcd_conn *c, const Wcodec__V1__Reply *r, const int *fds, int n
     size_t len;
     int rc = wcd_frame_pack_reply(r, &buf, &len);
     if (rc) return rc;
-    size_t off = 0;
-    if (!c->oq_head) {
-        ssize_t w = send_frame(c->fd, buf, len, fds, nfds);
-        if (w < 0) {
-            free(buf);
-            wcd_conn_close(c, strerror(errno));
-            return WC_EDISCONNECTED;
-        }
-        if ((size_t)w == len) {
-            free(buf);
-            return 0;
-        }
-        off = (size_t)w;
-    }
-    wcd_outframe *f = calloc(1, sizeof *f);
+    /* The fds are borrowed from leases this connection holds, which last
+     * at least until the frame has gone (wcd_conn_lease_take). */
+    wcd_outframe *f = frame_new(c, buf, len, fds, nfds);
     if (!f) {
         free(buf);
         wcd_conn_close(c, "out of memory queueing a reply");
         return WC_ENOMEM;
     }
-    f->data = buf;
-    f->len = len;
-    f->off = off;
-    if (!off) {
-        /* The queued frame owns copies: the leases behind the caller's fds
-         * may end before the socket drains. */
-        for (int i = 0; i < nfds; i++) {
-            f->fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
-            if (f->fds[i] < 0) {
-                for (int j = 0; j < i; j++) close(f->fds[j]);
-                free(buf);
-                free(f);
-                wcd_conn_close(c, "out of descriptors queueing a reply");
-                return WC_EIO;
-            }
-        }
-        f->nfds = nfds;
+    enqueue(c, f);
+    return c->closing ? WC_EDISCONNECTED : 0;
+}
+
+void wcd_conn_queue_get(wcd_conn *c, wcd_get *g)
+{
+    if (c->closing) {
+        wcd_get_drop(g);
+        return;
     }
-    if (c->oq_tail) c->oq_tail->next = f;
-    else c->oq_head = f;
-    c->oq_tail = f;
-    c->oq_bytes += len - off;
-    update_poll(c);
-    return 0;
+    wcd_outframe *f = calloc(1, sizeof *f);
+    if (!f) {
+        wcd_get_drop(g);
+        wcd_conn_close(c, "out of memory queueing a reply");
+        return;
+    }
+    f->get = g;
+    c->oq_fds += g->n - g->sent;
+    enqueue(c, f);
 }
 
 void wcd_conn_send_error(wcd_conn *c, uint64_t id, int status, const char *fmt, ...)
@@ -301,6 +415,10 @@ uint64_t wcd_conn_lease_add(wcd_conn *c, wcd_entry *e)
 
 wcd_entry *wcd_conn_lease_take(wcd_conn *c, uint64_t id)
 {
+    /* A lease whose frame has not gone yet cannot be released: that frame
+     * borrows the entry's descriptor. (Its id is unknown to an honest
+     * client anyway.) */
+    if (id > c->lease_sent) return NULL;
     /* Ids only grow, so the array stays sorted. */
     size_t lo = 0, hi = c->n_leases;
     while (lo < hi) {
@@ -326,7 +444,9 @@ static void process(wcd_conn *c)
     if (c->in_process) return;
     c->in_process = true;
     size_t pos = 0;
-    while (!c->closing && c->inflight < c->ctx->cfg.max_inflight) {
+    /* The budget is checked before each frame: a pipelined burst stops at
+     * the first frame past it, however much of it one read brought. */
+    while (!c->closing && !paused(c)) {
         const uint8_t *p;
         uint32_t n;
         size_t used;
@@ -342,6 +462,7 @@ static void process(wcd_conn *c)
         }
         if (!r) break;
         pos += used;
+        c->active_ms = uv_now(c->ctx->loop);
         wcd_handle_frame(c, p, n);
     }
     c->in_process = false;
@@ -353,18 +474,24 @@ static void process(wcd_conn *c)
     update_poll(c);
 }
 
+/* Frames may be waiting in the buffer behind a limit that has lifted. */
+void wcd_conn_resume(wcd_conn *c)
+{
+    if (c->closing) return;
+    if (c->rlen && !paused(c)) process(c);
+    else update_poll(c);
+}
+
 void wcd_conn_request_done(wcd_conn *c)
 {
     c->inflight--;
-    /* Frames may be waiting in the buffer behind the limit. */
-    if (!c->closing && c->rlen) process(c);
-    else update_poll(c);
+    wcd_conn_resume(c);
 }
 
 static void on_readable(wcd_conn *c)
 {
     size_t budget = 4 * READ_CHUNK;  /* then let other connections run */
-    while (budget && !c->closing) {
+    while (budget && !c->closing && !paused(c)) {
         if (c->rcap - c->rlen < READ_CHUNK) {
             size_t cap = c->rcap ? c->rcap * 2 : READ_CHUNK * 2;
             size_t max = (size_t)c->ctx->cfg.max_frame + 4 + READ_CHUNK;
@@ -406,11 +533,12 @@ static void on_poll(uv_poll_t *h, int status, int events)
         return;
     }
     if (events & UV_WRITABLE) {
-        if (flush(c) < 0) {
+        if (wcd_conn_flush(c) < 0) {
             wcd_conn_close(c, strerror(errno));
             return;
         }
-        update_poll(c);
+        wcd_conn_resume(c);
+        if (c->closing) return;
     }
     if (events & UV_READABLE) on_readable(c);
     else if (events & UV_DISCONNECT && !c->closing) on_readable(c);

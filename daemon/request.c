@@ -54,7 +54,7 @@ static void on_hello(wcd_conn *c, uint64_t id, const Wcodec__V1__Hello *h)
     hr.server_version = (char *)WCD_VERSION;
     hr.backend = c->ctx->cache.backend->kind;
     hr.max_frame = c->ctx->cfg.max_frame;
-    hr.max_tensors_per_frame = WCD_FDS_PER_FRAME;
+    hr.max_tensors_per_frame = c->ctx->fds_per_frame;
     Wcodec__V1__Reply r = WCODEC__V1__REPLY__INIT;
     r.id = id;
     r.body_case = WCODEC__V1__REPLY__BODY_HELLO;
@@ -160,15 +160,16 @@ out:
 
 static void get_free(wcd_get *g)
 {
+    if (g->conn) g->conn->pending_leases -= g->n - g->sent;
     free(g);
 }
 
-/* Answers a get whose slots have all been resolved; the one place its pins
- * turn into leases or are dropped. */
+/* Answers a get whose slots have all been resolved: an error drops its
+ * pins here; a reply turns them into leases frame by frame
+ * (wcd_get_next_frame) as the connection's queue reaches it. */
 static void get_finish(wcd_get *g)
 {
     wcd_conn *c = g->conn;
-    wcd_cache *cache = c ? &c->ctx->cache : NULL;
     /* Unloaded while it decoded: nothing more is served from the model. */
     const wcd_model *m = g->n && g->slots[0].e ? g->slots[0].e->model : NULL;
     if (!g->status && m && m->retired) {
@@ -187,61 +188,69 @@ static void get_finish(wcd_get *g)
         get_free(g);
         return;
     }
+    /* The reply is cut into frames as the socket drains: what a client
+     * has not read costs no memory and no descriptors here. */
+    wcd_conn_queue_get(c, g);
+}
+
+void wcd_get_drop(wcd_get *g)
+{
+    for (uint32_t i = g->sent; i < g->n; i++)
+        if (g->slots[i].e) wcd_cache_unpin(g->slots[i].e->cache, g->slots[i].e);
+    get_free(g);
+}
+
+int wcd_get_next_frame(wcd_get *g, unsigned max_fds, uint8_t **data, size_t *len, int *fds, int *nfds)
+{
+    wcd_conn *c = g->conn;
+    wcd_cache *cache = &c->ctx->cache;
     Wcodec__V1__Tensor t[WCD_FDS_PER_FRAME];
     Wcodec__V1__Tensor *tp[WCD_FDS_PER_FRAME];
     Wcodec__V1__TensorInfo ti[WCD_FDS_PER_FRAME];
     Wcodec__V1__Location loc[WCD_FDS_PER_FRAME];
     wc_tensor_info in[WCD_FDS_PER_FRAME];
-    int fds[WCD_FDS_PER_FRAME];
-    uint32_t i = 0;
-    do {
-        size_t n = 0;
-        for (; i < g->n && n < WCD_FDS_PER_FRAME; i++, n++) {
-            wcd_entry *e = g->slots[i].e;
-            g->slots[i].e = NULL;
-            wc_file_tensor_info(e->model->f, e->index, &in[n]);
-            wcodec__v1__tensor__init(&t[n]);
-            fill_info(&ti[n], &in[n], e->model, e->index);
-            wcodec__v1__location__init(&loc[n]);
-            loc[n].kind = cache->backend->kind;
-            loc[n].fd_index = (uint32_t)n;
-            loc[n].map_length = e->alloc.map_length;
-            loc[n].offset = e->alloc.offset;
-            loc[n].length = e->alloc.length;
-            loc[n].scales_offset = e->alloc.scales_offset;
-            loc[n].n_scales = e->alloc.n_scales;
-            t[n].info = &ti[n];
-            t[n].location = &loc[n];
-            t[n].lease_id = wcd_conn_lease_add(c, e);
-            if (!t[n].lease_id) {
-                /* Only memory can fail here; the stream is no longer whole. */
-                wcd_cache_unpin(cache, e);
-                for (uint32_t j = i + 1; j < g->n; j++) wcd_cache_unpin(cache, g->slots[j].e), g->slots[j].e = NULL;
-                wcd_conn_close(c, "out of memory recording a lease");
-                get_free(g);
-                return;
-            }
-            fds[n] = e->alloc.fd;
-            tp[n] = &t[n];
-        }
-        Wcodec__V1__GetTensorsReply gr = WCODEC__V1__GET_TENSORS_REPLY__INIT;
-        gr.n_tensor = n;
-        gr.tensor = tp;
-        Wcodec__V1__Reply r = WCODEC__V1__REPLY__INIT;
-        r.id = g->req_id;
-        r.more = i < g->n;
-        r.fd_count = (uint32_t)n;
-        r.body_case = WCODEC__V1__REPLY__BODY_GET;
-        r.get = &gr;
-        /* On failure the connection is closed and its leases, these
-         * included, have ended. */
-        if (wcd_conn_send(c, &r, fds, (int)n)) {
-            for (uint32_t j = i; j < g->n; j++)
-                if (g->slots[j].e) wcd_cache_unpin(g->slots[j].e->cache, g->slots[j].e);
-            break;
-        }
-    } while (i < g->n);
-    get_free(g);
+    if (max_fds > WCD_FDS_PER_FRAME) max_fds = WCD_FDS_PER_FRAME;
+    size_t n = 0;
+    for (uint32_t i = g->sent; i < g->n && n < max_fds; i++, n++) {
+        wcd_entry *e = g->slots[i].e;
+        wc_file_tensor_info(e->model->f, e->index, &in[n]);
+        wcodec__v1__tensor__init(&t[n]);
+        fill_info(&ti[n], &in[n], e->model, e->index);
+        wcodec__v1__location__init(&loc[n]);
+        loc[n].kind = cache->backend->kind;
+        loc[n].fd_index = (uint32_t)n;
+        loc[n].map_length = e->alloc.map_length;
+        loc[n].offset = e->alloc.offset;
+        loc[n].length = e->alloc.length;
+        loc[n].scales_offset = e->alloc.scales_offset;
+        loc[n].n_scales = e->alloc.n_scales;
+        t[n].info = &ti[n];
+        t[n].location = &loc[n];
+        fds[n] = e->alloc.fd;
+        tp[n] = &t[n];
+    }
+    Wcodec__V1__GetTensorsReply gr = WCODEC__V1__GET_TENSORS_REPLY__INIT;
+    gr.n_tensor = n;
+    gr.tensor = tp;
+    Wcodec__V1__Reply r = WCODEC__V1__REPLY__INIT;
+    r.id = g->req_id;
+    r.more = g->sent + n < g->n;
+    r.fd_count = (uint32_t)n;
+    r.body_case = WCODEC__V1__REPLY__BODY_GET;
+    r.get = &gr;
+    /* Lease ids go in the frame, so the leases are taken first; only
+     * memory can fail, and then the connection is closed, which ends them. */
+    for (size_t k = 0; k < n; k++) {
+        wcd_slot *s = &g->slots[g->sent];
+        t[k].lease_id = wcd_conn_lease_add(c, s->e);
+        if (!t[k].lease_id) return WC_ENOMEM;
+        s->e = NULL;
+        g->sent++;
+        c->pending_leases--;
+    }
+    if (wcd_frame_pack_reply(&r, data, len)) return WC_ENOMEM;
+    *nfds = (int)n;
+    return r.more ? 1 : 0;
 }
 
 void wcd_get_slot_done(wcd_slot *s, int status, const char *msg)
@@ -319,7 +328,9 @@ static void on_get(wcd_conn *c, uint64_t id, const Wcodec__V1__GetTensors *q)
                             n, WCD_MAX_TENSORS_PER_REQUEST);
         return;
     }
-    if (c->live_leases + n > c->ctx->cfg.max_leases) {
+    /* Leases that requests under way will take count too: they bound what
+     * one connection's gets hold while their replies wait to be read. */
+    if (c->live_leases + c->pending_leases + n > c->ctx->cfg.max_leases) {
         wcd_conn_send_error(c, id, WC_ELIMIT, "get on %s: %zu more leases would pass this connection's limit of %u",
                             m->label, n, c->ctx->cfg.max_leases);
         return;
@@ -332,6 +343,7 @@ static void on_get(wcd_conn *c, uint64_t id, const Wcodec__V1__GetTensors *q)
     g->conn = c;
     g->req_id = id;
     g->n = (uint32_t)n;
+    c->pending_leases += (uint32_t)n;
     /* Resolve every name before taking anything, so a bad name costs nothing. */
     uint32_t k = 0;
     for (uint32_t i = 0; k < n; i++) {
@@ -341,7 +353,7 @@ static void on_get(wcd_conn *c, uint64_t id, const Wcodec__V1__GetTensors *q)
             idx = strlen(name) < WCD_MAX_NAME ? name_index(m, name) : WC_ENOTFOUND;
             if (idx < 0) {
                 wcd_conn_send_error(c, id, WC_ENOTFOUND, "%s: no tensor named '%.256s'", m->label, name);
-                free(g);
+                get_free(g);
                 return;
             }
         } else {
@@ -449,6 +461,10 @@ static void on_stats(wcd_conn *c, uint64_t id)
     s.errors = ctx->errors;
     s.decodes_in_flight = k->in_flight;
     s.conn_leases = c->live_leases;
+    s.queued_bytes = ctx->out_bytes;
+    for (wcd_conn *o = ctx->conns; o; o = o->next) s.fds_in_flight += o->fds_unread;
+    for (unsigned i = 0; i < ctx->n_linger; i++) s.fds_in_flight += ctx->linger[i].unread;
+    s.lingering = ctx->n_linger;
     self_usage(&s.rss_bytes, &s.open_fds);
     Wcodec__V1__Reply r = WCODEC__V1__REPLY__INIT;
     r.id = id;

@@ -24,6 +24,11 @@ int wcd_ctx_init(wcd_ctx *ctx, uv_loop_t *loop, wc_err *err)
     if (r) return r;
     wcd_cache_init(&ctx->cache, loop, &wcd_backend_memfd, ctx->cfg.budget);
     ctx->start_ms = uv_now(loop);
+    /* Connections may wait for descriptor credit without a listening
+     * socket too (the fuzz harness): the timer is the ctx's. */
+    uv_timer_init(loop, &ctx->credit_timer);
+    ctx->credit_timer.data = ctx;
+    wcd_fds_setup(ctx);
     return 0;
 }
 
@@ -49,6 +54,42 @@ void wcd_update_status(wcd_ctx *ctx)
     }
 }
 
+static void on_accept(uv_poll_t *h, int status, int events);
+
+static void on_accept_retry(uv_timer_t *t)
+{
+    wcd_server_fd_freed(t->data);
+}
+
+/* Out of descriptors, accept fails while the listening socket stays
+ * readable: polling it would spin. Accepting pauses (the kernel holds new
+ * connections in the backlog) and resumes when a descriptor is freed, or
+ * after a second. Logged once until the backlog has been emptied, not per
+ * attempt. */
+static void accept_pause(wcd_ctx *ctx, int err)
+{
+    if (!ctx->accept_paused) {
+        ctx->accept_paused = true;
+        uv_poll_stop(&ctx->listen_poll);
+        uv_timer_start(&ctx->accept_timer, on_accept_retry, 1000, 1000);
+    }
+    if (!ctx->accept_warned) {
+        ctx->accept_warned = true;
+        wcd_log(WCD_LOG_WARN, "accept: %s; not accepting until a descriptor is freed (%u connections)",
+                strerror(err), ctx->n_conns);
+    }
+}
+
+void wcd_server_fd_freed(wcd_ctx *ctx)
+{
+    if (!ctx->accept_paused || ctx->stopping) return;
+    ctx->accept_paused = false;
+    uv_timer_stop(&ctx->accept_timer);
+    uv_poll_start(&ctx->listen_poll, UV_READABLE, on_accept);
+    /* The backlog may be full already: take it now. */
+    on_accept(&ctx->listen_poll, 0, UV_READABLE);
+}
+
 static void on_accept(uv_poll_t *h, int status, int events)
 {
     wcd_ctx *ctx = h->data;
@@ -60,9 +101,18 @@ static void on_accept(uv_poll_t *h, int status, int events)
     for (int i = 0; i < 64; i++) {
         int fd = accept4(ctx->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EINTR) continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                accept_pause(ctx, errno);
+            } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                /* The backlog is empty: the shortage is over. */
+                if (ctx->accept_warned) {
+                    ctx->accept_warned = false;
+                    wcd_log(WCD_LOG_NOTICE, "accepting connections again (%u connections)", ctx->n_conns);
+                }
+            } else {
                 wcd_log(WCD_LOG_WARN, "accept: %s", strerror(errno));
+            }
             return;
         }
         wcd_conn_accept(ctx, fd);
@@ -136,6 +186,11 @@ static void on_status(uv_timer_t *t)
     wcd_update_status(ctx);
 }
 
+static void on_sweep(uv_timer_t *t)
+{
+    wcd_conn_sweep(t->data);
+}
+
 int wcd_server_start(wcd_ctx *ctx, wc_err *err)
 {
     int n = sd_listen_fds(1);
@@ -178,6 +233,11 @@ int wcd_server_start(wcd_ctx *ctx, wc_err *err)
         uv_timer_start(&ctx->watchdog, on_watchdog, 0, ms ? ms : 1);
     }
     uv_timer_start(&ctx->status_timer, on_status, 2000, 2000);
+    uv_timer_init(ctx->loop, &ctx->accept_timer);
+    ctx->accept_timer.data = ctx;
+    uv_timer_init(ctx->loop, &ctx->sweep_timer);
+    ctx->sweep_timer.data = ctx;
+    uv_timer_start(&ctx->sweep_timer, on_sweep, 1000, 1000);
 
     wcd_log(WCD_LOG_NOTICE, "listening on %s%s; backend %s, budget %llu MiB, %zu roots, watchdog %s",
             ctx->activated ? "the socket from systemd" : ctx->cfg.socket_path, "",
@@ -209,7 +269,12 @@ void wcd_server_stop(wcd_ctx *ctx)
     close_handle((uv_handle_t *)&ctx->sig_hup);
     close_handle((uv_handle_t *)&ctx->watchdog);
     close_handle((uv_handle_t *)&ctx->status_timer);
+    close_handle((uv_handle_t *)&ctx->sweep_timer);
+    close_handle((uv_handle_t *)&ctx->accept_timer);
     while (ctx->conns) wcd_conn_close(ctx->conns, "daemon shutting down");
+    /* Closed sockets still holding unread descriptors go now. */
+    wcd_linger_close_all(ctx);
+    close_handle((uv_handle_t *)&ctx->credit_timer);
     /* Decodes under way finish on their own; uv_run returns after them. */
 }
 

@@ -56,6 +56,11 @@ typedef struct wcd_config {
     unsigned max_leases;     /* per connection */
     unsigned max_connections;
     unsigned max_inflight;   /* requests under way per connection */
+    uint64_t conn_out_bytes; /* reply bytes queued per connection before it is no longer read */
+    unsigned conn_fds;       /* descriptors in flight per connection (queued or unread) */
+    unsigned handshake_timeout_ms; /* connect to Hello; 0: none */
+    unsigned idle_timeout_ms;      /* nothing asked, queued or leased; 0: none */
+    unsigned send_timeout_ms;      /* replies queued and none read; 0: none */
     int log_level;
 } wcd_config;
 
@@ -222,15 +227,31 @@ typedef struct wcd_lease {
     wcd_entry *e;   /* NULL: released (a hole until compaction) */
 } wcd_lease;
 
+/* A queued reply frame. Its fds are borrowed from the leases the frame
+ * carries (no dup: the daemon holds no descriptor for a queued frame beyond
+ * the cache's own); a lease is not released before its frame has gone, see
+ * wcd_conn_lease_take. A frame with get set is a get reply still to be cut
+ * into frames: each is made when it reaches the head of the queue, with as
+ * many descriptors as the connection's credit allows. */
 typedef struct wcd_outframe {
     struct wcd_outframe *next;
     size_t len, off;
     int nfds;
     int fds[WCD_FDS_PER_FRAME];
+    uint64_t lease_hi;        /* leases up to this id are in this frame or earlier */
+    bool charged;             /* its fds are counted in the connection's fds_unread */
     uint8_t *data;
+    struct wcd_get *get;
 } wcd_outframe;
 
 typedef struct wcd_ctx wcd_ctx;
+
+/* A closed connection's socket, kept while its peer has descriptors of ours
+ * unread: they still count against RLIMIT_NOFILE in the kernel. */
+struct wcd_linger {
+    int fd;
+    unsigned unread;
+};
 
 typedef struct wcd_conn {
     wcd_ctx *ctx;
@@ -245,6 +266,12 @@ typedef struct wcd_conn {
     size_t rlen, rcap;
     wcd_outframe *oq_head, *oq_tail;
     size_t oq_bytes;
+    unsigned oq_fds;             /* descriptors of queued frames */
+    unsigned fds_unread;         /* sent since the socket was last seen drained */
+    uint64_t lease_sent;         /* highest lease id whose frame has gone */
+    uint32_t pending_leases;     /* leases requests under way will take */
+    uint64_t connected_ms, active_ms, progress_ms;
+    bool credit_wait;            /* a frame waits for descriptor credit */
     bool hello_done, closing, in_process;
     wcd_lease *leases;
     size_t n_leases, cap_leases, live_leases;
@@ -258,8 +285,9 @@ typedef struct wcd_conn {
 /* Adopts an accepted socket; checks the peer. */
 void wcd_conn_accept(wcd_ctx *ctx, int fd);
 void wcd_conn_close(wcd_conn *c, const char *why);
-/* Queues (or sends at once) a reply and, with it, fds; the fds stay owned
- * by the caller. */
+/* Queues (or sends at once) a reply and, with it, fds. The fds are not
+ * duplicated: they must stay open until the frame has gone, as the
+ * entries behind this connection's leases do. */
 int wcd_conn_send(wcd_conn *c, const Wcodec__V1__Reply *r, const int *fds, int nfds);
 void wcd_conn_send_error(wcd_conn *c, uint64_t id, int status, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -267,6 +295,33 @@ uint64_t wcd_conn_lease_add(wcd_conn *c, wcd_entry *e);
 wcd_entry *wcd_conn_lease_take(wcd_conn *c, uint64_t id);
 /* Called when a request finishes, to resume reading if it was paused. */
 void wcd_conn_request_done(wcd_conn *c);
+/* Queues a resolved get whose reply is cut into frames as the socket
+ * drains (wcd_get_next_frame); the queue owns g from here. */
+void wcd_conn_queue_get(wcd_conn *c, struct wcd_get *g);
+/* Sends what the queue holds and the socket takes: 0, or -1 with errno
+ * (the caller closes). */
+int wcd_conn_flush(wcd_conn *c);
+/* Reads on, or handles buffered frames, once a limit has lifted. */
+void wcd_conn_resume(wcd_conn *c);
+
+/* ---- inflight.c ---- */
+/* The shares of descriptors in flight, from RLIMIT_NOFILE (raised to its
+ * hard limit first); once, at start. */
+void wcd_fds_setup(wcd_ctx *ctx);
+/* Descriptors c may send now: its reserve, then what the pool has, up to
+ * conn_fds. Notices first whether its peer has read everything. */
+unsigned wcd_credit(wcd_conn *c);
+void wcd_credit_refresh(wcd_conn *c);
+void wcd_credit_charge(wcd_conn *c, unsigned k);
+/* c has a frame that waits for credit: re-checked every millisecond. */
+void wcd_credit_wait(wcd_conn *c);
+/* Closing c: a cut frame's charge goes back before the queue is dropped;
+ * then what its peer has not read keeps the socket (a linger) until read. */
+void wcd_credit_unsent_back(wcd_conn *c);
+void wcd_credit_closed(wcd_conn *c);
+void wcd_linger_close_all(wcd_ctx *ctx);
+/* Once a second: the handshake, idle and send timeouts. */
+void wcd_conn_sweep(wcd_ctx *ctx);
 bool wcd_conn_peer_allowed(const wcd_ctx *ctx, uid_t uid, gid_t gid, const gid_t *groups,
                            int n_groups);
 
@@ -277,6 +332,7 @@ typedef struct wcd_get {
     uint32_t n, pending;
     int status;
     char msg[sizeof(((wc_err *)0)->msg)];
+    uint32_t sent;          /* slots already in reply frames */
     struct wcd_get *prev, *next;
     wcd_slot slots[];
 } wcd_get;
@@ -287,6 +343,12 @@ void wcd_handle_frame(wcd_conn *c, const uint8_t *p, size_t n);
 void wcd_get_slot_done(wcd_slot *s, int status, const char *msg);
 /* The connection is closing: drop its requests under way. */
 void wcd_get_orphan_all(wcd_conn *c);
+/* The next frame of a resolved get: up to max_fds tensors, their leases
+ * taken. Returns 1 when more frames follow, 0 on the last, or an error
+ * (the connection is then closed). */
+int wcd_get_next_frame(wcd_get *g, unsigned max_fds, uint8_t **data, size_t *len, int *fds, int *nfds);
+/* A queued get dropped with its connection: unpins what was not sent. */
+void wcd_get_drop(wcd_get *g);
 
 /* ---- server.c ---- */
 struct wcd_ctx {
@@ -311,6 +373,18 @@ struct wcd_ctx {
     uint64_t start_ms;
     uint64_t requests, errors;
     uint64_t total_leases;
+    /* Descriptors in flight (sent, not yet received) count against the
+     * daemon user's RLIMIT_NOFILE in the kernel (ETOOMANYREFS past it).
+     * Each connection may always have fds_reserve; beyond that it borrows
+     * from a shared pool of fds_pool, up to cfg.conn_fds. */
+    unsigned fds_reserve, fds_pool, fds_borrowed, fds_per_frame;
+    size_t out_bytes;         /* reply bytes queued, all connections */
+    unsigned n_linger;        /* closed sockets whose descriptors are still unread */
+    struct wcd_linger *linger;
+    uv_timer_t credit_timer, sweep_timer, accept_timer;
+    unsigned credit_period_ms;
+    bool accept_paused, accept_warned;
+    bool toomanyrefs_warned;  /* logged until a descriptor goes again */
     bool stopping;
     int exit_status;
     /* test hooks (fuzz harness) */
@@ -325,6 +399,8 @@ int wcd_server_reload(wcd_ctx *ctx);
 int wcd_ctx_init(wcd_ctx *ctx, uv_loop_t *loop, wc_err *err);
 void wcd_ctx_fini(wcd_ctx *ctx);
 void wcd_update_status(wcd_ctx *ctx);
+/* A descriptor was freed: accepting resumes if EMFILE paused it. */
+void wcd_server_fd_freed(wcd_ctx *ctx);
 
 /* ---- reload.c ---- */
 /* After a reload has put the new configuration and roots in place: closes

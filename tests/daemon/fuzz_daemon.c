@@ -82,6 +82,11 @@ static void init(void)
         {"security", "roots", env.models},
         {"cache", "budget", "1M"},
         {"limits", "max_frame", "64K"},
+        /* Small budgets, so that inputs reach the pause before a frame,
+         * resuming when the queue drains, and get replies cut to the
+         * descriptor credit there is. */
+        {"limits", "conn_out_bytes", "64K"},
+        {"limits", "conn_fds", "16"},
         {"limits", "max_leases", "4096"},
         /* One request at a time: later frames (releases) see the leases of
          * earlier gets, and the pause/resume path runs. */

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -101,6 +103,8 @@ void wdt_env_fini(wdt_env *e)
     if (e->dir[0] && !getenv("WDT_KEEP")) nftw(e->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+unsigned wdt_daemon_nofile;
+
 int wdt_daemon_start(wdt_daemon *d, const wdt_env *e, const char *config, const char *const *args,
                      const char *const *env_extra)
 {
@@ -129,6 +133,16 @@ int wdt_daemon_start(wdt_daemon *d, const wdt_env *e, const char *config, const 
         int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) dup2(fd, 2);
         setenv("NOTIFY_SOCKET", d->notify_path, 1);
+        if (wdt_daemon_nofile) {
+            struct rlimit rl = {wdt_daemon_nofile, wdt_daemon_nofile};
+            if (setrlimit(RLIMIT_NOFILE, &rl)) _exit(126);
+            /* Run as root, the daemon would keep these two, and either lifts
+             * the kernel's limit on descriptors in flight (ETOOMANYREFS):
+             * drop them from the bounding set, so that exec leaves them out.
+             * (EPERM when not root: then it has neither anyway.) */
+            prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0);
+            prctl(PR_CAPBSET_DROP, CAP_SYS_RESOURCE, 0, 0, 0);
+        }
         for (size_t i = 0; env_extra && env_extra[i]; i++) putenv((char *)env_extra[i]);
         const char *argv[32] = {WDT_WCODECD, "--config", d->conf};
         size_t n = 3;

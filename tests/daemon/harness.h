@@ -39,6 +39,13 @@ void wdt_env_fini(wdt_env *e);
  * NULL or "NAME=value" strings for the daemon's environment. */
 int wdt_daemon_start(wdt_daemon *d, const wdt_env *e, const char *config, const char *const *args,
                      const char *const *env_extra);
+/* When > 0, the daemon's child sets RLIMIT_NOFILE (soft and hard) to this
+ * before exec: a tight descriptor limit for the daemon alone, which then
+ * runs without CAP_SYS_ADMIN and CAP_SYS_RESOURCE, as it would as its own
+ * user (either capability lifts the kernel's limit on descriptors in
+ * flight). */
+extern unsigned wdt_daemon_nofile;
+
 /* SIGTERM and wait; returns the exit status (0 expected), or -1 after a
  * signal. */
 int wdt_daemon_stop(wdt_daemon *d);

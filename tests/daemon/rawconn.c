@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -53,6 +54,8 @@ int raw_hello(int fd)
     return ok ? 0 : -1;
 }
 
+unsigned raw_fds_seen;
+
 static int read_full(int fd, uint8_t *p, size_t n, int timeout_ms, int *eof)
 {
     size_t got = 0;
@@ -69,7 +72,7 @@ static int read_full(int fd, uint8_t *p, size_t n, int timeout_ms, int *eof)
         for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); k > 0 && h; h = CMSG_NXTHDR(&mh, h))
             if (h->cmsg_type == SCM_RIGHTS) {
                 int *fds = (int *)CMSG_DATA(h);
-                for (size_t i = 0; i < (h->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) close(fds[i]);
+                for (size_t i = 0; i < (h->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) close(fds[i]), raw_fds_seen++;
             }
         if (k == 0 || (k < 0 && errno == ECONNRESET)) {
             *eof = 1;
@@ -107,4 +110,66 @@ int raw_closed(int fd, int timeout_ms)
         if (!r) return 0;
         wcodec__v1__reply__free_unpacked(r, NULL);
     }
+}
+
+/* The daemon's counters, asked on a connection of their own. */
+Wcodec__V1__Reply *raw_stats(const char *sock)
+{
+    int fd = raw_connect(sock);
+    if (fd < 0) return NULL;
+    if (raw_hello(fd)) {
+        close(fd);
+        return NULL;
+    }
+    Wcodec__V1__Stats st = WCODEC__V1__STATS__INIT;
+    Wcodec__V1__Request q = WCODEC__V1__REQUEST__INIT;
+    q.id = 2;
+    q.body_case = WCODEC__V1__REQUEST__BODY_STATS;
+    q.stats = &st;
+    int eof;
+    Wcodec__V1__Reply *r = raw_send(fd, &q) ? NULL : raw_recv(fd, 10000, &eof);
+    close(fd);
+    return r && r->body_case == WCODEC__V1__REPLY__BODY_STATS ? r : NULL;
+}
+
+uint64_t raw_open(int fd, const char *path)
+{
+    Wcodec__V1__OpenModel o = WCODEC__V1__OPEN_MODEL__INIT;
+    o.path = (char *)path;
+    Wcodec__V1__Request q = WCODEC__V1__REQUEST__INIT;
+    q.id = 3;
+    q.body_case = WCODEC__V1__REQUEST__BODY_OPEN;
+    q.open = &o;
+    int eof;
+    Wcodec__V1__Reply *r = raw_send(fd, &q) ? NULL : raw_recv(fd, 10000, &eof);
+    uint64_t id = r && r->body_case == WCODEC__V1__REPLY__BODY_OPEN ? r->open->model_id : 0;
+    if (r) wcodec__v1__reply__free_unpacked(r, NULL);
+    return id;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sends what the socket takes without blocking, until it has taken all or
+ * has taken nothing for 500 ms (the daemon stopped reading). */
+size_t raw_push(int fd, const uint8_t *b, size_t len)
+{
+    size_t sent = 0;
+    int64_t still_since = now_ms();
+    while (sent < len && now_ms() - still_since < 500) {
+        ssize_t k = send(fd, b + sent, len - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (k > 0) {
+            sent += (size_t)k;
+            still_since = now_ms();
+        } else if (k < 0 && errno != EAGAIN) {
+            break;
+        } else {
+            usleep(5000);
+        }
+    }
+    return sent;
 }
