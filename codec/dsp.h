@@ -58,8 +58,33 @@ typedef struct wc_dsp {
 #define WC_CPU_AVX512 2u /* AVX-512 F + VL (with AVX2): the rANS decoder */
 
 unsigned wc_cpu_flags(void);
+/* "model name (family F model M, AVX-512)" of the first CPU in
+ * /proc/cpuinfo, for benchmarks to print beside their figures: a generic
+ * name ("Intel Xeon Processor") still tells the generation by family and
+ * model. */
+void wc_cpu_describe(char *buf, size_t size);
+
+/* The rANS tile decoders of this build: the reference first, then each
+ * SIMD level in a gather form and a plain-load form ("-loads": the table
+ * lookups as scalar loads, for CPUs whose gathers are slow). `flags`: the
+ * CPU features it needs. */
+typedef struct wc_rans_level {
+    const char *name;
+    unsigned flags;
+    wc_rans_decode_fn fn;
+} wc_rans_level;
+size_t wc_rans_levels(const wc_rans_level **levels);
+
+/* The rANS decoder to use among those `flags` allows: by default the
+ * fastest in a calibration on a synthetic tile, run once per process at
+ * first use (a few milliseconds); the environment variable WC_RANS_DECODER
+ * set to a level's name forces that level where `flags` allows it (so
+ * that a test or a measurement can pin one). */
+const wc_rans_level *wc_rans_pick(unsigned flags);
+
 /* Fills d with the reference routines, then the fastest of those allowed by
- * `flags` (a subset of wc_cpu_flags()). */
+ * `flags` (a subset of wc_cpu_flags()): the transforms and predictions of
+ * the highest level, the rANS decoder of wc_rans_pick(flags). */
 void wc_dsp_init(wc_dsp *d, unsigned flags);
 /* The plain C references; never replaced. */
 void wc_dsp_init_ref(wc_dsp *d);

@@ -54,7 +54,7 @@ static void mismatch(check *c, const char *fmt, ...)
 
 static void report(const check *c)
 {
-    printf("%-14s %-5s %s (%ld cases", c->name, c->level, c->bad ? "FAILED" : "ok", c->cases);
+    printf("%-14s %-12s %s (%ld cases", c->name, c->level, c->bad ? "FAILED" : "ok", c->cases);
     if (c->bad) printf(", %ld wrong", c->bad);
     printf(")\n");
     if (c->bad) S.fails++;
@@ -344,7 +344,7 @@ static double now(void)
 
 static void bench_line(const char *name, const char *level, double secs, double bytes)
 {
-    printf("  %-14s %-5s %8.3f ns/byte %8.2f GB/s\n", name, level, secs * 1e9 / bytes, bytes / secs / 1e9);
+    printf("  %-14s %-12s %8.3f ns/byte %8.2f GB/s\n", name, level, secs * 1e9 / bytes, bytes / secs / 1e9);
 }
 
 static void bench_rans(const char *level, wc_rans_decode_fn fn)
@@ -394,20 +394,35 @@ static const char *const PRED_NAMES[] = {"pred_none", "pred_left", "pred_top", "
 
 static bool wanted(const char *name) { return !S.only || strstr(name, S.only); }
 
-/* Checks (or times) every routine that `d` replaces, but those it keeps
- * from the level below (`prev`). */
-static void run_level(const wc_dsp *ref, const wc_dsp *prev, const wc_dsp *d, const char *level)
+/* Checks (or times) each rANS decoder of this build that the CPU runs,
+ * gather and plain-load forms alike, against the reference. */
+static void run_rans_levels(const wc_dsp *ref, unsigned cpu)
 {
-    if (d->rans_decode != prev->rans_decode && wanted("rans_decode")) {
-        check c = {.name = "rans_decode", .level = level};
+    if (!wanted("rans_decode")) return;
+    const wc_rans_level *lv;
+    const size_t n = wc_rans_levels(&lv);
+    for (size_t k = 0; k < n; k++) {
+        if (lv[k].fn == ref->rans_decode) continue;
+        if ((lv[k].flags & cpu) != lv[k].flags) {
+            printf("rans_decode %s: not supported by this CPU, not checked\n", lv[k].name);
+            continue;
+        }
+        check c = {.name = "rans_decode", .level = lv[k].name};
         if (S.bench) {
-            bench_rans("c", ref->rans_decode), bench_rans(level, d->rans_decode);
+            bench_rans("c", ref->rans_decode), bench_rans(lv[k].name, lv[k].fn);
         } else {
-            check_rans_random(&c, ref->rans_decode, d->rans_decode);
-            check_rans_real(&c, ref->rans_decode, d->rans_decode);
+            check_rans_random(&c, ref->rans_decode, lv[k].fn);
+            check_rans_real(&c, ref->rans_decode, lv[k].fn);
             report(&c);
         }
     }
+    if (S.bench) printf("  rans_decode: wc_dsp_init chooses %s\n", wc_rans_pick(cpu)->name);
+}
+
+/* Checks (or times) every transform and prediction that `d` replaces, but
+ * those it keeps from the level below (`prev`). */
+static void run_level(const wc_dsp *ref, const wc_dsp *prev, const wc_dsp *d, const char *level)
+{
     for (int tx = 0; tx < WC_TX_COUNT; tx++) {
         if (d->itx[tx] == prev->itx[tx] || !wanted(ITX_NAMES[tx])) continue;
         check c = {.name = ITX_NAMES[tx], .level = level};
@@ -498,6 +513,7 @@ int main(int argc, char **argv)
         run_level(&ref, &prev, &d, LEVELS[k].name);
         prev = d;
     }
+    run_rans_levels(&ref, cpu);
 #ifdef CA_GPU
     /* the GPU decode kernel, tile by tile, beside the reference */
     char why[256];
