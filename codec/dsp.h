@@ -79,7 +79,8 @@ size_t wc_rans_levels(const wc_rans_level **levels);
  * fastest in a calibration on a synthetic tile, run once per process at
  * first use (a few milliseconds); the environment variable WC_RANS_DECODER
  * set to a level's name forces that level where `flags` allows it (so
- * that a test or a measurement can pin one). */
+ * that a test or a measurement can pin one); a name `flags` does not
+ * allow, or that names no level, is ignored. */
 const wc_rans_level *wc_rans_pick(unsigned flags);
 
 /* Fills d with the reference routines, then the fastest of those allowed by

@@ -394,6 +394,37 @@ static const char *const PRED_NAMES[] = {"pred_none", "pred_left", "pred_top", "
 
 static bool wanted(const char *name) { return !S.only || strstr(name, S.only); }
 
+/* WC_RANS_DECODER forces the level it names wherever the flags allow it;
+ * a name the flags do not allow, or no level's name, leaves the choice to
+ * the calibration. */
+static void check_rans_force(unsigned cpu)
+{
+    const wc_rans_level *lv;
+    const size_t n = wc_rans_levels(&lv);
+    const char *given = getenv("WC_RANS_DECODER");
+    char *saved = given ? strdup(given) : NULL;
+    unsetenv("WC_RANS_DECODER");
+    const wc_rans_level *calibrated = wc_rans_pick(cpu);
+    check c = {.name = "rans_force", .level = "env"};
+    for (size_t k = 0; k < n; k++) {
+        if ((lv[k].flags & cpu) != lv[k].flags) continue;
+        setenv("WC_RANS_DECODER", lv[k].name, 1);
+        c.cases++;
+        if (wc_rans_pick(cpu) != &lv[k]) mismatch(&c, "WC_RANS_DECODER=%s picks %s", lv[k].name, wc_rans_pick(cpu)->name);
+        /* no SIMD allowed: the reference, whatever the variable says */
+        c.cases++;
+        if (wc_rans_pick(0) != &lv[0] || lv[0].fn != wc_rans_decode_ref)
+            mismatch(&c, "WC_RANS_DECODER=%s with no CPU flags picks %s", lv[k].name, wc_rans_pick(0)->name);
+    }
+    setenv("WC_RANS_DECODER", "no-such-level", 1);
+    c.cases++;
+    if (wc_rans_pick(cpu) != calibrated) mismatch(&c, "an unknown name picks %s", wc_rans_pick(cpu)->name);
+    if (saved) setenv("WC_RANS_DECODER", saved, 1);
+    else unsetenv("WC_RANS_DECODER");
+    free(saved);
+    report(&c);
+}
+
 /* Checks (or times) each rANS decoder of this build that the CPU runs,
  * gather and plain-load forms alike, against the reference. */
 static void run_rans_levels(const wc_dsp *ref, unsigned cpu)
@@ -417,6 +448,7 @@ static void run_rans_levels(const wc_dsp *ref, unsigned cpu)
         }
     }
     if (S.bench) printf("  rans_decode: wc_dsp_init chooses %s\n", wc_rans_pick(cpu)->name);
+    else check_rans_force(cpu);
 }
 
 /* Checks (or times) every transform and prediction that `d` replaces, but
