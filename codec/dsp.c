@@ -23,22 +23,36 @@ int wc_rans_decode_avx2(const wc_rans_dec_table *tables, const uint8_t *row_tabl
 int wc_rans_decode_avx2_loads(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
                               const uint8_t *stream, size_t len, uint8_t *out, size_t n);
 #endif
+
+/* A level without a loop of its own for two tiles: one, then the other. */
+#define ONE_THEN_OTHER(name, fn)                                                            \
+    static void name(const wc_rans_job *a, const wc_rans_job *b, int r[2])                 \
+    {                                                                                        \
+        r[0] = fn(a->tables, a->row_table, a->w, a->stream, a->len, a->out, a->n);          \
+        r[1] = fn(b->tables, b->row_table, b->w, b->stream, b->len, b->out, b->n);          \
+    }
+#if defined(__x86_64__) && defined(WC_HAVE_AVX2)
+ONE_THEN_OTHER(decode2_avx2, wc_rans_decode_avx2)
+ONE_THEN_OTHER(decode2_avx2_loads, wc_rans_decode_avx2_loads)
+#endif
 #if defined(__x86_64__) && defined(WC_HAVE_AVX512)
 int wc_rans_decode_avx512(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
                           const uint8_t *stream, size_t len, uint8_t *out, size_t n);
 int wc_rans_decode_avx512_loads(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
                                 const uint8_t *stream, size_t len, uint8_t *out, size_t n);
+void wc_rans_decode2_avx512(const wc_rans_job *a, const wc_rans_job *b, int r[2]);
+void wc_rans_decode2_avx512_loads(const wc_rans_job *a, const wc_rans_job *b, int r[2]);
 #endif
 
 static const wc_rans_level LEVELS[] = {
-    {"ref", 0, wc_rans_decode_ref},
+    {"ref", 0, wc_rans_decode_ref, wc_rans_decode2_ref},
 #if defined(__x86_64__) && defined(WC_HAVE_AVX2)
-    {"avx2-loads", WC_CPU_AVX2, wc_rans_decode_avx2_loads},
-    {"avx2", WC_CPU_AVX2, wc_rans_decode_avx2},
+    {"avx2-loads", WC_CPU_AVX2, wc_rans_decode_avx2_loads, decode2_avx2_loads},
+    {"avx2", WC_CPU_AVX2, wc_rans_decode_avx2, decode2_avx2},
 #endif
 #if defined(__x86_64__) && defined(WC_HAVE_AVX512)
-    {"avx512-loads", WC_CPU_AVX2 | WC_CPU_AVX512, wc_rans_decode_avx512_loads},
-    {"avx512", WC_CPU_AVX2 | WC_CPU_AVX512, wc_rans_decode_avx512},
+    {"avx512-loads", WC_CPU_AVX2 | WC_CPU_AVX512, wc_rans_decode_avx512_loads, wc_rans_decode2_avx512_loads},
+    {"avx512", WC_CPU_AVX2 | WC_CPU_AVX512, wc_rans_decode_avx512, wc_rans_decode2_avx512},
 #endif
 };
 #define N_LEVELS (sizeof LEVELS / sizeof *LEVELS)
@@ -171,5 +185,7 @@ void wc_dsp_init(wc_dsp *d, unsigned flags)
 #if defined(__x86_64__) && defined(WC_HAVE_AVX2)
     if (flags & WC_CPU_AVX2) wc_dsp_init_avx2(d);
 #endif
-    d->rans_decode = wc_rans_pick(flags)->fn;
+    const wc_rans_level *lv = wc_rans_pick(flags);
+    d->rans_decode = lv->fn;
+    d->rans_decode2 = lv->fn2;
 }
