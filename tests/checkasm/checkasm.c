@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkasm.h"
 #include "dsp.h"
 #include "inputs.h"
 #ifdef CA_GPU
@@ -32,15 +33,7 @@ static struct {
     int fails;
 } S;
 
-/* One routine at one level: counts its cases and reports the first
- * mismatch in full. */
-typedef struct check {
-    const char *name, *level;
-    long cases, bad;
-    bool loose; /* output undefined when the routine fails (the GPU's): compare return codes only */
-} check;
-
-static void mismatch(check *c, const char *fmt, ...)
+void ca_mismatch(check *c, const char *fmt, ...)
 {
     if (c->bad++ == 0) {
         va_list ap;
@@ -60,7 +53,7 @@ static void report(const check *c)
     if (c->bad) S.fails++;
 }
 
-static size_t first_diff(const uint8_t *a, const uint8_t *b, size_t n)
+size_t ca_first_diff(const uint8_t *a, const uint8_t *b, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (a[i] != b[i]) return i;
@@ -72,7 +65,7 @@ static size_t first_diff(const uint8_t *a, const uint8_t *b, size_t n)
 /* A random table of one of the shapes that matter: flat, two-sided
  * geometric like INT8 weights, one symbol (never renormalises), a rare
  * symbol of frequency 1 beside a dominant one, and a sparse random set. */
-static void random_table(uint64_t *rng, uint32_t bits, wc_rans_table *t)
+void ca_random_table(uint64_t *rng, uint32_t bits, wc_rans_table *t)
 {
     uint64_t h[256] = {0};
     switch (ca_rand(rng) % 5) {
@@ -112,10 +105,10 @@ static int compare_decode(check *c, wc_rans_decode_fn ref, wc_rans_decode_fn fas
     int ra = ref(dec, row_table, w, s, len, a, n), rb = fast(dec, row_table, w, s, len, b, n);
     c->cases++;
     if (ra != rb)
-        mismatch(c, "%s (n %zu, w %u, len %zu): returns %d, reference %d", what, n, w, len, rb, ra);
+        ca_mismatch(c, "%s (n %zu, w %u, len %zu): returns %d, reference %d", what, n, w, len, rb, ra);
     else if ((!c->loose || ra == 0) && memcmp(a, b, n)) {
-        size_t i = first_diff(a, b, n);
-        mismatch(c, "%s (n %zu, w %u, len %zu): byte %zu is %u, reference %u", what, n, w, len, i, b[i], a[i]);
+        size_t i = ca_first_diff(a, b, n);
+        ca_mismatch(c, "%s (n %zu, w %u, len %zu): byte %zu is %u, reference %u", what, n, w, len, i, b[i], a[i]);
     }
     free(s), free(a), free(b);
     return ra;
@@ -152,19 +145,20 @@ static void damage(check *c, uint64_t *rng, wc_rans_decode_fn ref, wc_rans_decod
  * the vectors' eight, rows shorter and longer than a step, rows at and
  * around the width from which AVX-512 decodes several tables row by row
  * (256), a whole default tile, and one row longer than a tile. */
-static const uint32_t SHAPES[][2] = {
+const uint32_t CA_SHAPES[][2] = {
     {1, 1},    {1, 2},     {1, 31},  {1, 32},  {1, 33},  {1, 63},   {1, 64},  {1, 65},   {2, 16},
     {3, 7},    {31, 1},    {33, 1},  {5, 13},  {7, 33},  {100, 3},  {64, 31}, {16, 64},  {9, 100},
     {3, 1000}, {1, 4097},  {40, 1001}, {17, 2}, {9, 255}, {9, 256}, {7, 300}, {8, 480}, {256, 1024}, {1, 262147},
 };
+const size_t CA_N_SHAPES = sizeof CA_SHAPES / sizeof *CA_SHAPES;
 
 static void check_rans_random(check *c, wc_rans_decode_fn ref, wc_rans_decode_fn fast)
 {
     uint64_t rng = S.seed ^ 0x7261;
     long caught = 0, damaged = 0;
     for (uint32_t bits = WC_RANS_MIN_PROB_BITS; bits <= WC_RANS_MAX_PROB_BITS; bits++) {
-        for (size_t k = 0; k < sizeof SHAPES / sizeof *SHAPES; k++) {
-            const uint32_t h = SHAPES[k][0], w = SHAPES[k][1];
+        for (size_t k = 0; k < sizeof CA_SHAPES / sizeof *CA_SHAPES; k++) {
+            const uint32_t h = CA_SHAPES[k][0], w = CA_SHAPES[k][1];
             const size_t n = (size_t)h * w;
             /* one table, or up to 16 named per row, all of one precision
              * as in a file */
@@ -172,7 +166,7 @@ static void check_rans_random(check *c, wc_rans_decode_fn ref, wc_rans_decode_fn
             wc_rans_table tab[16];
             static wc_rans_dec_table dec[16];
             for (uint32_t t = 0; t < n_tables; t++) {
-                random_table(&rng, bits, &tab[t]);
+                ca_random_table(&rng, bits, &tab[t]);
                 wc_rans_dec_table_init(&dec[t], &tab[t]);
             }
             uint8_t *row_table = n_tables > 1 ? malloc(h) : NULL, *sym = malloc(n);
@@ -186,7 +180,7 @@ static void check_rans_random(check *c, wc_rans_decode_fn ref, wc_rans_decode_fn
             if (wc_rans_encode_tile(tab, row_table, w, sym, n, &b)) abort();
             uint8_t *out = malloc(n);
             if (ref(dec, row_table, w, b.data, b.len, out, n) || memcmp(out, sym, n))
-                mismatch(c, "the reference does not decode the encoder's stream (n %zu, bits %u)", n, bits);
+                ca_mismatch(c, "the reference does not decode the encoder's stream (n %zu, bits %u)", n, bits);
             free(out);
             compare_decode(c, ref, fast, dec, row_table, w, b.data, b.len, n, "random stream");
             if (n <= 70000) {
@@ -237,7 +231,7 @@ static void check_itx(check *c, wc_itx_fn ref, wc_itx_fn fast, enum wc_tx tx)
             for (size_t i = 0; i < size; i++) a[i] = b[i] = (uint8_t)ca_rand(&rng);
             ref(a, stride, h, w), fast(b, stride, h, w);
             c->cases++;
-            if (memcmp(a, b, size)) mismatch(c, "random %ux%u, stride %zu: byte %zu", h, w, stride, first_diff(a, b, size));
+            if (memcmp(a, b, size)) ca_mismatch(c, "random %ux%u, stride %zu: byte %zu", h, w, stride, ca_first_diff(a, b, size));
             free(a), free(b);
         }
     }
@@ -253,10 +247,10 @@ static void check_itx(check *c, wc_itx_fn ref, wc_itx_fn fast, enum wc_tx tx)
         memcpy(b, a, size);
         ref(a, w, h, w), fast(b, w, h, w);
         c->cases++;
-        if (memcmp(a, b, size)) mismatch(c, "%s: byte %zu", m->name, first_diff(a, b, size));
+        if (memcmp(a, b, size)) ca_mismatch(c, "%s: byte %zu", m->name, ca_first_diff(a, b, size));
         for (uint32_t y = 0; y < h; y++)
             if (memcmp(a + (size_t)y * w, m->q + y * m->cols, w)) {
-                mismatch(c, "%s: the reference does not invert wc_fwd_tx", m->name);
+                ca_mismatch(c, "%s: the reference does not invert wc_fwd_tx", m->name);
                 break;
             }
         free(a), free(b);
@@ -288,7 +282,7 @@ static void check_pred(check *c, wc_pred_fn ref, wc_pred_fn fast, enum wc_pred p
             ref(a, up, n, left, ul), fast(b, up, n, left, ul);
             c->cases++;
             if (memcmp(a, b, n))
-                mismatch(c, "random n %zu%s: byte %zu", n, up ? "" : " (no row above)", first_diff(a, b, n));
+                ca_mismatch(c, "random n %zu%s: byte %zu", n, up ? "" : " (no row above)", ca_first_diff(a, b, n));
             free(a), free(b), free(up);
         }
     }
@@ -310,8 +304,8 @@ static void check_pred(check *c, wc_pred_fn ref, wc_pred_fn fast, enum wc_pred p
                 fast(b + c0, up ? up + c0 : NULL, len, left, ul);
             }
             c->cases++;
-            if (memcmp(a, b, n)) mismatch(c, "%s row %" PRIu64 ": byte %zu", m->name, y, first_diff(a, b, n));
-            else if (memcmp(a, q, n)) mismatch(c, "%s row %" PRIu64 ": the reference does not invert the prediction", m->name, y);
+            if (memcmp(a, b, n)) ca_mismatch(c, "%s row %" PRIu64 ": byte %zu", m->name, y, ca_first_diff(a, b, n));
+            else if (memcmp(a, q, n)) ca_mismatch(c, "%s row %" PRIu64 ": the reference does not invert the prediction", m->name, y);
         }
         free(a), free(b);
     }
@@ -394,146 +388,6 @@ static const char *const PRED_NAMES[] = {"pred_none", "pred_left", "pred_top", "
 
 static bool wanted(const char *name) { return !S.only || strstr(name, S.only); }
 
-/* ---- two tiles at once ---------------------------------------------------- */
-
-/* A random tile for the pair checks: a shape of SHAPES, one table (now and
- * then several, which a decoder may not pair), its stream, and sometimes
- * damaged. */
-typedef struct pair_case {
-    wc_rans_table tab[3];
-    wc_rans_dec_table *dec;
-    uint8_t row_table[1024];
-    bool rt;
-    uint32_t w;
-    size_t n;
-    wc_buf b;
-} pair_case;
-
-static void pair_case_make(uint64_t *rng, pair_case *pc)
-{
-    const uint32_t bits = WC_RANS_MIN_PROB_BITS + (uint32_t)(ca_rand(rng) % 7);
-    size_t k;
-    do k = ca_rand(rng) % (sizeof SHAPES / sizeof *SHAPES);
-    while (SHAPES[k][0] > 1024 || (size_t)SHAPES[k][0] * SHAPES[k][1] > 300000);
-    const uint32_t h = SHAPES[k][0], n_tables = ca_rand(rng) % 5 ? 1 : 3;
-    pc->w = SHAPES[k][1], pc->n = (size_t)h * pc->w, pc->rt = n_tables > 1;
-    for (uint32_t t = 0; t < n_tables; t++) {
-        random_table(rng, bits, &pc->tab[t]);
-        wc_rans_dec_table_init(&pc->dec[t], &pc->tab[t]);
-    }
-    for (uint32_t y = 0; y < h; y++) pc->row_table[y] = (uint8_t)(ca_rand(rng) % n_tables);
-    uint8_t *sym = malloc(pc->n);
-    for (size_t i = 0; i < pc->n; i++) {
-        const wc_rans_dec_table *d = &pc->dec[pc->rt ? pc->row_table[i / pc->w] : 0];
-        sym[i] = d->slot_sym[ca_rand(rng) & ((1u << d->t.prob_bits) - 1)];
-    }
-    memset(&pc->b, 0, sizeof pc->b);
-    if (wc_rans_encode_tile(pc->tab, pc->rt ? pc->row_table : NULL, pc->w, sym, pc->n, &pc->b)) abort();
-    free(sym);
-    /* a third damaged: a flipped bit anywhere, or the stream cut short */
-    const uint64_t d = ca_rand(rng) % 6;
-    if (d == 0) pc->b.data[ca_rand(rng) % pc->b.len] ^= (uint8_t)(1u << ca_rand(rng) % 8);
-    if (d == 1 && pc->b.len >= WC_RANS_HEADER_BYTES + 8) pc->b.len -= 4 * (1 + ca_rand(rng) % ((pc->b.len - WC_RANS_HEADER_BYTES) / 4));
-}
-
-/* fn2 on a pair against the reference on each tile alone: return codes and
- * every byte of exact-size outputs. */
-static void compare_pair(check *c, const wc_rans_job *ja, const wc_rans_job *jb, wc_rans_decode2_fn fn2,
-                         const char *what)
-{
-    const wc_rans_job *in[2] = {ja, jb};
-    wc_rans_job job[2];
-    uint8_t *s[2], *o[2], *ref[2];
-    int rr[2], r[2];
-    for (int i = 0; i < 2; i++) {
-        job[i] = *in[i];
-        s[i] = malloc(job[i].len ? job[i].len : 1), o[i] = malloc(job[i].n + !job[i].n), ref[i] = malloc(job[i].n + !job[i].n);
-        memcpy(s[i], in[i]->stream, job[i].len);
-        memset(o[i], 0xa5, job[i].n), memset(ref[i], 0xa5, job[i].n);
-        job[i].stream = s[i];
-        rr[i] = wc_rans_decode_ref(job[i].tables, job[i].row_table, job[i].w, s[i], job[i].len, ref[i], job[i].n);
-        job[i].out = o[i];
-    }
-    fn2(&job[0], &job[1], r);
-    c->cases++;
-    for (int i = 0; i < 2; i++) {
-        if (r[i] != rr[i])
-            mismatch(c, "%s, tile %d of the pair (n %zu, w %u): returns %d, reference %d", what, i, job[i].n, job[i].w,
-                     r[i], rr[i]);
-        else if (memcmp(o[i], ref[i], job[i].n))
-            mismatch(c, "%s, tile %d of the pair (n %zu, w %u): byte %zu differs", what, i, job[i].n, job[i].w,
-                     first_diff(o[i], ref[i], job[i].n));
-        free(s[i]), free(o[i]), free(ref[i]);
-    }
-}
-
-static wc_rans_job pair_job(const pair_case *pc)
-{
-    return (wc_rans_job){pc->dec, pc->rt ? pc->row_table : NULL, pc->w, pc->b.data, pc->b.len, NULL, pc->n};
-}
-
-static void check_rans_pairs(check *c, wc_rans_decode2_fn fn2)
-{
-    uint64_t rng = S.seed ^ 0x7061;
-    static wc_rans_dec_table dec[2][3];
-    pair_case pc[2];
-    for (int round = 0; round < 300; round++) {
-        for (int i = 0; i < 2; i++) pc[i].dec = dec[i], pair_case_make(&rng, &pc[i]);
-        const wc_rans_job a = pair_job(&pc[0]), b = pair_job(&pc[1]);
-        compare_pair(c, &a, &b, fn2, "random pair");
-        /* a tile beside itself: both run out, or not, at the same step */
-        compare_pair(c, &a, &a, fn2, "a tile twice");
-        for (int i = 0; i < 2; i++) wc_buf_free(&pc[i].b);
-    }
-    /* the real set, consecutive tiles paired, coded as the encoder does */
-    for (size_t i = 0; i < S.set.n; i++) {
-        ca_coded cd;
-        if (ca_code(&S.set.m[i], 13, 1, 65536, &cd)) abort();
-        wc_rans_job prev = {0};
-        for (size_t t = 0; t < cd.n_tiles; t++) {
-            uint64_t r0, c0;
-            uint32_t h, w;
-            ca_tile(&cd, &S.set.m[i], t, &r0, &c0, &h, &w);
-            const wc_rans_job j = {cd.dec, NULL, w, cd.streams + cd.off[t], cd.off[t + 1] - cd.off[t], NULL,
-                                   (size_t)h * w};
-            compare_pair(c, t ? &prev : &j, &j, fn2, S.set.m[i].name);
-            prev = j;
-        }
-        ca_coded_free(&cd);
-    }
-}
-
-/* WC_RANS_DECODER forces the level it names wherever the flags allow it;
- * a name the flags do not allow, or no level's name, leaves the choice to
- * the calibration. */
-static void check_rans_force(unsigned cpu)
-{
-    const wc_rans_level *lv;
-    const size_t n = wc_rans_levels(&lv);
-    const char *given = getenv("WC_RANS_DECODER");
-    char *saved = given ? strdup(given) : NULL;
-    unsetenv("WC_RANS_DECODER");
-    const wc_rans_level *calibrated = wc_rans_pick(cpu);
-    check c = {.name = "rans_force", .level = "env"};
-    for (size_t k = 0; k < n; k++) {
-        if ((lv[k].flags & cpu) != lv[k].flags) continue;
-        setenv("WC_RANS_DECODER", lv[k].name, 1);
-        c.cases++;
-        if (wc_rans_pick(cpu) != &lv[k]) mismatch(&c, "WC_RANS_DECODER=%s picks %s", lv[k].name, wc_rans_pick(cpu)->name);
-        /* no SIMD allowed: the reference, whatever the variable says */
-        c.cases++;
-        if (wc_rans_pick(0) != &lv[0] || lv[0].fn != wc_rans_decode_ref)
-            mismatch(&c, "WC_RANS_DECODER=%s with no CPU flags picks %s", lv[k].name, wc_rans_pick(0)->name);
-    }
-    setenv("WC_RANS_DECODER", "no-such-level", 1);
-    c.cases++;
-    if (wc_rans_pick(cpu) != calibrated) mismatch(&c, "an unknown name picks %s", wc_rans_pick(cpu)->name);
-    if (saved) setenv("WC_RANS_DECODER", saved, 1);
-    else unsetenv("WC_RANS_DECODER");
-    free(saved);
-    report(&c);
-}
-
 /* Checks (or times) each rANS decoder of this build that the CPU runs,
  * gather and plain-load forms alike, against the reference. */
 static void run_rans_levels(const wc_dsp *ref, unsigned cpu)
@@ -555,12 +409,16 @@ static void run_rans_levels(const wc_dsp *ref, unsigned cpu)
             check_rans_real(&c, ref->rans_decode, lv[k].fn);
             report(&c);
             check c2 = {.name = "rans_decode2", .level = lv[k].name};
-            check_rans_pairs(&c2, lv[k].fn2);
+            ca_check_rans_pairs(&c2, lv[k].fn2, S.seed, &S.set);
             report(&c2);
         }
     }
     if (S.bench) printf("  rans_decode: wc_dsp_init chooses %s\n", wc_rans_pick(cpu)->name);
-    else check_rans_force(cpu);
+    else {
+        check c = {.name = "rans_force", .level = "env"};
+        ca_check_rans_force(&c, cpu);
+        report(&c);
+    }
 }
 
 /* Checks (or times) every transform and prediction that `d` replaces, but
