@@ -37,8 +37,8 @@ typedef struct wc_rans_job {
     size_t n;
 } wc_rans_job;
 
-/* Decodes two tiles; r[i] is what wc_rans_decode_fn returns for job i, and
- * the bytes written are the same. Within a tile every step waits on the
+/* Decodes two tiles (into outputs that do not overlap); r[i] is what
+ * wc_rans_decode_fn returns for job i, and the bytes written are the same. Within a tile every step waits on the
  * one before (each lane's word position depends on the lanes before it),
  * so a tile alone leaves a fast-gather CPU mostly idle; a second tile's
  * steps fill that time (bench/RESULTS.md, issue 18). */
