@@ -22,18 +22,8 @@ int wc_rans_decode_avx2(const wc_rans_dec_table *tables, const uint8_t *row_tabl
                         const uint8_t *stream, size_t len, uint8_t *out, size_t n);
 int wc_rans_decode_avx2_loads(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
                               const uint8_t *stream, size_t len, uint8_t *out, size_t n);
-#endif
-
-/* A level without a loop of its own for two tiles: one, then the other. */
-#define ONE_THEN_OTHER(name, fn)                                                            \
-    static void name(const wc_rans_job *a, const wc_rans_job *b, int r[2])                 \
-    {                                                                                        \
-        r[0] = fn(a->tables, a->row_table, a->w, a->stream, a->len, a->out, a->n);          \
-        r[1] = fn(b->tables, b->row_table, b->w, b->stream, b->len, b->out, b->n);          \
-    }
-#if defined(__x86_64__) && defined(WC_HAVE_AVX2)
-ONE_THEN_OTHER(decode2_avx2, wc_rans_decode_avx2)
-ONE_THEN_OTHER(decode2_avx2_loads, wc_rans_decode_avx2_loads)
+void wc_rans_decode2_avx2(const wc_rans_job *a, const wc_rans_job *b, int r[2]);
+void wc_rans_decode2_avx2_loads(const wc_rans_job *a, const wc_rans_job *b, int r[2]);
 #endif
 #if defined(__x86_64__) && defined(WC_HAVE_AVX512)
 int wc_rans_decode_avx512(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
@@ -47,8 +37,8 @@ void wc_rans_decode2_avx512_loads(const wc_rans_job *a, const wc_rans_job *b, in
 static const wc_rans_level LEVELS[] = {
     {"ref", 0, wc_rans_decode_ref, wc_rans_decode2_ref},
 #if defined(__x86_64__) && defined(WC_HAVE_AVX2)
-    {"avx2-loads", WC_CPU_AVX2, wc_rans_decode_avx2_loads, decode2_avx2_loads},
-    {"avx2", WC_CPU_AVX2, wc_rans_decode_avx2, decode2_avx2},
+    {"avx2-loads", WC_CPU_AVX2, wc_rans_decode_avx2_loads, wc_rans_decode2_avx2_loads},
+    {"avx2", WC_CPU_AVX2, wc_rans_decode_avx2, wc_rans_decode2_avx2},
 #endif
 #if defined(__x86_64__) && defined(WC_HAVE_AVX512)
     {"avx512-loads", WC_CPU_AVX2 | WC_CPU_AVX512, wc_rans_decode_avx512_loads, wc_rans_decode2_avx512_loads},
