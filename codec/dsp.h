@@ -26,6 +26,26 @@ typedef int (*wc_rans_decode_fn)(const wc_rans_dec_table *tables, const uint8_t 
                                  uint32_t w, const uint8_t *stream, size_t len, uint8_t *out,
                                  size_t n);
 
+/* One tile to decode: wc_rans_decode_fn's arguments. */
+typedef struct wc_rans_job {
+    const wc_rans_dec_table *tables;
+    const uint8_t *row_table;
+    uint32_t w;
+    const uint8_t *stream;
+    size_t len;
+    uint8_t *out;
+    size_t n;
+} wc_rans_job;
+
+/* Decodes two tiles (into outputs that do not overlap); r[i] is what
+ * wc_rans_decode_fn returns for job i, and the bytes written are the same. Within a tile every step waits on the
+ * one before (each lane's word position depends on the lanes before it),
+ * so a tile alone leaves a fast-gather CPU mostly idle; a second tile's
+ * steps fill that time (bench/RESULTS.md, issue 18). */
+typedef void (*wc_rans_decode2_fn)(const wc_rans_job *a, const wc_rans_job *b, int r[2]);
+/* The reference's: one tile, then the other. */
+void wc_rans_decode2_ref(const wc_rans_job *a, const wc_rans_job *b, int r[2]);
+
 /* The scalar parts of a tile decode (codec/dsp_ref.c), which the SIMD
  * decoders share with the reference: the head (the lanes' states, and the
  * renormalisation words that follow), the reference's steps from symbol
@@ -49,6 +69,7 @@ typedef void (*wc_pred_fn)(uint8_t *q, const uint8_t *up, size_t n, uint8_t left
 
 typedef struct wc_dsp {
     wc_rans_decode_fn rans_decode;
+    wc_rans_decode2_fn rans_decode2; /* the same decoder's two-tile form */
     wc_itx_fn itx[WC_TX_COUNT];
     wc_pred_fn pred[WC_PRED_COUNT];
 } wc_dsp;
@@ -58,8 +79,35 @@ typedef struct wc_dsp {
 #define WC_CPU_AVX512 2u /* AVX-512 F + VL (with AVX2): the rANS decoder */
 
 unsigned wc_cpu_flags(void);
+/* "model name (family F model M, AVX-512)" of the first CPU in
+ * /proc/cpuinfo, for benchmarks to print beside their figures: a generic
+ * name ("Intel Xeon Processor") still tells the generation by family and
+ * model. */
+void wc_cpu_describe(char *buf, size_t size);
+
+/* The rANS tile decoders of this build: the reference first, then each
+ * SIMD level in a gather form and a plain-load form ("-loads": the table
+ * lookups as scalar loads, for CPUs whose gathers are slow). `flags`: the
+ * CPU features it needs. */
+typedef struct wc_rans_level {
+    const char *name;
+    unsigned flags;
+    wc_rans_decode_fn fn;
+    wc_rans_decode2_fn fn2; /* two tiles at once (interleaved where the level can) */
+} wc_rans_level;
+size_t wc_rans_levels(const wc_rans_level **levels);
+
+/* The rANS decoder to use among those `flags` allows: by default the
+ * fastest in a calibration on a synthetic tile, run once per process at
+ * first use (a few milliseconds); the environment variable WC_RANS_DECODER
+ * set to a level's name forces that level where `flags` allows it (so
+ * that a test or a measurement can pin one); a name `flags` does not
+ * allow, or that names no level, is ignored. */
+const wc_rans_level *wc_rans_pick(unsigned flags);
+
 /* Fills d with the reference routines, then the fastest of those allowed by
- * `flags` (a subset of wc_cpu_flags()). */
+ * `flags` (a subset of wc_cpu_flags()): the transforms and predictions of
+ * the highest level, the rANS decoder of wc_rans_pick(flags) (both forms). */
 void wc_dsp_init(wc_dsp *d, unsigned flags);
 /* The plain C references; never replaced. */
 void wc_dsp_init_ref(wc_dsp *d);

@@ -81,6 +81,12 @@ int wc_rans_decode_ref(const wc_rans_dec_table *tables, const uint8_t *row_table
     return r ? r : wc_rans_decode_end(words, nw, pos, st);
 }
 
+void wc_rans_decode2_ref(const wc_rans_job *a, const wc_rans_job *b, int r[2])
+{
+    r[0] = wc_rans_decode_ref(a->tables, a->row_table, a->w, a->stream, a->len, a->out, a->n);
+    r[1] = wc_rans_decode_ref(b->tables, b->row_table, b->w, b->stream, b->len, b->out, b->n);
+}
+
 /* The Haar (S-transform) lifting pair, modulo 256. */
 static void haar_fwd(uint8_t *a, uint8_t *b)
 {
@@ -192,6 +198,7 @@ static void pred_planar(uint8_t *q, const uint8_t *up, size_t n, uint8_t left, u
 void wc_dsp_init_ref(wc_dsp *d)
 {
     d->rans_decode = wc_rans_decode_ref;
+    d->rans_decode2 = wc_rans_decode2_ref;
     d->itx[WC_TX_NONE] = itx_none;
     d->itx[WC_TX_HAAR] = itx_haar;
     d->itx[WC_TX_WHT4] = itx_wht4;

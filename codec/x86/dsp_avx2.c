@@ -9,6 +9,12 @@
 #include "rans_simd.h"
 
 void wc_dsp_init_avx2(wc_dsp *d);
+int wc_rans_decode_avx2(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
+                        const uint8_t *stream, size_t len, uint8_t *out, size_t n);
+int wc_rans_decode_avx2_loads(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
+                              const uint8_t *stream, size_t len, uint8_t *out, size_t n);
+void wc_rans_decode2_avx2(const wc_rans_job *a, const wc_rans_job *b, int r[2]);
+void wc_rans_decode2_avx2_loads(const wc_rans_job *a, const wc_rans_job *b, int r[2]);
 
 /* ---- rANS ---------------------------------------------------------------
  *
@@ -17,7 +23,9 @@ void wc_dsp_init_avx2(wc_dsp *d);
  * the table allows, the symbol; else a second gather of slot_sym), and the
  * renormalisation of ryg's SIMD rANS: the lanes below L form a movemask, and
  * the words they take in lane order are eight words loaded at the read
- * position and spread to those lanes by a permutation looked up by mask. */
+ * position and spread to those lanes by a permutation looked up by mask.
+ * The lookups have a plain-load form too (wc_load8; codec/dsp.c chooses
+ * between the two by speed). */
 
 /* The four vectors must live in registers: gcc -O2 does not unroll these
  * loops by itself, and then keeps the vectors on the stack. */
@@ -106,10 +114,10 @@ typedef struct vconst {
  * too, saving the second gather; otherwise each lane reads its entry in
  * its own table's form. */
 static inline __attribute__((always_inline)) void
-update(vstate *v, int j, const vconst *k, const lane_tables *lt, bool packed, bool rt)
+update(vstate *v, int j, const vconst *k, const lane_tables *lt, bool packed, bool rt, bool loads)
 {
     const __m256i slot = _mm256_and_si256(v->x[j], k->mask), xs = _mm256_srl_epi32(v->x[j], k->shift);
-    const __m256i e = _mm256_i32gather_epi32(k->dec, rt ? _mm256_add_epi32(slot, lt->off4[j]) : slot, 4);
+    const __m256i e = WC_GATHER(loads, k->dec, rt ? _mm256_add_epi32(slot, lt->off4[j]) : slot, 4);
     __m256i x;
     if (packed) {
         /* freq * xs + bias = (freq - 1) * xs + (xs + bias) */
@@ -118,7 +126,7 @@ update(vstate *v, int j, const vconst *k, const lane_tables *lt, bool packed, bo
                              _mm256_add_epi32(xs, _mm256_and_si256(_mm256_srli_epi32(e, 8), k->lo)));
     } else {
         const __m256i pk = lt->pk[j];
-        const __m256i s = _mm256_i32gather_epi32(k->sb, rt ? _mm256_add_epi32(slot, lt->off1[j]) : slot, 1);
+        const __m256i s = WC_GATHER(loads, k->sb, rt ? _mm256_add_epi32(slot, lt->off1[j]) : slot, 1);
         v->sym[j] = _mm256_blendv_epi8(s, e, pk);
         const __m256i f = _mm256_blendv_epi8(_mm256_srli_epi32(e, 16), _mm256_sub_epi32(_mm256_srli_epi32(e, 20), pk), pk);
         const __m256i b = _mm256_blendv_epi8(_mm256_and_si256(e, k->lo),
@@ -149,7 +157,7 @@ static inline __attribute__((always_inline)) unsigned renorm(vstate *v, int j, c
 static inline __attribute__((always_inline)) int
 decode_steps(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w, const uint8_t *words,
              size_t nw, size_t *pos_io, uint32_t *st, size_t *base_io, uint8_t *out, size_t n, const bool packed,
-             const bool rt)
+             const bool rt, const bool loads)
 {
     const uint32_t bits = tables[0].t.prob_bits;
     const vconst k = {
@@ -188,7 +196,7 @@ decode_steps(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t
 
     NEXT_TABLES();
     UNROLL4
-    for (int j = 0; j < 4; j++) update(&v, j, &k, &lt, packed, rt);
+    for (int j = 0; j < 4; j++) update(&v, j, &k, &lt, packed, rt, loads);
     for (;;) {
         /* renormalise the step at base; update the one after it, if whole */
         if (src == words && pos + WC_RANS_LANES > nw) {
@@ -206,7 +214,7 @@ decode_steps(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t
             for (int j = 0; j < 4; j++) {
                 p += renorm(&v, j, src + 2 * (p - src_k));
                 done.sym[j] = v.sym[j];
-                update(&v, j, &k, &lt, packed, rt);
+                update(&v, j, &k, &lt, packed, rt, loads);
             }
         } else {
             UNROLL4
@@ -230,8 +238,9 @@ decode_steps(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t
     return r;
 }
 
-static int rans_decode_avx2(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
-                            const uint8_t *stream, size_t len, uint8_t *out, size_t n)
+static inline __attribute__((always_inline)) int
+decode_tile(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w, const uint8_t *stream, size_t len,
+            uint8_t *out, size_t n, const bool loads)
 {
     uint32_t st[WC_RANS_LANES];
     const uint8_t *words;
@@ -243,15 +252,65 @@ static int rans_decode_avx2(const wc_rans_dec_table *tables, const uint8_t *row_
         /* the one-gather form needs it in every table the tile's rows use */
         const bool packed = wc_rans_tables_packed(tables, row_table, w, n);
         if (row_table)
-            r = packed ? decode_steps(tables, row_table, w, words, nw, &pos, st, &base, out, n, true, true)
-                       : decode_steps(tables, row_table, w, words, nw, &pos, st, &base, out, n, false, true);
+            r = packed ? decode_steps(tables, row_table, w, words, nw, &pos, st, &base, out, n, true, true, loads)
+                       : decode_steps(tables, row_table, w, words, nw, &pos, st, &base, out, n, false, true, loads);
         else
-            r = packed ? decode_steps(tables, NULL, w, words, nw, &pos, st, &base, out, n, true, false)
-                       : decode_steps(tables, NULL, w, words, nw, &pos, st, &base, out, n, false, false);
+            r = packed ? decode_steps(tables, NULL, w, words, nw, &pos, st, &base, out, n, true, false, loads)
+                       : decode_steps(tables, NULL, w, words, nw, &pos, st, &base, out, n, false, false, loads);
     }
     if (!r) r = wc_rans_decode_steps(tables, row_table, w, words, nw, &pos, st, base, out, n);
     if (r) return r;
     return wc_rans_decode_end(words, nw, pos, st);
+}
+
+int wc_rans_decode_avx2(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
+                        const uint8_t *stream, size_t len, uint8_t *out, size_t n)
+{
+    return decode_tile(tables, row_table, w, stream, len, out, n, false);
+}
+
+/* The same with plain loads for the table lookups (wc_load8). */
+int wc_rans_decode_avx2_loads(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
+                              const uint8_t *stream, size_t len, uint8_t *out, size_t n)
+{
+    return decode_tile(tables, row_table, w, stream, len, out, n, true);
+}
+
+/* ---- two tiles at once (codec/x86/rans_pair.h) ---------------------------- */
+
+typedef lane_tables pair_lt;
+
+static inline void pair_consts(const wc_rans_dec_table *d, vconst *k, lane_tables *lt)
+{
+    const uint32_t bits = d->t.prob_bits;
+    k->mask = _mm256_set1_epi32((int32_t)((1u << bits) - 1));
+    k->lo12 = _mm256_set1_epi32(0xfff);
+    k->lo = _mm256_set1_epi32(0xfff); /* packed */
+    k->shift = _mm_cvtsi32_si128((int)bits);
+    k->dec = (const int *)d->slot_dec;
+    k->sb = (const int *)(const void *)d->slot_sym;
+    UNROLL4
+    for (int j = 0; j < 4; j++) lt->off4[j] = lt->off1[j] = lt->pk[j] = _mm256_setzero_si256();
+}
+
+static inline __attribute__((always_inline)) void pair_update(vstate *v, int j, const vconst *k, const pair_lt *lt,
+                                                              bool loads)
+{
+    update(v, j, k, lt, true, false, loads);
+}
+
+#include "rans_pair.h"
+
+void wc_rans_decode2_avx2(const wc_rans_job *a, const wc_rans_job *b, int r[2]) { decode_pair(a, b, r, false); }
+
+/* The plain-load form pairs no tiles: with AVX2's sixteen vector registers
+ * two tiles' state spills, and its loop is bound by the shuffle port
+ * rather than by the chain (2026-12-03: 1.48 GB/s paired against 1.55
+ * one tile at a time; the gather form 1.83-1.85 against 1.69-1.73). */
+void wc_rans_decode2_avx2_loads(const wc_rans_job *a, const wc_rans_job *b, int r[2])
+{
+    r[0] = decode_tile(a->tables, a->row_table, a->w, a->stream, a->len, a->out, a->n, true);
+    r[1] = decode_tile(b->tables, b->row_table, b->w, b->stream, b->len, b->out, b->n, true);
 }
 
 /* ---- inverse transforms -------------------------------------------------- */
@@ -388,7 +447,6 @@ static void pred_planar_avx2(uint8_t *q, const uint8_t *up, size_t n, uint8_t le
 
 void wc_dsp_init_avx2(wc_dsp *d)
 {
-    d->rans_decode = rans_decode_avx2;
     d->itx[WC_TX_HAAR] = itx_haar_avx2;
     d->itx[WC_TX_WHT4] = itx_wht4_avx2;
     d->pred[WC_PRED_LEFT] = pred_left_avx2;

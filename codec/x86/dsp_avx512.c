@@ -13,13 +13,21 @@
  *   words they take are spread to them by vpexpandd under that mask, then
  *   or-ed in under it: no movemask, no table of permutations, no blend;
  * - when a step lies inside one tile row (every step when w is a multiple
- *   of 32), its table is the gather's scalar base: no per-lane offsets. */
+ *   of 32), its table is the gather's scalar base: no per-lane offsets.
+ * Two entry points: the gather form, and a plain-load form (wc_load8) for
+ * CPUs whose gathers are slow; codec/dsp.c times both and picks. */
 #include <immintrin.h>
 
 #include "dsp.h"
 #include "rans_simd.h"
 
-void wc_dsp_init_avx512(wc_dsp *d);
+int wc_rans_decode_avx512(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
+                          const uint8_t *stream, size_t len, uint8_t *out, size_t n);
+int wc_rans_decode_avx512_loads(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
+                                const uint8_t *stream, size_t len, uint8_t *out, size_t n);
+void wc_rans_decode2_avx512(const wc_rans_job *a, const wc_rans_job *b, int r[2]);
+void wc_rans_decode2_avx512_loads(const wc_rans_job *a, const wc_rans_job *b, int r[2]);
+
 
 #define UNROLL4 _Pragma("GCC unroll 4")
 
@@ -82,10 +90,10 @@ typedef struct vconst {
  * update, and the lanes that fall below L. `off`: the step's lanes are in
  * different tables. */
 static inline __attribute__((always_inline)) void
-update(vstate *v, int j, const vconst *k, const step_tables *lt, bool packed, bool off)
+update(vstate *v, int j, const vconst *k, const step_tables *lt, bool packed, bool off, bool loads)
 {
     const __m256i slot = _mm256_and_si256(v->x[j], k->mask), xs = _mm256_srl_epi32(v->x[j], k->shift);
-    const __m256i e = _mm256_i32gather_epi32(lt->dec, off ? _mm256_add_epi32(slot, lt->off4[j]) : slot, 4);
+    const __m256i e = WC_GATHER(loads, lt->dec, off ? _mm256_add_epi32(slot, lt->off4[j]) : slot, 4);
     __m256i x;
     if (packed) {
         /* freq * xs + bias = (freq - 1) * xs + (xs + bias) */
@@ -94,7 +102,7 @@ update(vstate *v, int j, const vconst *k, const step_tables *lt, bool packed, bo
                              _mm256_add_epi32(xs, _mm256_and_si256(_mm256_srli_epi32(e, 8), k->lo12)));
     } else {
         const __mmask8 pk = lt->pk[j];
-        const __m256i s = _mm256_i32gather_epi32(lt->sb, off ? _mm256_add_epi32(slot, lt->off1[j]) : slot, 1);
+        const __m256i s = WC_GATHER(loads, lt->sb, off ? _mm256_add_epi32(slot, lt->off1[j]) : slot, 1);
         v->sym[j] = _mm256_mask_mov_epi32(s, pk, e);
         const __m256i f = _mm256_mask_add_epi32(_mm256_srli_epi32(e, 16), pk, _mm256_srli_epi32(e, 20),
                                                 _mm256_set1_epi32(1));
@@ -121,7 +129,7 @@ static inline __attribute__((always_inline)) unsigned renorm(vstate *v, int j, c
 static inline __attribute__((always_inline)) int
 decode_steps(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w, const uint8_t *words,
              size_t nw, size_t *pos_io, uint32_t *st, size_t *base_io, uint8_t *out, size_t n, const bool packed,
-             const bool rt)
+             const bool rt, const bool loads)
 {
     const uint32_t bits = tables[0].t.prob_bits;
     const vconst k = {
@@ -162,10 +170,10 @@ decode_steps(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t
     NEXT_TABLES();
     if (!rt || lt.one) {
         UNROLL4
-        for (int j = 0; j < 4; j++) update(&v, j, &k, &lt, packed, false);
+        for (int j = 0; j < 4; j++) update(&v, j, &k, &lt, packed, false, loads);
     } else {
         UNROLL4
-        for (int j = 0; j < 4; j++) update(&v, j, &k, &lt, packed, true);
+        for (int j = 0; j < 4; j++) update(&v, j, &k, &lt, packed, true, loads);
     }
     for (;;) {
         if (src == words && pos + WC_RANS_LANES > nw) {
@@ -184,14 +192,14 @@ decode_steps(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t
                 for (int j = 0; j < 4; j++) {
                     p += renorm(&v, j, src + 2 * (p - src_k));
                     done[j] = v.sym[j];
-                    update(&v, j, &k, &lt, packed, false);
+                    update(&v, j, &k, &lt, packed, false, loads);
                 }
             } else {
                 UNROLL4
                 for (int j = 0; j < 4; j++) {
                     p += renorm(&v, j, src + 2 * (p - src_k));
                     done[j] = v.sym[j];
-                    update(&v, j, &k, &lt, packed, true);
+                    update(&v, j, &k, &lt, packed, true, loads);
                 }
             }
         } else {
@@ -230,8 +238,9 @@ decode_steps(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t
  * out. */
 #define RUN_MIN_W 256
 
-static int decode_runs(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w, const uint8_t *words,
-                       size_t nw, size_t *pos, uint32_t *st, size_t *base_io, uint8_t *out, size_t n)
+static inline __attribute__((always_inline)) int
+decode_runs(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w, const uint8_t *words, size_t nw,
+            size_t *pos, uint32_t *st, size_t *base_io, uint8_t *out, size_t n, const bool loads)
 {
     size_t base = *base_io;
     int r = 0;
@@ -244,8 +253,8 @@ static int decode_runs(const wc_rans_dec_table *tables, const uint8_t *row_table
         if (steps) {
             const wc_rans_dec_table *t = &tables[row_table[row]];
             const size_t end = base + steps * WC_RANS_LANES;
-            r = t->packed ? decode_steps(t, NULL, w, words, nw, pos, st, &base, out, end, true, false)
-                          : decode_steps(t, NULL, w, words, nw, pos, st, &base, out, end, false, false);
+            r = t->packed ? decode_steps(t, NULL, w, words, nw, pos, st, &base, out, end, true, false, loads)
+                          : decode_steps(t, NULL, w, words, nw, pos, st, &base, out, end, false, false, loads);
         } else {
             r = wc_rans_decode_steps(tables, row_table, w, words, nw, pos, st, base, out, base + WC_RANS_LANES);
             base += WC_RANS_LANES;
@@ -255,8 +264,9 @@ static int decode_runs(const wc_rans_dec_table *tables, const uint8_t *row_table
     return r;
 }
 
-static int rans_decode_avx512(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
-                              const uint8_t *stream, size_t len, uint8_t *out, size_t n)
+static inline __attribute__((always_inline)) int
+decode_tile(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w, const uint8_t *stream, size_t len,
+            uint8_t *out, size_t n, const bool loads)
 {
     uint32_t st[WC_RANS_LANES];
     const uint8_t *words;
@@ -265,20 +275,63 @@ static int rans_decode_avx512(const wc_rans_dec_table *tables, const uint8_t *ro
     if (r) return r;
 
     if (n >= WC_RANS_LANES && row_table && w >= RUN_MIN_W) {
-        r = decode_runs(tables, row_table, w, words, nw, &pos, st, &base, out, n);
+        r = decode_runs(tables, row_table, w, words, nw, &pos, st, &base, out, n, loads);
     } else if (n >= WC_RANS_LANES) {
         /* the one-gather form needs it in every table the tile's rows use */
         const bool packed = wc_rans_tables_packed(tables, row_table, w, n);
         if (row_table)
-            r = packed ? decode_steps(tables, row_table, w, words, nw, &pos, st, &base, out, n, true, true)
-                       : decode_steps(tables, row_table, w, words, nw, &pos, st, &base, out, n, false, true);
+            r = packed ? decode_steps(tables, row_table, w, words, nw, &pos, st, &base, out, n, true, true, loads)
+                       : decode_steps(tables, row_table, w, words, nw, &pos, st, &base, out, n, false, true, loads);
         else
-            r = packed ? decode_steps(tables, NULL, w, words, nw, &pos, st, &base, out, n, true, false)
-                       : decode_steps(tables, NULL, w, words, nw, &pos, st, &base, out, n, false, false);
+            r = packed ? decode_steps(tables, NULL, w, words, nw, &pos, st, &base, out, n, true, false, loads)
+                       : decode_steps(tables, NULL, w, words, nw, &pos, st, &base, out, n, false, false, loads);
     }
     if (!r) r = wc_rans_decode_steps(tables, row_table, w, words, nw, &pos, st, base, out, n);
     if (r) return r;
     return wc_rans_decode_end(words, nw, pos, st);
 }
 
-void wc_dsp_init_avx512(wc_dsp *d) { d->rans_decode = rans_decode_avx512; }
+int wc_rans_decode_avx512(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
+                          const uint8_t *stream, size_t len, uint8_t *out, size_t n)
+{
+    return decode_tile(tables, row_table, w, stream, len, out, n, false);
+}
+
+/* The same with plain loads for the table lookups (wc_load8). */
+int wc_rans_decode_avx512_loads(const wc_rans_dec_table *tables, const uint8_t *row_table, uint32_t w,
+                                const uint8_t *stream, size_t len, uint8_t *out, size_t n)
+{
+    return decode_tile(tables, row_table, w, stream, len, out, n, true);
+}
+
+/* ---- two tiles at once (codec/x86/rans_pair.h) ---------------------------- */
+
+typedef step_tables pair_lt;
+
+static inline void pair_consts(const wc_rans_dec_table *d, vconst *k, step_tables *lt)
+{
+    const uint32_t bits = d->t.prob_bits;
+    k->mask = _mm256_set1_epi32((int32_t)((1u << bits) - 1));
+    k->lo12 = _mm256_set1_epi32(0xfff);
+    k->lo = _mm256_set1_epi32(0xffff);
+    k->L = _mm256_set1_epi32((int32_t)WC_RANS_L);
+    k->shift = _mm_cvtsi32_si128((int)bits);
+    lt->one = true;
+    lt->dec = (const int *)d->slot_dec;
+    lt->sb = (const int *)(const void *)d->slot_sym;
+}
+
+static inline __attribute__((always_inline)) void pair_update(vstate *v, int j, const vconst *k, const pair_lt *lt,
+                                                              bool loads)
+{
+    update(v, j, k, lt, true, false, loads);
+}
+
+#include "rans_pair.h"
+
+void wc_rans_decode2_avx512(const wc_rans_job *a, const wc_rans_job *b, int r[2]) { decode_pair(a, b, r, false); }
+
+void wc_rans_decode2_avx512_loads(const wc_rans_job *a, const wc_rans_job *b, int r[2])
+{
+    decode_pair(a, b, r, true);
+}

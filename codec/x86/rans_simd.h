@@ -7,6 +7,7 @@
 
 #include <immintrin.h>
 #include <stdbool.h>
+#include <string.h>
 
 #include "dsp.h"
 
@@ -30,5 +31,30 @@ static inline void wc_rans_store_syms(const __m256i sym[4], uint8_t *out)
     _mm256_storeu_si256((__m256i *)out, _mm256_permutevar8x32_epi32(_mm256_packus_epi16(s01, s23),
                                                                     _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
 }
+
+/* What _mm256_i32gather_epi32(base, idx, scale) returns, by eight plain
+ * loads: the indices go through memory (one store, eight loads that the
+ * store forwards to) and the values into two xmm halves (vmovd, vpinsrd).
+ * Gathers are slow on many server CPUs (Skylake to Ice Lake, several
+ * times slower again under the microcode mitigation of Gather Data
+ * Sampling); plain loads are not. Same reads as the gather, so the same
+ * bounds (4 bytes at each base + scale * idx). */
+static inline __attribute__((always_inline)) __m256i wc_load8(const void *base, __m256i idx, int scale)
+{
+    int32_t i[8], v[8];
+    _mm256_storeu_si256((__m256i *)i, idx);
+    /* else gcc takes the indices out of the register (vpextrd, valignd:
+     * two uops each on the shuffle port, which the pinsrds need) */
+    __asm__("" : "+m"(i));
+    const uint8_t *b = (const uint8_t *)base;
+    for (int l = 0; l < 8; l++) memcpy(&v[l], b + (ptrdiff_t)scale * i[l], 4);
+    const __m128i lo = _mm_insert_epi32(_mm_insert_epi32(_mm_insert_epi32(_mm_cvtsi32_si128(v[0]), v[1], 1), v[2], 2), v[3], 3);
+    const __m128i hi = _mm_insert_epi32(_mm_insert_epi32(_mm_insert_epi32(_mm_cvtsi32_si128(v[4]), v[5], 1), v[6], 2), v[7], 3);
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+}
+
+/* A decoder's table lookup: the gather, or its plain-load form. */
+#define WC_GATHER(loads, base, idx, scale) \
+    ((loads) ? wc_load8((base), (idx), (scale)) : _mm256_i32gather_epi32((base), (idx), (scale)))
 
 #endif

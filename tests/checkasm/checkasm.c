@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkasm.h"
 #include "dsp.h"
 #include "inputs.h"
 #ifdef CA_GPU
@@ -32,15 +33,7 @@ static struct {
     int fails;
 } S;
 
-/* One routine at one level: counts its cases and reports the first
- * mismatch in full. */
-typedef struct check {
-    const char *name, *level;
-    long cases, bad;
-    bool loose; /* output undefined when the routine fails (the GPU's): compare return codes only */
-} check;
-
-static void mismatch(check *c, const char *fmt, ...)
+void ca_mismatch(check *c, const char *fmt, ...)
 {
     if (c->bad++ == 0) {
         va_list ap;
@@ -54,13 +47,13 @@ static void mismatch(check *c, const char *fmt, ...)
 
 static void report(const check *c)
 {
-    printf("%-14s %-5s %s (%ld cases", c->name, c->level, c->bad ? "FAILED" : "ok", c->cases);
+    printf("%-14s %-12s %s (%ld cases", c->name, c->level, c->bad ? "FAILED" : "ok", c->cases);
     if (c->bad) printf(", %ld wrong", c->bad);
     printf(")\n");
     if (c->bad) S.fails++;
 }
 
-static size_t first_diff(const uint8_t *a, const uint8_t *b, size_t n)
+size_t ca_first_diff(const uint8_t *a, const uint8_t *b, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (a[i] != b[i]) return i;
@@ -72,7 +65,7 @@ static size_t first_diff(const uint8_t *a, const uint8_t *b, size_t n)
 /* A random table of one of the shapes that matter: flat, two-sided
  * geometric like INT8 weights, one symbol (never renormalises), a rare
  * symbol of frequency 1 beside a dominant one, and a sparse random set. */
-static void random_table(uint64_t *rng, uint32_t bits, wc_rans_table *t)
+void ca_random_table(uint64_t *rng, uint32_t bits, wc_rans_table *t)
 {
     uint64_t h[256] = {0};
     switch (ca_rand(rng) % 5) {
@@ -112,10 +105,10 @@ static int compare_decode(check *c, wc_rans_decode_fn ref, wc_rans_decode_fn fas
     int ra = ref(dec, row_table, w, s, len, a, n), rb = fast(dec, row_table, w, s, len, b, n);
     c->cases++;
     if (ra != rb)
-        mismatch(c, "%s (n %zu, w %u, len %zu): returns %d, reference %d", what, n, w, len, rb, ra);
+        ca_mismatch(c, "%s (n %zu, w %u, len %zu): returns %d, reference %d", what, n, w, len, rb, ra);
     else if ((!c->loose || ra == 0) && memcmp(a, b, n)) {
-        size_t i = first_diff(a, b, n);
-        mismatch(c, "%s (n %zu, w %u, len %zu): byte %zu is %u, reference %u", what, n, w, len, i, b[i], a[i]);
+        size_t i = ca_first_diff(a, b, n);
+        ca_mismatch(c, "%s (n %zu, w %u, len %zu): byte %zu is %u, reference %u", what, n, w, len, i, b[i], a[i]);
     }
     free(s), free(a), free(b);
     return ra;
@@ -152,19 +145,20 @@ static void damage(check *c, uint64_t *rng, wc_rans_decode_fn ref, wc_rans_decod
  * the vectors' eight, rows shorter and longer than a step, rows at and
  * around the width from which AVX-512 decodes several tables row by row
  * (256), a whole default tile, and one row longer than a tile. */
-static const uint32_t SHAPES[][2] = {
+const uint32_t CA_SHAPES[][2] = {
     {1, 1},    {1, 2},     {1, 31},  {1, 32},  {1, 33},  {1, 63},   {1, 64},  {1, 65},   {2, 16},
     {3, 7},    {31, 1},    {33, 1},  {5, 13},  {7, 33},  {100, 3},  {64, 31}, {16, 64},  {9, 100},
     {3, 1000}, {1, 4097},  {40, 1001}, {17, 2}, {9, 255}, {9, 256}, {7, 300}, {8, 480}, {256, 1024}, {1, 262147},
 };
+const size_t CA_N_SHAPES = sizeof CA_SHAPES / sizeof *CA_SHAPES;
 
 static void check_rans_random(check *c, wc_rans_decode_fn ref, wc_rans_decode_fn fast)
 {
     uint64_t rng = S.seed ^ 0x7261;
     long caught = 0, damaged = 0;
     for (uint32_t bits = WC_RANS_MIN_PROB_BITS; bits <= WC_RANS_MAX_PROB_BITS; bits++) {
-        for (size_t k = 0; k < sizeof SHAPES / sizeof *SHAPES; k++) {
-            const uint32_t h = SHAPES[k][0], w = SHAPES[k][1];
+        for (size_t k = 0; k < sizeof CA_SHAPES / sizeof *CA_SHAPES; k++) {
+            const uint32_t h = CA_SHAPES[k][0], w = CA_SHAPES[k][1];
             const size_t n = (size_t)h * w;
             /* one table, or up to 16 named per row, all of one precision
              * as in a file */
@@ -172,7 +166,7 @@ static void check_rans_random(check *c, wc_rans_decode_fn ref, wc_rans_decode_fn
             wc_rans_table tab[16];
             static wc_rans_dec_table dec[16];
             for (uint32_t t = 0; t < n_tables; t++) {
-                random_table(&rng, bits, &tab[t]);
+                ca_random_table(&rng, bits, &tab[t]);
                 wc_rans_dec_table_init(&dec[t], &tab[t]);
             }
             uint8_t *row_table = n_tables > 1 ? malloc(h) : NULL, *sym = malloc(n);
@@ -186,7 +180,7 @@ static void check_rans_random(check *c, wc_rans_decode_fn ref, wc_rans_decode_fn
             if (wc_rans_encode_tile(tab, row_table, w, sym, n, &b)) abort();
             uint8_t *out = malloc(n);
             if (ref(dec, row_table, w, b.data, b.len, out, n) || memcmp(out, sym, n))
-                mismatch(c, "the reference does not decode the encoder's stream (n %zu, bits %u)", n, bits);
+                ca_mismatch(c, "the reference does not decode the encoder's stream (n %zu, bits %u)", n, bits);
             free(out);
             compare_decode(c, ref, fast, dec, row_table, w, b.data, b.len, n, "random stream");
             if (n <= 70000) {
@@ -237,7 +231,7 @@ static void check_itx(check *c, wc_itx_fn ref, wc_itx_fn fast, enum wc_tx tx)
             for (size_t i = 0; i < size; i++) a[i] = b[i] = (uint8_t)ca_rand(&rng);
             ref(a, stride, h, w), fast(b, stride, h, w);
             c->cases++;
-            if (memcmp(a, b, size)) mismatch(c, "random %ux%u, stride %zu: byte %zu", h, w, stride, first_diff(a, b, size));
+            if (memcmp(a, b, size)) ca_mismatch(c, "random %ux%u, stride %zu: byte %zu", h, w, stride, ca_first_diff(a, b, size));
             free(a), free(b);
         }
     }
@@ -253,10 +247,10 @@ static void check_itx(check *c, wc_itx_fn ref, wc_itx_fn fast, enum wc_tx tx)
         memcpy(b, a, size);
         ref(a, w, h, w), fast(b, w, h, w);
         c->cases++;
-        if (memcmp(a, b, size)) mismatch(c, "%s: byte %zu", m->name, first_diff(a, b, size));
+        if (memcmp(a, b, size)) ca_mismatch(c, "%s: byte %zu", m->name, ca_first_diff(a, b, size));
         for (uint32_t y = 0; y < h; y++)
             if (memcmp(a + (size_t)y * w, m->q + y * m->cols, w)) {
-                mismatch(c, "%s: the reference does not invert wc_fwd_tx", m->name);
+                ca_mismatch(c, "%s: the reference does not invert wc_fwd_tx", m->name);
                 break;
             }
         free(a), free(b);
@@ -288,7 +282,7 @@ static void check_pred(check *c, wc_pred_fn ref, wc_pred_fn fast, enum wc_pred p
             ref(a, up, n, left, ul), fast(b, up, n, left, ul);
             c->cases++;
             if (memcmp(a, b, n))
-                mismatch(c, "random n %zu%s: byte %zu", n, up ? "" : " (no row above)", first_diff(a, b, n));
+                ca_mismatch(c, "random n %zu%s: byte %zu", n, up ? "" : " (no row above)", ca_first_diff(a, b, n));
             free(a), free(b), free(up);
         }
     }
@@ -310,8 +304,8 @@ static void check_pred(check *c, wc_pred_fn ref, wc_pred_fn fast, enum wc_pred p
                 fast(b + c0, up ? up + c0 : NULL, len, left, ul);
             }
             c->cases++;
-            if (memcmp(a, b, n)) mismatch(c, "%s row %" PRIu64 ": byte %zu", m->name, y, first_diff(a, b, n));
-            else if (memcmp(a, q, n)) mismatch(c, "%s row %" PRIu64 ": the reference does not invert the prediction", m->name, y);
+            if (memcmp(a, b, n)) ca_mismatch(c, "%s row %" PRIu64 ": byte %zu", m->name, y, ca_first_diff(a, b, n));
+            else if (memcmp(a, q, n)) ca_mismatch(c, "%s row %" PRIu64 ": the reference does not invert the prediction", m->name, y);
         }
         free(a), free(b);
     }
@@ -344,7 +338,7 @@ static double now(void)
 
 static void bench_line(const char *name, const char *level, double secs, double bytes)
 {
-    printf("  %-14s %-5s %8.3f ns/byte %8.2f GB/s\n", name, level, secs * 1e9 / bytes, bytes / secs / 1e9);
+    printf("  %-14s %-12s %8.3f ns/byte %8.2f GB/s\n", name, level, secs * 1e9 / bytes, bytes / secs / 1e9);
 }
 
 static void bench_rans(const char *level, wc_rans_decode_fn fn)
@@ -394,20 +388,43 @@ static const char *const PRED_NAMES[] = {"pred_none", "pred_left", "pred_top", "
 
 static bool wanted(const char *name) { return !S.only || strstr(name, S.only); }
 
-/* Checks (or times) every routine that `d` replaces, but those it keeps
- * from the level below (`prev`). */
-static void run_level(const wc_dsp *ref, const wc_dsp *prev, const wc_dsp *d, const char *level)
+/* Checks (or times) each rANS decoder of this build that the CPU runs,
+ * gather and plain-load forms alike, against the reference. */
+static void run_rans_levels(const wc_dsp *ref, unsigned cpu)
 {
-    if (d->rans_decode != prev->rans_decode && wanted("rans_decode")) {
-        check c = {.name = "rans_decode", .level = level};
+    if (!wanted("rans_decode")) return;
+    const wc_rans_level *lv;
+    const size_t n = wc_rans_levels(&lv);
+    for (size_t k = 0; k < n; k++) {
+        if (lv[k].fn == ref->rans_decode) continue;
+        if ((lv[k].flags & cpu) != lv[k].flags) {
+            printf("rans_decode %s: not supported by this CPU, not checked\n", lv[k].name);
+            continue;
+        }
+        check c = {.name = "rans_decode", .level = lv[k].name};
         if (S.bench) {
-            bench_rans("c", ref->rans_decode), bench_rans(level, d->rans_decode);
+            bench_rans("c", ref->rans_decode), bench_rans(lv[k].name, lv[k].fn);
         } else {
-            check_rans_random(&c, ref->rans_decode, d->rans_decode);
-            check_rans_real(&c, ref->rans_decode, d->rans_decode);
+            check_rans_random(&c, ref->rans_decode, lv[k].fn);
+            check_rans_real(&c, ref->rans_decode, lv[k].fn);
             report(&c);
+            check c2 = {.name = "rans_decode2", .level = lv[k].name};
+            ca_check_rans_pairs(&c2, lv[k].fn2, S.seed, &S.set);
+            report(&c2);
         }
     }
+    if (S.bench) printf("  rans_decode: wc_dsp_init chooses %s\n", wc_rans_pick(cpu)->name);
+    else {
+        check c = {.name = "rans_force", .level = "env"};
+        ca_check_rans_force(&c, cpu);
+        report(&c);
+    }
+}
+
+/* Checks (or times) every transform and prediction that `d` replaces, but
+ * those it keeps from the level below (`prev`). */
+static void run_level(const wc_dsp *ref, const wc_dsp *prev, const wc_dsp *d, const char *level)
+{
     for (int tx = 0; tx < WC_TX_COUNT; tx++) {
         if (d->itx[tx] == prev->itx[tx] || !wanted(ITX_NAMES[tx])) continue;
         check c = {.name = ITX_NAMES[tx], .level = level};
@@ -498,6 +515,7 @@ int main(int argc, char **argv)
         run_level(&ref, &prev, &d, LEVELS[k].name);
         prev = d;
     }
+    run_rans_levels(&ref, cpu);
 #ifdef CA_GPU
     /* the GPU decode kernel, tile by tile, beside the reference */
     char why[256];
