@@ -80,8 +80,8 @@ void wc_cpu_describe(char *buf, size_t size)
     }
     if (f) fclose(f);
     const unsigned cpu = wc_cpu_flags();
-    snprintf(buf, size, "%s (family %ld model %ld, %s)", name, family, model,
-             cpu & WC_CPU_AVX512 ? "AVX-512" : cpu & WC_CPU_AVX2 ? "AVX2" : "no AVX2");
+    snprintf(buf, size, "%s (family %ld model %ld, %s), rANS decoder %s", name, family, model,
+             cpu & WC_CPU_AVX512 ? "AVX-512" : cpu & WC_CPU_AVX2 ? "AVX2" : "no AVX2", wc_rans_pick(cpu)->name);
 }
 
 size_t wc_rans_levels(const wc_rans_level **levels)

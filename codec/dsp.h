@@ -79,11 +79,7 @@ typedef struct wc_dsp {
 #define WC_CPU_AVX512 2u /* AVX-512 F + VL (with AVX2): the rANS decoder */
 
 unsigned wc_cpu_flags(void);
-/* "model name (family F model M, AVX-512)" of the first CPU in
- * /proc/cpuinfo, for benchmarks to print beside their figures: a generic
- * name ("Intel Xeon Processor") still tells the generation by family and
- * model. */
-void wc_cpu_describe(char *buf, size_t size);
+/* wc_cpu_describe (wcodec.h) names the CPU and the decoder picked for it. */
 
 /* The rANS tile decoders of this build: the reference first, then each
  * SIMD level in a gather form and a plain-load form ("-loads": the table

@@ -30,36 +30,6 @@ static const char *default_model(void)
     return WCT_INSTALLED_EXAMPLE;
 }
 
-/* The CPU the figures were measured on: the decode figure depends on it
- * (its vector units above all), so it is printed beside them. */
-static void print_cpu(void)
-{
-    char name[256] = "unknown CPU", line[4096];
-    long family = -1, model = -1;
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    /* the first processor's entry; a generic name ("Intel Xeon Processor")
-     * still tells the generation by family and model */
-    while (f && fgets(line, sizeof line, f) && line[0] != '\n') {
-        const char *c = strchr(line, ':');
-        if (!c) continue;
-        if (!strncmp(line, "model name", 10)) {
-            snprintf(name, sizeof name, "%s", c + 1 + strspn(c + 1, " "));
-            name[strcspn(name, "\n")] = 0;
-        } else if (!strncmp(line, "cpu family", 10)) {
-            family = strtol(c + 1, NULL, 10);
-        } else if (!strncmp(line, "model\t", 6)) {
-            model = strtol(c + 1, NULL, 10);
-        }
-    }
-    if (f) fclose(f);
-    __builtin_cpu_init();
-    const char *simd = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") ? "AVX-512"
-                       : __builtin_cpu_supports("avx2")                                          ? "AVX2"
-                                                                                                  : "no AVX2";
-    printf("  %-22s %s (family %ld model %ld, %s), %ld online\n", "CPU", name, family, model, simd,
-           sysconf(_SC_NPROCESSORS_ONLN));
-}
-
 static double entropy_bits(const uint8_t *p, uint64_t n)
 {
     uint64_t h[256] = {0};
@@ -185,7 +155,9 @@ int wct_bench(int argc, char **argv)
         if (in) fclose(in);
         double wcs = (double)wc_file_size(f);
         printf("wcodec bench: %s\n", model);
-        print_cpu();
+        char cpu[512];
+        wc_cpu_describe(cpu, sizeof cpu); /* the decode figure depends on it */
+        printf("  %-22s %s, %ld online\n", "CPU", cpu, sysconf(_SC_NPROCESSORS_ONLN));
         printf("  %-22s %zu (%zu coded, %zu kept raw)\n", "tensors", t.coded + t.raw, t.coded, t.raw);
         printf("  %-22s %.2f MB\n", "safetensors", in_size / 1e6);
         printf("  %-22s %.2f MB (%.2fx smaller)\n", ".wcodec", wcs / 1e6, in_size / wcs);

@@ -173,6 +173,13 @@ WC_API int wc_decode_tensor_ex(const wc_file *f, size_t i, void *out, size_t out
                                float *scales, size_t n_scales, const wc_decode_opts *o,
                                wc_err *err);
 
+/* "model name (family F model M, AVX-512), rANS decoder NAME": the first
+ * CPU of /proc/cpuinfo and the decoder libwcodec picked for this process
+ * (by a short calibration at first use; WC_RANS_DECODER forces one), for
+ * benchmarks and bug reports to print beside their figures: a generic name
+ * ("Intel Xeon Processor") still tells the generation by family and model. */
+WC_API void wc_cpu_describe(char *buf, size_t size);
+
 /* Checks every tensor: checksum, decode, rANS end states. */
 WC_API int wc_file_verify(const wc_file *f, wc_err *err);
 
