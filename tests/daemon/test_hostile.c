@@ -551,7 +551,11 @@ static void test_refused_descriptors_wait(void **state)
     fprintf(stderr, "# refused descriptors: %zu tensors came; %d warning(s) in the log\n", tensors, warned);
     assert_false(bad);
     assert_int_equal(tensors, wc_file_tensor_count(env.ref));
-    assert_int_equal(warned, 1);
+    /* logged once per shortage, not per attempt (the old daemon dropped
+     * the client; a send loop would log thousands): other processes of this
+     * user (tests run beside this one) can end one shortage and start
+     * another, so a few episodes are allowed */
+    assert_in_range(warned, 1, 4);
     served(&d);
     assert_int_equal(wdt_daemon_stop(&d), 0);
 }
