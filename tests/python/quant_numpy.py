@@ -7,36 +7,17 @@ Models that do not exist are skipped; exit 77 if none exists or numpy is missing
 Integer matrices (I16/I32) are quantized as float (encode --ints-as-float), as the Foundation
 issue's acceptance reads the Stockfish int16 matrix.
 """
-import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
 
-try:
-    import numpy as np
-except ImportError:
-    print('numpy missing: skipped')
-    sys.exit(77)
+# wct (beside this file, so on sys.path) exits 77 naming numpy where it is missing
+import wct
+
+np = wct.np
 
 MIN_WEIGHTS = 4096  # the encoder's default
-NP = {'F32': np.float32, 'F16': np.float16, 'I8': np.int8, 'I16': np.int16, 'I32': np.int32,
-      'I64': np.int64, 'U8': np.uint8, 'F64': np.float64, 'BF16': np.uint16}
-
-
-def load(path):
-    with open(path, 'rb') as f:
-        n, = struct.unpack('<Q', f.read(8))
-        hdr = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for k, v in hdr.items():
-        if k == '__metadata__':
-            continue
-        b, e = v['data_offsets']
-        out[k] = (v['dtype'], np.frombuffer(data[b:e], NP[v['dtype']]).reshape(v['shape']))
-    return out
 
 
 def as_f32(dtype, a):
@@ -59,7 +40,7 @@ def check(wcodec, model, tmp):
     dec = os.path.join(tmp, 'm.safetensors')
     subprocess.run([wcodec, 'encode', '-q', '-f', '--ints-as-float', model, '-o', enc], check=True)
     subprocess.run([wcodec, 'decode', '-q', '-f', enc, '-o', dec], check=True)
-    src, out = load(model), load(dec)
+    (src, _), (out, _) = wct.st_load(model), wct.st_load(dec)
     coded = raw = 0
     for name, (dt, a) in src.items():
         got_dt, got = out[name]
