@@ -133,3 +133,21 @@ int th_msg_has(const char *msg, ...)
     va_end(ap);
     return ok;
 }
+
+int th_encode_model(const char *path, uint64_t rows, uint64_t seed)
+{
+    float *w = malloc(sizeof *w * rows * 200), b[77];
+    if (!w) return -1;
+    for (uint64_t i = 0; i < rows * 200; i++) w[i] = (float)((int64_t)(th_rand(&seed) % 2001) - 1000) / 333.0f;
+    for (size_t i = 0; i < 77; i++) b[i] = (float)(th_rand(&seed) % 1000);
+    const th_tensor t[] = {{"m.weight", WC_DT_F32, 2, {rows, 200}, w}, {"m.bias", WC_DT_F32, 1, {77}, b}};
+    const char *src = th_path("src.safetensors");
+    int r = th_write_safetensors(src, t, 2);
+    wc_encode_opts o;
+    wc_encode_opts_default(&o);
+    o.tile_weights = 2000, o.threads = 1;
+    wc_err e = {0};
+    if (!r && (r = wc_encode_file(src, path, &o, &e))) fprintf(stderr, "th_encode_model %s: %s\n", path, e.msg);
+    free(w);
+    return r ? -1 : 0;
+}

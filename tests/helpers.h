@@ -36,6 +36,11 @@ size_t th_dir_entry(const uint8_t *file, size_t i);
 
 /* A deterministic generator (xorshift64*). */
 uint64_t th_rand(uint64_t *s);
+/* Encodes at path a model of two tensors, "m.weight" (rows x 200 F32, coded
+ * in several tiles, with scales) and "m.bias" (77 F32, kept raw), its values
+ * drawn from seed: models of one layout whose offsets differ with rows.
+ * 0, or -1 (the reason on stderr). */
+int th_encode_model(const char *path, uint64_t rows, uint64_t seed);
 
 
 

@@ -19,23 +19,6 @@
 #include "gpu_int.h"
 #include "helpers.h"
 
-/* Writes a model of rows x 300 weights (a coded matrix with scales, in
- * several tiles, and a raw vector) coded at path. */
-static void make_model(const char *path, uint64_t rows, uint64_t seed)
-{
-    float *w = malloc(sizeof *w * rows * 300), b[50];
-    for (uint64_t i = 0; i < rows * 300; i++) w[i] = (float)((int64_t)(th_rand(&seed) % 4001) - 2000) / 999.0f;
-    for (size_t i = 0; i < 50; i++) b[i] = (float)(th_rand(&seed) % 100);
-    const th_tensor t[] = {{"x.weight", WC_DT_F32, 2, {rows, 300}, w}, {"x.bias", WC_DT_F32, 1, {50}, b}};
-    const char *src = th_path("src.safetensors");
-    assert_int_equal(th_write_safetensors(src, t, 2), 0);
-    wc_encode_opts o;
-    wc_encode_opts_default(&o);
-    o.tile_weights = 3000, o.threads = 1;
-    assert_int_equal(wc_encode_file(src, path, &o, NULL), 0);
-    free(w);
-}
-
 /* f (opened on a file whose bytes are img, which its name no longer
  * names) through the GPU decoder's host side without a device. */
 static void check_host_side(const wc_file *f, const uint8_t *img, size_t img_size)
@@ -104,8 +87,8 @@ static void test_replaced_by_rename(void **state)
 {
     (void)state;
     char *path = strdup(th_path("model.wcodec")), *next = strdup(th_path("next.wcodec"));
-    make_model(path, 200, 1);
-    make_model(next, 70, 2);
+    assert_int_equal(th_encode_model(path, 200, 1), 0);
+    assert_int_equal(th_encode_model(next, 70, 2), 0);
     size_t n;
     uint8_t *img = th_read_file(path, &n);
     wc_file *f;
@@ -125,8 +108,8 @@ static void test_relative_path_after_chdir(void **state)
     assert_int_equal(mkdir(b, 0700), 0);
     snprintf(pa, sizeof pa, "%s/m.wcodec", a);
     snprintf(pb, sizeof pb, "%s/m.wcodec", b);
-    make_model(pa, 160, 3);
-    make_model(pb, 90, 4);
+    assert_int_equal(th_encode_model(pa, 160, 3), 0);
+    assert_int_equal(th_encode_model(pb, 90, 4), 0);
     size_t n;
     uint8_t *img = th_read_file(pa, &n);
     assert_non_null(getcwd(cwd, sizeof cwd));

@@ -17,24 +17,6 @@
 #include "helpers.h"
 #include "wcodec/wcodec.h"
 
-/* Two models under the same tensor names, of different shapes and values,
- * so that one file's offsets mean nothing in the other. Coded matrices in
- * several tiles and a raw vector each. */
-static void make_model(const char *path, uint64_t rows, uint64_t seed)
-{
-    float *w = malloc(sizeof *w * rows * 200), b[77];
-    for (uint64_t i = 0; i < rows * 200; i++) w[i] = (float)((int64_t)(th_rand(&seed) % 2001) - 1000) / 333.0f;
-    for (size_t i = 0; i < 77; i++) b[i] = (float)(th_rand(&seed) % 1000);
-    const th_tensor t[] = {{"m.weight", WC_DT_F32, 2, {rows, 200}, w}, {"m.bias", WC_DT_F32, 1, {77}, b}};
-    const char *src = th_path("src.safetensors");
-    assert_int_equal(th_write_safetensors(src, t, 2), 0);
-    wc_encode_opts o;
-    wc_encode_opts_default(&o);
-    o.tile_weights = 2000, o.threads = 1;
-    assert_int_equal(wc_encode_file(src, path, &o, NULL), 0);
-    free(w);
-}
-
 /* Every tensor of f decodes to what `ref` (a file holding the bytes f was
  * opened on) gives. */
 static void assert_same_tensors(const wc_file *f, const char *ref)
@@ -77,8 +59,8 @@ static void test_replaced_by_rename(void **state)
 {
     (void)state;
     char *path = strdup(th_path("model.wcodec")), *next = strdup(th_path("next.wcodec"));
-    make_model(path, 150, 1);
-    make_model(next, 90, 2);
+    assert_int_equal(th_encode_model(path, 150, 1), 0);
+    assert_int_equal(th_encode_model(next, 90, 2), 0);
     char *old = copy_of(path, "old.wcodec");
     wc_file *f;
     wc_err e = {0};
@@ -95,7 +77,7 @@ static void test_open_fd_caller_closes(void **state)
 {
     (void)state;
     char *path = strdup(th_path("fd.wcodec"));
-    make_model(path, 40, 3);
+    assert_int_equal(th_encode_model(path, 40, 3), 0);
     FILE *fp = fopen(path, "rb");
     assert_non_null(fp);
     wc_file *f;
@@ -118,8 +100,8 @@ static void test_relative_path_after_chdir(void **state)
     char pa[4096], pb[4096], cwd[4096];
     snprintf(pa, sizeof pa, "%s/m.wcodec", a);
     snprintf(pb, sizeof pb, "%s/m.wcodec", b);
-    make_model(pa, 120, 4);
-    make_model(pb, 60, 5);
+    assert_int_equal(th_encode_model(pa, 120, 4), 0);
+    assert_int_equal(th_encode_model(pb, 60, 5), 0);
     assert_non_null(getcwd(cwd, sizeof cwd));
     assert_int_equal(chdir(a), 0);
     wc_file *f;
@@ -141,7 +123,7 @@ static void test_truncated_after_open(void **state)
 {
     (void)state;
     char *path = strdup(th_path("short.wcodec"));
-    make_model(path, 150, 6);
+    assert_int_equal(th_encode_model(path, 150, 6), 0);
     char *whole = copy_of(path, "whole.wcodec");
     wc_file *f, *r;
     wc_err e = {0};
