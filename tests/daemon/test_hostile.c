@@ -101,6 +101,16 @@ static int hostile_conn(const wdt_daemon *d, uint64_t *model_id)
     return fd;
 }
 
+/* A daemon of its own under RLIMIT_NOFILE nofile (harness.c sets it in the
+ * daemon's child), with extra configuration conf (or NULL). */
+static void start_nofile(wdt_daemon *d, unsigned nofile, const char *conf)
+{
+    wdt_daemon_nofile = nofile;
+    int r = wdt_daemon_start(d, &env, conf, NULL, NULL);
+    wdt_daemon_nofile = 0;
+    assert_int_equal(r, 0);
+}
+
 /* Another client gets every tensor of the model, byte-identical to the
  * reference decode: 0, or -1 after saying why. Tests check it after closing
  * their hostile sockets, whose unread descriptors would otherwise stay in
@@ -190,10 +200,7 @@ static void test_fds_in_flight_shared(void **state)
 {
     (void)state;
     wdt_daemon d;
-    wdt_daemon_nofile = 256;
-    int r = wdt_daemon_start(&d, &env, "[limits]\nmax_connections = 16\n", NULL, NULL);
-    wdt_daemon_nofile = 0;
-    assert_int_equal(r, 0);
+    start_nofile(&d, 256, "[limits]\nmax_connections = 16\n");
     int fds[12];
     for (int i = 0; i < 12; i++) {
         uint64_t id;
@@ -233,10 +240,7 @@ static void test_queued_frames_hold_no_fds(void **state)
     /* A known limit, over what the unmended daemon duplicates for the 60
      * replies below (those the socket buffer does not take): it must not
      * close the connection for want of them. */
-    wdt_daemon_nofile = 8192;
-    int r = wdt_daemon_start(&d, &env, NULL, NULL, NULL);
-    wdt_daemon_nofile = 0;
-    assert_int_equal(r, 0);
+    start_nofile(&d, 8192, NULL);
     served(&d);
     Wcodec__V1__Reply *s = raw_stats(d.sock);
     assert_non_null(s);
@@ -287,10 +291,7 @@ static void test_emfile_pauses_accept(void **state)
     (void)state;
     wdt_daemon d;
     /* Room for the model's 122 cached memfds and a few connections. */
-    wdt_daemon_nofile = 160;
-    int r = wdt_daemon_start(&d, &env, NULL, NULL, NULL);
-    wdt_daemon_nofile = 0;
-    assert_int_equal(r, 0);
+    start_nofile(&d, 160, NULL);
     served(&d);
     enum { N = 100 };  /* within the listen backlog (256) */
     int fds[N];
@@ -320,10 +321,7 @@ static void test_get_documented_maximum(void **state)
 {
     (void)state;
     wdt_daemon d;
-    wdt_daemon_nofile = 1024;
-    int r = wdt_daemon_start(&d, &env, "[limits]\nmax_frame = 4M\n", NULL, NULL);
-    wdt_daemon_nofile = 0;
-    assert_int_equal(r, 0);
+    start_nofile(&d, 1024, "[limits]\nmax_frame = 4M\n");
     uint64_t id;
     int fd = hostile_conn(&d, &id);
     size_t nt = wc_file_tensor_count(env.ref);
@@ -517,10 +515,7 @@ static void test_refused_descriptors_wait(void **state)
 {
     (void)state;
     wdt_daemon d;
-    wdt_daemon_nofile = 256;
-    int r = wdt_daemon_start(&d, &env, NULL, NULL, NULL);
-    wdt_daemon_nofile = 0;
-    assert_int_equal(r, 0);
+    start_nofile(&d, 256, NULL);
     served(&d);  /* decoded; nothing in flight now */
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
