@@ -1,4 +1,5 @@
 /* Device memory shared between processes: see gpu_share.h. */
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -16,21 +17,38 @@ static CUmemAllocationProp alloc_prop(CUdevice dev)
     return p;
 }
 
+/* Each device's primary context, retained once per process and never
+ * released: it is the runtime's too, and releasing it here could tear it
+ * down under it. */
+#define MAX_DEVICES 64
+static CUcontext primary[MAX_DEVICES];
+static pthread_mutex_t primary_mu = PTHREAD_MUTEX_INITIALIZER;
+
 /* The driver table with dev's primary context current on this thread. */
 static int enter(int ordinal, CUdevice *dev, const wcg_cudrv **out, wc_err *err)
 {
     const wcg_cudrv *d = wcg_cudrv_get();
     if (!d) return wc_fail(err, WC_ENODEV, "%s", wcg_cudrv_reason());
+    if (ordinal < 0 || ordinal >= MAX_DEVICES)
+        return wc_fail(err, WC_EINVAL, "CUDA device %d: at most %d devices", ordinal, MAX_DEVICES);
     CUresult r;
-    CUcontext ctx;
     if ((r = d->DeviceGet(dev, ordinal)) != CUDA_SUCCESS) return wcg_cudrv_fail(err, r, "cuDeviceGet");
-    /* retained once per process and never released: the primary context is
-     * the runtime's too, and releasing it here could tear it down under it */
-    if ((r = d->DevicePrimaryCtxRetain(&ctx, *dev)) != CUDA_SUCCESS)
-        return wcg_cudrv_fail(err, r, "cuDevicePrimaryCtxRetain");
+    pthread_mutex_lock(&primary_mu);
+    if (!primary[ordinal] && (r = d->DevicePrimaryCtxRetain(&primary[ordinal], *dev)) != CUDA_SUCCESS)
+        primary[ordinal] = NULL;
+    CUcontext ctx = primary[ordinal];
+    pthread_mutex_unlock(&primary_mu);
+    if (!ctx) return wcg_cudrv_fail(err, r, "cuDevicePrimaryCtxRetain");
     if ((r = d->CtxSetCurrent(ctx)) != CUDA_SUCCESS) return wcg_cudrv_fail(err, r, "cuCtxSetCurrent");
     *out = d;
     return 0;
+}
+
+static int granularity(const wcg_cudrv *d, CUdevice dev, size_t *out, wc_err *err)
+{
+    CUmemAllocationProp p = alloc_prop(dev);
+    CUresult r = d->MemGetAllocationGranularity(out, &p, CU_MEM_ALLOC_GRANULARITY_MINIMUM);
+    return r == CUDA_SUCCESS ? 0 : wcg_cudrv_fail(err, r, "cuMemGetAllocationGranularity");
 }
 
 int wcg_share_granularity(int ordinal, size_t *out, wc_err *err)
@@ -38,10 +56,7 @@ int wcg_share_granularity(int ordinal, size_t *out, wc_err *err)
     const wcg_cudrv *d = NULL;
     CUdevice dev;
     int rc = enter(ordinal, &dev, &d, err);
-    if (rc) return rc;
-    CUmemAllocationProp p = alloc_prop(dev);
-    CUresult r = d->MemGetAllocationGranularity(out, &p, CU_MEM_ALLOC_GRANULARITY_MINIMUM);
-    return r == CUDA_SUCCESS ? 0 : wcg_cudrv_fail(err, r, "cuMemGetAllocationGranularity");
+    return rc ? rc : granularity(d, dev, out, err);
 }
 
 /* Reserves an address range for `size` bytes of handle h, maps it, and
@@ -72,8 +87,8 @@ int wcg_arena_create(wcg_arena *a, int ordinal, size_t size, wc_err *err)
     memset(a, 0, sizeof *a);
     const wcg_cudrv *d = NULL;
     size_t gran;
-    int rc = wcg_share_granularity(ordinal, &gran, err);
-    if (!rc) rc = enter(ordinal, &a->dev, &d, err);
+    int rc = enter(ordinal, &a->dev, &d, err);
+    if (!rc) rc = granularity(d, a->dev, &gran, err);
     if (rc) return rc;
     if (size == 0 || size > SIZE_MAX - gran) return wc_fail(err, WC_EINVAL, "arena of %zu bytes", size);
     a->size = (size + gran - 1) / gran * gran;
