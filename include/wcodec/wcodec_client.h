@@ -58,8 +58,8 @@ WC_CLIENT_API const char *wc_client_strerror(int code);
 
 typedef enum wc_location_kind {
     WC_LOC_MEMFD = 1,     /* data points into a read-only shared mapping */
-    WC_LOC_CUDA_VMM = 2,  /* reserved for the GPU backend */
-    WC_LOC_CUDA_IPC = 3,  /* reserved for the GPU backend */
+    WC_LOC_CUDA_VMM = 2,  /* data points into device memory: a CUDA VMM arena imported */
+    WC_LOC_CUDA_IPC = 3,  /* data points into device memory: a legacy CUDA IPC handle opened */
 } wc_location_kind;
 
 typedef struct wc_client wc_client;
@@ -124,6 +124,11 @@ typedef struct wc_client_tensor {
     const float *scales;   /* n_scales per-row scales, NULL if none */
     uint64_t n_scales;
     wc_location_kind location;
+    /* CUDA kinds: data and scales are device pointers on this device, valid
+     * in its primary context (the CUDA runtime's and PyTorch's); -1 and
+     * zeros for memfd tensors. */
+    int device;
+    unsigned char device_uuid[16];
 } wc_client_tensor;
 
 typedef enum wc_client_select {
@@ -139,6 +144,22 @@ typedef enum wc_client_select {
 WC_CLIENT_API int wc_client_get(wc_client *c, uint64_t model_id, wc_client_select sel,
                                 const char *const *names, size_t n_names,
                                 wc_client_tensor ***out, size_t *n_out, wc_err *err);
+/* Options of wc_client_get2(); wc_client_get_opts_default() fills them. */
+typedef struct wc_client_get_opts {
+    /* -1 (default): host memory (memfd), as wc_client_get(). >= 0: device
+     * memory on the CUDA device of that ordinal in this process, when the
+     * daemon has a GPU backend serving that device; otherwise the daemon
+     * answers with memfd tensors (each tensor's `location` says which).
+     * Loads libcuda.so.1 on first use: WC_ENODEV when it cannot. */
+    int device;
+    uint64_t reserved[8];
+} wc_client_get_opts;
+
+WC_CLIENT_API void wc_client_get_opts_default(wc_client_get_opts *o);
+/* wc_client_get() with options (NULL: the defaults). */
+WC_CLIENT_API int wc_client_get2(wc_client *c, uint64_t model_id, wc_client_select sel,
+                                 const char *const *names, size_t n_names, const wc_client_get_opts *opts,
+                                 wc_client_tensor ***out, size_t *n_out, wc_err *err);
 /* Frees an array that wc_client_get() returned (NULL: nothing), not the
  * tensors it points to: they stay leased until wc_client_release(). */
 WC_CLIENT_API void wc_client_tensors_free(wc_client_tensor **tensors);
