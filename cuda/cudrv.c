@@ -30,6 +30,8 @@ static const struct {
     SYM(MemRelease), SYM(MemExportToShareableHandle), SYM(MemImportFromShareableHandle),
     SYM(MemAddressReserve), SYM(MemAddressFree), SYM(MemMap), SYM(MemUnmap), SYM(MemSetAccess),
     SYM(MemcpyDtoH), SYM(MemcpyHtoD), SYM(MemsetD8), SYM(CtxSynchronize),
+    SYM(DeviceGetName), SYM(DeviceTotalMem), SYM(MemGetInfo), SYM(MemAlloc), SYM(MemFree),
+    SYM(IpcGetMemHandle), SYM(IpcOpenMemHandle), SYM(IpcCloseMemHandle),
 #undef SYM
 };
 

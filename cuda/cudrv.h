@@ -48,6 +48,15 @@ typedef struct wcg_cudrv {
     CUresult (*MemcpyHtoD)(CUdeviceptr dst, const void *src, size_t n);
     CUresult (*MemsetD8)(CUdeviceptr dst, unsigned char v, size_t n);
     CUresult (*CtxSynchronize)(void);
+    CUresult (*DeviceGetName)(char *name, int len, CUdevice d);
+    CUresult (*DeviceTotalMem)(size_t *bytes, CUdevice d);
+    CUresult (*MemGetInfo)(size_t *free_b, size_t *total);
+    /* legacy IPC: cudaMalloc'd memory and its cudaIpcMemHandle_t */
+    CUresult (*MemAlloc)(CUdeviceptr *p, size_t size);
+    CUresult (*MemFree)(CUdeviceptr p);
+    CUresult (*IpcGetMemHandle)(CUipcMemHandle *h, CUdeviceptr p);
+    CUresult (*IpcOpenMemHandle)(CUdeviceptr *p, CUipcMemHandle h, unsigned flags);
+    CUresult (*IpcCloseMemHandle)(CUdeviceptr p);
 } wcg_cudrv;
 
 /* The table, or NULL when libcuda.so.1 or one of its calls is missing, or
