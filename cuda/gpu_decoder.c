@@ -194,7 +194,7 @@ static int retire_slot(wc_gpu *g, slot *sl, const wc_file *f, const treq *rq, wc
     sl->in_use = 0;
     cudaError_t e = cudaEventSynchronize(sl->done);
     if (e != cudaSuccess) return wcg_cuda_fail(err, e, "decoding a batch");
-    (void)g;
+    wcg_trace_retired(&g->trace, (int)(sl - g->slots));
     return wcg_check_errs(f, rq, (const unsigned long long *)(sl->h_desc + sl->errs_off), sl->n_jobs,
                       sl->job_tensor, err);
 }
@@ -211,11 +211,15 @@ static int run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_e
     cursor c = {0, 0};
     uint64_t batch = 0;
     io_pool *io = &g->io;
+    wcg_trace *tr = &g->trace;
     wcg_io_attach(io, f);
+    wcg_trace_begin(tr, g->compute);
 
     while (c.t < n_rq) {
         slot *sl = &g->slots[batch % (uint64_t)g->n_slots];
+        wcg_trace_batch tb = {.batch = batch, .t_begin = wcg_trace_now(tr)};
         if ((r = retire_slot(g, sl, f, rq, err))) goto out;
+        tb.t_slot = wcg_trace_now(tr);
         long np = wcg_plan_batch(rq, n_rq, &c, g->data_cap, g->desc_cap, &ps, &ps_cap, f, err);
         if (np < 0) {
             r = (int)np;
@@ -265,9 +269,11 @@ static int run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_e
                                         .tensor = p->t};
             }
         }
+        tb.t_planned = wcg_trace_now(tr);
         if ((r = wcg_build_desc(g, rq, ps, (size_t)np, src_base, sl->h_desc, g->desc_cap, &L, &sl->job_tensor,
                             &sl->job_cap, err)))
             goto out;
+        tb.t_desc = wcg_trace_now(tr);
         wcg_io_run(io, tasks, nt);
         for (size_t k = 0; k < nt; k++)
             if (tasks[k].result) {
@@ -279,6 +285,9 @@ static int run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_e
             r = wcg_io_fail(f, rq, &bad, err);
             goto out;
         }
+        tb.t_read = wcg_trace_now(tr);
+        tb.bytes = data_used;
+        wcg_trace_copy_begin(tr, (int)(sl - g->slots), sl->copy);
         /* copies */
         if (L.end) CK(cudaMemcpyAsync(sl->d_desc, sl->h_desc, L.end, cudaMemcpyHostToDevice, sl->copy), "cudaMemcpyAsync (descriptors)");
         for (long i = 0; i < np; i++) {
@@ -305,6 +314,8 @@ static int run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_e
                                g->compute), "cudaMemcpyAsync (error words)");
         }
         CK(cudaEventRecord(sl->done, g->compute), "cudaEventRecord");
+        tb.t_issued = wcg_trace_now(tr);
+        wcg_trace_issued(tr, (int)(sl - g->slots), sl->copy, g->compute, &tb);
         sl->in_use = 1;
         sl->errs_off = L.errs;
         sl->n_jobs = L.n_jobs;
@@ -318,10 +329,12 @@ fail:
 out:
     /* a record whose checksum fails is the cause of whatever its decode
      * found: that is reported first */
+    double t_hash = wcg_trace_now(tr);
     if (r != WC_ECHECKSUM && r != WC_ENOMEM) {
         io_task bad;
         if (wcg_io_bg_failed(io, true, &bad) && (!r || bad.result == WC_ECHECKSUM)) r = wcg_io_fail(f, rq, &bad, err);
     }
+    t_hash = wcg_trace_now(tr) - t_hash;
     /* leave nothing in flight that uses the ring */
     for (int s = 0; s < g->n_slots; s++) {
         cudaStreamSynchronize(g->slots[s].copy);
@@ -330,6 +343,7 @@ out:
     cudaStreamSynchronize(g->compute);
     wcg_io_bg_clear(io); /* the hashes read through io->fd */
     io->fd = -1;
+    wcg_trace_end(tr, t_hash, r);
     free(ps);
     free(tasks);
     free(src_base);

@@ -20,6 +20,7 @@
 #include "rans.h"
 #include "reader.h"
 #include "rec_reader.h"
+#include "gpu_trace.h"
 
 #define MiB (1024ull * 1024)
 #define RING_MAX (512 * MiB)
@@ -120,6 +121,7 @@ struct wc_gpu {
     uint64_t data_cap, desc_cap;
     slot slots[MAX_SLOTS];
     io_pool io;
+    wcg_trace trace;              /* WCODEC_GPU_TRACE: the pipeline's timeline */
 };
 
 /* ---- tensors, batches and descriptors (gpu_desc.c) ---- */
