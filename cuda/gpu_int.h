@@ -55,22 +55,36 @@ typedef struct io_task {
     int sys_errno;           /* errno of a failed read (0: the file ended early) */
 } io_task;
 
+/* A batch's reads: claimed in order, oldest job first. */
+typedef struct io_job {
+    io_task *tasks;
+    size_t n, next, done;
+} io_job;
+
+#define IO_JOBS 2
+
 typedef struct io_pool {
     pthread_t *th;
     int n;
     pthread_mutex_t mu;
     pthread_cond_t go, done;
     int quit;
-    io_task *tasks;          /* the batch: claimed in order, the caller waits for all */
-    size_t n_tasks, next, n_done;
+    io_job jobs[IO_JOBS];    /* submitted, not yet waited for: seq waited .. submitted-1 */
+    uint64_t submitted, waited;
     io_task *bg;             /* background tasks (record hashes), results kept */
     size_t bg_n, bg_cap, bg_next, bg_done;
     int fd;                  /* the wc_file's descriptor (wc_file_fd), borrowed for a call */
 } io_pool;
 
-/* Runs the n tasks on the pool's threads and the caller's, returns when all
- * are done (each task's result in it). Batch tasks go before background
- * ones. */
+/* Hands the n tasks to the pool's threads and returns at once: a ticket
+ * for wcg_io_wait. At most IO_JOBS batches are submitted and not waited
+ * for; the threads take the older one's tasks first, so the next batch's
+ * reads fill the time the last reads of this one leave threads idle.
+ * Batch tasks go before background ones. */
+uint64_t wcg_io_submit(io_pool *p, io_task *tasks, size_t n);
+/* Helps with and waits for the tasks of ticket (each task's result in it). */
+void wcg_io_wait(io_pool *p, uint64_t ticket);
+/* Both: returns when the n tasks are done. */
 void wcg_io_run(io_pool *p, io_task *tasks, size_t n);
 /* Queues a background task (a record hash): the threads take it when no
  * batch task is left, so hashing spreads over the whole pipeline instead of
@@ -123,6 +137,12 @@ struct wc_gpu {
     io_pool io;
     wcg_trace trace;              /* WCODEC_GPU_TRACE: the pipeline's timeline */
 };
+
+/* ---- the pipeline (gpu_pipeline.c) ---- */
+struct treq;
+/* Decodes the n_rq requests through the ring; returns with nothing in
+ * flight. */
+int wcg_run_pipeline(wc_gpu *g, const wc_file *f, struct treq *rq, size_t n_rq, wc_err *err);
 
 /* ---- tensors, batches and descriptors (gpu_desc.c) ---- */
 

@@ -68,18 +68,21 @@ static void io_do(io_pool *p, io_task *t)
     }
 }
 
-/* Claims the next task under p->mu, batch tasks first: a batch waits on
- * its reads, while a background hash only has to finish before the call
- * returns. Runs it unlocked; false when there is none (bg: whether the
- * caller takes background tasks too). */
-static bool io_work_one(io_pool *p, bool bg)
+/* Claims the next task under p->mu, batch tasks first (the oldest batch's
+ * first): a batch waits on its reads, while a background hash only has to
+ * finish before the call returns. Runs it unlocked; false when there is none
+ * (bg: whether the caller takes background tasks too; only: a ticket whose
+ * tasks alone the caller takes, or UINT64_MAX for any). */
+static bool io_work_one(io_pool *p, bool bg, uint64_t only)
 {
-    if (p->next < p->n_tasks) {
-        io_task *t = &p->tasks[p->next++];
+    for (uint64_t s = p->waited; s < p->submitted; s++) {
+        io_job *j = &p->jobs[s % IO_JOBS];
+        if ((only != UINT64_MAX && s != only) || j->next == j->n) continue;
+        io_task *t = &j->tasks[j->next++];
         pthread_mutex_unlock(&p->mu);
         io_do(p, t);
         pthread_mutex_lock(&p->mu);
-        if (++p->n_done == p->n_tasks) pthread_cond_broadcast(&p->done);
+        if (++j->done == j->n) pthread_cond_broadcast(&p->done);
         return true;
     }
     if (bg && p->bg_next < p->bg_n) {
@@ -100,25 +103,40 @@ static void *io_worker(void *arg)
     io_pool *p = arg;
     pthread_mutex_lock(&p->mu);
     while (!p->quit)
-        if (!io_work_one(p, true)) pthread_cond_wait(&p->go, &p->mu);
+        if (!io_work_one(p, true, UINT64_MAX)) pthread_cond_wait(&p->go, &p->mu);
     pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
-/* Runs the tasks on the workers and the calling thread; returns when all are
+uint64_t wcg_io_submit(io_pool *p, io_task *tasks, size_t n)
+{
+    pthread_mutex_lock(&p->mu);
+    /* The caller keeps at most IO_JOBS in flight (the pipeline: two). */
+    while (p->submitted - p->waited >= IO_JOBS) pthread_cond_wait(&p->done, &p->mu);
+    uint64_t ticket = p->submitted++;
+    p->jobs[ticket % IO_JOBS] = (io_job){tasks, n, 0, 0};
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    return ticket;
+}
+
+void wcg_io_wait(io_pool *p, uint64_t ticket)
+{
+    pthread_mutex_lock(&p->mu);
+    io_job *j = &p->jobs[ticket % IO_JOBS];
+    while (io_work_one(p, false, ticket)) {}
+    while (j->done < j->n) pthread_cond_wait(&p->done, &p->mu);
+    /* Tickets are waited for in the order they were submitted. */
+    if (ticket + 1 > p->waited) p->waited = ticket + 1;
+    pthread_cond_broadcast(&p->done);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Runs the n tasks on the workers and the calling thread; returns when all are
  * done (background tasks may still be running). */
 void wcg_io_run(io_pool *p, io_task *tasks, size_t n)
 {
-    pthread_mutex_lock(&p->mu);
-    p->tasks = tasks;
-    p->n_tasks = n;
-    p->next = p->n_done = 0;
-    pthread_cond_broadcast(&p->go);
-    while (io_work_one(p, false)) {}
-    while (p->n_done < p->n_tasks) pthread_cond_wait(&p->done, &p->mu);
-    p->tasks = NULL;
-    p->n_tasks = p->next = p->n_done = 0;
-    pthread_mutex_unlock(&p->mu);
+    wcg_io_wait(p, wcg_io_submit(p, tasks, n));
 }
 
 int wcg_io_queue(io_pool *p, const io_task *t)
@@ -146,7 +164,7 @@ bool wcg_io_bg_failed(io_pool *p, bool wait, io_task *failed)
     bool found = false;
     pthread_mutex_lock(&p->mu);
     if (wait) {
-        while (io_work_one(p, true)) {}
+        while (io_work_one(p, true, UINT64_MAX)) {}
         while (p->bg_done < p->bg_n) pthread_cond_wait(&p->done, &p->mu);
     }
     /* a task's result is written back when it is done (0 until then) */

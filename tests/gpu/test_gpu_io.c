@@ -153,9 +153,47 @@ static void test_interleaved(void **state)
     free(got);
 }
 
+/* The pipeline's overlap: batch k+1's reads are submitted before batch
+ * k's are waited for, two jobs always in flight, waited for in order; every
+ * read of both must land in its own buffer, whichever thread ran it. */
+static void test_two_jobs_in_flight(void **state)
+{
+    (void)state;
+    io_pool p;
+    assert_int_equal(wcg_io_start(&p, 3), 0);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    p.fd = fd;
+    enum { ROUNDS = 60, READS = 7, CHUNK = 64 * 1024 };
+    uint8_t *got[2] = {malloc(READS * CHUNK), malloc(READS * CHUNK)};
+    io_task rd[2][READS];
+    uint64_t base[2], ticket[2];
+    for (int round = 0; round <= ROUNDS; round++) {
+        const int cur = round & 1, prev = cur ^ 1;
+        if (round < ROUNDS) {
+            base[cur] = (uint64_t)round * 7919 % (FILE_BYTES - READS * CHUNK);
+            for (int k = 0; k < READS; k++)
+                rd[cur][k] = (io_task){.kind = 0, .off = base[cur] + (uint64_t)k * CHUNK, .len = CHUNK,
+                                       .dst = got[cur] + k * CHUNK};
+            memset(got[cur], 0, READS * CHUNK);
+            ticket[cur] = wcg_io_submit(&p, rd[cur], READS);
+        }
+        if (round) {
+            wcg_io_wait(&p, ticket[prev]);
+            for (int k = 0; k < READS; k++) assert_int_equal(rd[prev][k].result, 0);
+            assert_memory_equal(got[prev], data + base[prev], READS * CHUNK);
+        }
+    }
+    wcg_io_stop(&p);
+    close(fd);
+    free(got[0]);
+    free(got[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_pread),
-                                       cmocka_unit_test(test_interleaved)};
+                                       cmocka_unit_test(test_interleaved),
+                                       cmocka_unit_test(test_two_jobs_in_flight)};
     return cmocka_run_group_tests(tests, setup, teardown) ? 1 : 0;
 }
