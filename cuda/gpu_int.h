@@ -46,9 +46,13 @@ int wcg_cuda_fail(wc_err *err, cudaError_t e, const char *what);
 /* ---- io thread pool (gpu_io.c) ---- */
 
 typedef struct io_task {
-    int kind;                /* 0: read into dst, 1: check the record hash */
+    int kind;                /* 0: read into dst; 1: check the record hash, reading it;
+                              * 2: check it from memory: head, then src, then the file's [off, off + len) */
     uint64_t off, len;       /* file range */
     uint8_t *dst;
+    const uint8_t *head, *src; /* kind 2 */
+    uint64_t head_len, src_len;
+    unsigned *pending;       /* kind 2: decremented when done (the ring slot it reads) */
     uint64_t hash;
     size_t tensor;           /* the request it reads for (messages) */
     int result;              /* 0, or a WC_E* code: WC_ECHECKSUM, WC_EIO, WC_ENOMEM */
@@ -94,6 +98,9 @@ int wcg_io_queue(io_pool *p, const io_task *t);
  * order is copied to *failed); with wait, the caller first helps with and
  * waits for all of them. */
 bool wcg_io_bg_failed(io_pool *p, bool wait, io_task *failed);
+/* Helps with background tasks until *pending (counted by tasks queued with
+ * it) is 0: a ring slot whose bytes hashes still read is not rewritten. */
+void wcg_io_wait_pending(io_pool *p, const unsigned *pending);
 /* Waits for the background tasks and forgets them. */
 void wcg_io_bg_clear(io_pool *p);
 /* Points the pool's reads at the file's own descriptor (wc_file_fd) for a
@@ -121,6 +128,7 @@ typedef struct slot {
     uint32_t n_jobs;
     size_t *job_tensor;
     size_t job_cap;
+    unsigned hashing;             /* record hashes that still read its pinned data */
 } slot;
 
 struct wc_gpu {

@@ -47,12 +47,48 @@ out:
     XXH3_freeState(st);
 }
 
+/* XXH3 of a record whose bytes are in memory already (task kind 2): its
+ * head, its tile streams in the pinned ring, and what follows them in the
+ * file, if anything. No second read of the record from the page cache. */
+static void hash_in_memory(io_pool *p, io_task *t)
+{
+    XXH3_state_t *st = XXH3_createState();
+    uint8_t *buf = t->len ? malloc(t->len) : NULL;
+    if (!st || (t->len && !buf)) {
+        t->result = WC_ENOMEM;
+        t->sys_errno = ENOMEM;
+        goto out;
+    }
+    XXH3_64bits_reset(st);
+    if (t->head_len) XXH3_64bits_update(st, t->head, (size_t)t->head_len);
+    if (t->src_len) XXH3_64bits_update(st, t->src, (size_t)t->src_len);
+    for (uint64_t a = 0; a < t->len;) {
+        ssize_t k = pread(p->fd, buf + a, t->len - a, (off_t)(t->off + a));
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            t->result = WC_EIO;
+            t->sys_errno = k < 0 ? errno : 0;
+            goto out;
+        }
+        a += (uint64_t)k;
+    }
+    if (t->len) XXH3_64bits_update(st, buf, (size_t)t->len);
+    t->result = XXH3_64bits_digest(st) != t->hash ? WC_ECHECKSUM : 0;
+out:
+    free(buf);
+    XXH3_freeState(st);
+}
+
 /* A read (task kind 0) into the pinned ring: a short one (the file shrank
  * after it was opened) is WC_EIO with errno 0. */
 static void io_do(io_pool *p, io_task *t)
 {
     if (t->kind == 1) {
         hash_record(p, t);
+        return;
+    }
+    if (t->kind == 2) {
+        hash_in_memory(p, t);
         return;
     }
     uint64_t done = 0;
@@ -92,6 +128,7 @@ static bool io_work_one(io_pool *p, bool bg, uint64_t only)
         io_do(p, &t);
         pthread_mutex_lock(&p->mu);
         p->bg[i] = t;
+        if (t.pending && !--*t.pending) pthread_cond_broadcast(&p->done);
         if (++p->bg_done == p->bg_n) pthread_cond_broadcast(&p->done);
         return true;
     }
@@ -153,6 +190,7 @@ int wcg_io_queue(io_pool *p, const io_task *t)
         p->bg = nb, p->bg_cap = cap;
     }
     p->bg[p->bg_n++] = *t;
+    if (t->pending) ++*t->pending;
     pthread_cond_signal(&p->go);
 out:
     pthread_mutex_unlock(&p->mu);
@@ -172,6 +210,14 @@ bool wcg_io_bg_failed(io_pool *p, bool wait, io_task *failed)
         if (p->bg[i].result) *failed = p->bg[i], found = true;
     pthread_mutex_unlock(&p->mu);
     return found;
+}
+
+void wcg_io_wait_pending(io_pool *p, const unsigned *pending)
+{
+    pthread_mutex_lock(&p->mu);
+    while (*pending && io_work_one(p, true, UINT64_MAX)) {}
+    while (*pending) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
 }
 
 void wcg_io_bg_clear(io_pool *p)

@@ -62,13 +62,22 @@ static int add_task(stage *st, const io_task *t, wc_err *err)
     return 0;
 }
 
-/* Each record's checksum in the background, queued with its first piece:
- * it only has to pass before the call returns (a tensor whose record fails
- * is then reported, whatever was decoded). */
+/* A record read whole in one batch, from its first stream byte: its hash is
+ * taken from the ring. */
+static bool ring_hashed(const piece *p, const treq *t)
+{
+    return p->first && p->last && (!t->coded || p->b0 == 0);
+}
+
+/* Each record's checksum in the background: it only has to pass before the
+ * call returns (a tensor whose record fails is then reported, whatever was
+ * decoded). A record read whole in one batch is hashed from the ring once
+ * its reads are done (hash_from_ring); one spread over several batches is
+ * read again to be hashed, queued with its first piece. */
 static int queue_hashes(wc_gpu *g, const treq *rq, const stage *st, wc_err *err)
 {
     for (long i = 0; i < st->np && g->o.verify_checksums; i++) {
-        if (!st->ps[i].first) continue;
+        if (!st->ps[i].first || ring_hashed(&st->ps[i], &rq[st->ps[i].t])) continue;
         const wc_entry *e = rq[st->ps[i].t].e;
         io_task h = {.kind = 1, .off = e->offset, .len = e->size, .hash = e->hash, .tensor = st->ps[i].t};
         if (wcg_io_queue(&g->io, &h)) return wc_fail(err, WC_ENOMEM, "out of memory");
@@ -83,6 +92,7 @@ static long prepare(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, cursor *
     wcg_trace *tr = &g->trace;
     int r;
     if ((r = retire_slot(g, st->sl, f, rq, err))) return r;
+    wcg_io_wait_pending(&g->io, &st->sl->hashing);
     st->tb.t_slot = wcg_trace_now(tr);
     st->np = wcg_plan_batch(rq, n_rq, c, g->data_cap, g->desc_cap, &st->ps, &st->ps_cap, f, err);
     if (st->np <= 0) return st->np;
@@ -117,6 +127,29 @@ static long prepare(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, cursor *
     return st->np;
 }
 
+/* The hashes of the records the batch read whole, from the slot's pinned
+ * data: the slot is not rewritten before they are done (prepare). */
+static int hash_from_ring(wc_gpu *g, const treq *rq, stage *st, wc_err *err)
+{
+    for (long i = 0; i < st->np && g->o.verify_checksums; i++) {
+        const piece *p = &st->ps[i];
+        const treq *t = &rq[p->t];
+        if (!ring_hashed(p, t)) continue;
+        const wc_entry *e = t->e;
+        io_task h = {.kind = 2, .hash = e->hash, .tensor = p->t, .src = st->sl->h_data + p->data_off,
+                     .src_len = p->b1 - p->b0, .pending = &st->sl->hashing};
+        if (t->coded) {
+            /* the head was read at prep; what follows the last tile stream, if anything, from the file */
+            h.head = t->head;
+            h.head_len = e->tiles_off;
+            h.off = e->offset + e->tiles_off + p->b1;
+            h.len = e->size - e->tiles_off - p->b1;
+        }
+        if (wcg_io_queue(&g->io, &h)) return wc_fail(err, WC_ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
 /* Waits for the batch's reads, then queues its copies and kernels. */
 static int issue(wc_gpu *g, const wc_file *f, treq *rq, stage *st, wc_err *err)
 {
@@ -128,6 +161,7 @@ static int issue(wc_gpu *g, const wc_file *f, treq *rq, stage *st, wc_err *err)
     st->reading = false;
     for (size_t k = 0; k < st->nt; k++)
         if (st->tasks[k].result) return wcg_io_fail(f, rq, &st->tasks[k], err);
+    if ((r = hash_from_ring(g, rq, st, err))) return r;
     io_task bad;
     if (wcg_io_bg_failed(&g->io, false, &bad)) return wcg_io_fail(f, rq, &bad, err);
     st->tb.t_read = wcg_trace_now(tr);
