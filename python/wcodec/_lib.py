@@ -16,7 +16,10 @@ from . import _paths
 # wc_status (wcodec.h)
 E_NAMES = {-1: 'EINVAL', -2: 'EIO', -3: 'ENOMEM', -4: 'EFORMAT', -5: 'ECHECKSUM', -6: 'EVERSION',
            -7: 'ERANGE', -8: 'ENOTFOUND', -9: 'EUNSUPPORTED', -10: 'ECORRUPT', -11: 'ECUDA',
-           -12: 'ENODEV', -13: 'ECANCELED'}
+           -12: 'ENODEV', -13: 'ECANCELED',
+           # wc_client_status (wcodec_client.h)
+           -64: 'EDENIED', -65: 'EPROTO', -66: 'EDISCONNECTED', -67: 'EBUDGET', -68: 'ETIMEDOUT',
+           -69: 'ELIMIT'}
 ENOTFOUND = -8
 
 # wc_dtype (wcodec.h): numeric value -> safetensors name; the values never change
