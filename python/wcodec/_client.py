@@ -181,8 +181,11 @@ class TensorView:
         return self.location in (LOC_CUDA_VMM, LOC_CUDA_IPC)
 
 
-def _close_client(lib, handle):
-    lib.wc_client_close(handle)
+def _close_client(lib, handle, pid):
+    # a forked child inherits the socket: only the process that connected
+    # may speak on it (the child keeps the mappings it inherited)
+    if os.getpid() == pid:
+        lib.wc_client_close(handle)
 
 
 class Connection:
@@ -204,11 +207,19 @@ class Connection:
         if r in (EDISCONNECTED, EDENIED):
             _check(lib, r, err, lambda c, m: DaemonUnavailable(c, m, self.socket))
         _check(lib, r, err)
-        self._lib, self._h = lib, h
+        self._lib, self._h, self._pid = lib, h, os.getpid()
         if timeout_ms is not None:
             lib.wc_client_set_timeout(h, timeout_ms)
-        self._fin = weakref.finalize(self, _close_client, lib, h)
+        self._fin = weakref.finalize(self, _close_client, lib, h, self._pid)
         self._fin.atexit = False
+
+    def _handle(self):
+        if os.getpid() != self._pid:
+            raise DaemonError(-66, f'wcodecd at {self.socket}: this connection belongs to process '
+                                   f'{self._pid} (inherited through fork): connect again')
+        if not self._fin.alive:
+            raise ValueError(f'wcodecd at {self.socket}: the connection is closed')
+        return self._h
 
     def close(self):
         """Closes now; only when no Lease of this connection is alive (a
@@ -218,7 +229,7 @@ class Connection:
     def open(self, path):
         """Opens a .wcodec file beneath the daemon's roots: (model id, tensor count)."""
         buf, err = (ctypes.c_char * _lib._ROOM)(), _lib._err()
-        _check(self._lib, self._lib.wc_client_open(self._h, os.fsencode(path), buf, err), err)
+        _check(self._lib, self._lib.wc_client_open(self._handle(), os.fsencode(path), buf, err), err)
         m = _Model.from_buffer(buf)
         return m.id, m.tensor_count
 
@@ -238,10 +249,10 @@ class Connection:
             opts = (ctypes.c_char * _lib._ROOM)()
             lib.wc_client_get_opts_default(opts)
             ctypes.c_int.from_buffer(opts).value = device  # wc_client_get_opts.device, first field
-            r = lib.wc_client_get2(self._h, model_id, sel, cnames, nn, opts, ctypes.byref(arr),
+            r = lib.wc_client_get2(self._handle(), model_id, sel, cnames, nn, opts, ctypes.byref(arr),
                                    ctypes.byref(n), err)
         else:
-            r = lib.wc_client_get(self._h, model_id, sel, cnames, nn, ctypes.byref(arr),
+            r = lib.wc_client_get(self._handle(), model_id, sel, cnames, nn, ctypes.byref(arr),
                                   ctypes.byref(n), err)
         _check(lib, r, err)
         return Lease(self, arr, n.value)
@@ -250,7 +261,7 @@ class Connection:
         """{name: True if coded (INT8 rANS), False if raw} of every tensor (wc_client_list)."""
         lib, err = self._lib, _lib._err()
         arr, n = ctypes.POINTER(_ListInfo)(), ctypes.c_size_t()
-        _check(lib, lib.wc_client_list(self._h, model_id, None, ctypes.byref(arr), ctypes.byref(n), err),
+        _check(lib, lib.wc_client_list(self._handle(), model_id, None, ctypes.byref(arr), ctypes.byref(n), err),
                err)
         try:
             return {arr[i].name.decode('utf-8'): arr[i].coding == _lib.CODING_RANS_I8
@@ -261,7 +272,7 @@ class Connection:
     def stats(self):
         """The daemon's counters (wc_client_stats) as a dict."""
         buf, err = (ctypes.c_char * _lib._ROOM)(), _lib._err()
-        _check(self._lib, self._lib.wc_client_stats_get(self._h, buf, err), err)
+        _check(self._lib, self._lib.wc_client_stats_get(self._handle(), buf, err), err)
         s = _Stats.from_buffer(buf)
         return {f: getattr(s, f) for f, _ in _Stats._fields_}
 
@@ -269,7 +280,10 @@ class Connection:
 def _release(conn, arr, n, hooks):
     # hooks first (a device sync: a kernel may still read the memory); the
     # tensors are unmapped whatever the daemon answers, and a failed release
-    # round trip ends with the connection (its leases go when it closes)
+    # round trip ends with the connection (its leases go when it closes).
+    # Not in a forked child: the socket and the leases are the parent's.
+    if os.getpid() != conn._pid:
+        return
     for h in hooks:
         try:
             h()

@@ -115,6 +115,15 @@ def check_load(d, enc, ref, local_bf16):
         if v.numel():
             m = mapping_of(v.data_ptr())
             assert 'memfd:' in m and m.split()[1].startswith('r-'), (k, m)
+    # a forked child that frees its copy must not end the parent's leases
+    pid = os.fork()
+    if pid == 0:
+        sd.clear()
+        del v  # the last reference to the Lease in this process: its finalizer runs here
+        gc.collect()
+        os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert leased(d) == (held, 2), f'a forked child freeing the tensors: {leased(d)}'
     k = next(k for k, v in sd.items() if v.numel() >= 4096)
     keep = sd[k]
     del sd, v
@@ -211,6 +220,50 @@ def check_auto(d, tmp, enc, outside, ref):
     print('via="auto": in-process without a daemon and outside its roots, the daemon where it answers')
 
 
+def check_from_pretrained(d, tmp, roots):
+    """WCodecModel.from_pretrained(via="daemon") through test_hf's stand-in
+    transformers: outputs equal to via="local"'s; with keep_int8 the INT8
+    weights stay leased while the model lives."""
+    import importlib.util
+    if importlib.util.find_spec('transformers') is not None:
+        print('transformers is installed: from_pretrained through the daemon is the GPU bench\'s')
+        return
+    import test_hf
+    import wcodec
+    fake = os.path.join(tmp, 'fake')
+    os.makedirs(fake)
+    with open(os.path.join(fake, 'transformers.py'), 'w') as f:
+        f.write(test_hf.FAKE_TRANSFORMERS)
+    sys.path.insert(0, fake)
+    try:
+        import transformers
+        cfg = {'architectures': ['TinyLM'], 'hidden_size': 64, 'vocab_size': 320,
+               'tie_word_embeddings': True, 'torch_dtype': 'bfloat16'}
+        torch.manual_seed(3)
+        src = transformers.TinyLM(transformers.Config(cfg))
+        folder = os.path.join(tmp, 'tiny-hf')
+        wct.hf_folder(folder, {k: ('F32', v.detach().numpy()) for k, v in src.state_dict().items()
+                               if k != 'head.weight'}, 2, cfg)
+        enc = os.path.join(roots, 'tiny-hf.wcodec')
+        p = wct.wcodec('encode', '-q', folder, '-o', enc)
+        assert p.returncode == 0, p.stderr
+        ids = torch.randint(0, 320, (2, 9))
+        for keep in (False, True):
+            want = wcodec.WCodecModel.from_pretrained(enc, keep_int8=keep, via='local')(ids)
+            m = wcodec.WCodecModel.from_pretrained(enc, keep_int8=keep, via='daemon', socket=d.sock)
+            assert (type(m.up) is wcodec.Int8Linear) == keep
+            assert torch.equal(m(ids), want), f'keep_int8={keep}: outputs differ from via="local"'
+            assert (leased(d)[0] > 0) == keep, f'keep_int8={keep}: {leased(d)} leased'
+            del m
+            gc.collect()
+            assert leased(d) == (0, 1), f'model freed: {leased(d)}'
+        print('from_pretrained via daemon (stand-in transformers): outputs equal to the in-process '
+              'load; INT8 kept: leased while the model lives, released after')
+    finally:
+        sys.path.remove(fake)
+        sys.modules.pop('transformers', None)
+
+
 def main():
     import wcodec
     with tempfile.TemporaryDirectory() as tmp:
@@ -236,6 +289,7 @@ def main():
             check_safe_open(d, enc, ref)
             check_errors(d, tmp, enc, outside)
             check_auto(d, tmp, enc, outside, ref)
+            check_from_pretrained(d, tmp, roots)
             ok = True
         finally:
             rc = d.stop()
