@@ -302,10 +302,14 @@ class Lease:
 
     def __init__(self, conn, arr, n):
         self.conn = conn
-        self.tensors = [TensorView(arr[i].contents) for i in range(n)]
         self.hooks = []
         self._fin = weakref.finalize(self, _release, conn, arr, n, self.hooks)
         self._fin.atexit = False
+        try:
+            self.tensors = [TensorView(arr[i].contents) for i in range(n)]
+        except Exception as e:  # e.g. a dtype code this binding does not know
+            self.release()
+            raise DaemonError(-65, f'wcodecd at {conn.socket}: get: {e!r}') from None
 
     def release(self):
         """Ends the leases now (idempotent): nothing may read the tensors after."""

@@ -19,6 +19,7 @@ Memory kinds (wc_client_tensor.location):
   PyTorch's; wrapped through __cuda_array_interface__ (torch.as_tensor),
   which keeps the carrier object, and so the Lease, alive.
 """
+import concurrent.futures
 import logging
 import os
 
@@ -74,12 +75,13 @@ def _wrap(lease, ptr, nbytes, shape, dtype, device, what):
 
 
 def _dequant(g, q, s, dtype):
-    """q x s[row] as dtype, a new tensor on q's device: wc_gpu_dequant for
-    device memory where libwcodec has it, else the same rule in PyTorch
-    ((q.float() * s[:, None]).to(dtype): docs/FORMAT.md, "Dequantized output")."""
+    """q x s[row] as dtype, a new tensor on q's device: wc_gpu_dequant (a
+    wc_gpu of q's kind: CUDA for device memory, CPU for host memory) where
+    libwcodec has it, else the same rule in PyTorch ((q.float() * s[:, None])
+    .to(dtype): docs/FORMAT.md, "Dequantized output")."""
     rows = q.shape[0] if q.dim() else 1
     cols = q.numel() // rows if rows else 0
-    if g is not None and q.is_cuda and q.numel():
+    if g is not None and q.numel():
         w = torch.empty(q.shape, dtype=dtype, device=q.device)
         g.dequant(q.data_ptr(), s.data_ptr() if s is not None else None, rows, cols, _DEQUANT[dtype],
                   w.data_ptr())
@@ -107,12 +109,20 @@ class _Builder:
             g.close()
 
     def _gpu_for(self, dev):
+        """The wc_gpu that dequantizes memory of dev (None: PyTorch does):
+        the CUDA backend on that device, the CPU backend for host memory
+        (libwcodec's CPU dequant, safe from many threads; made before any
+        thread asks, by cpu_pool)."""
         if not _lib.HAVE_GPU_DEQUANT:
             return None
-        if dev.index not in self._gpu:
-            torch.cuda.synchronize(dev)  # wc_gpu works on its own streams
-            self._gpu[dev.index] = _lib.Gpu(device=dev.index)
-        return self._gpu[dev.index]
+        key = dev.index if dev.type == 'cuda' else 'cpu'
+        if key not in self._gpu:
+            if dev.type == 'cuda':
+                torch.cuda.synchronize(dev)  # wc_gpu works on its own streams
+                self._gpu[key] = _lib.Gpu(device=dev.index)
+            else:
+                self._gpu[key] = _lib.Gpu(require_gpu=False, force_cpu=True)
+        return self._gpu[key]
 
     def _coded(self, v):
         if v.n_scales or (v.out_dtype == 'I8' and v.dtype != 'I8'):
@@ -133,8 +143,7 @@ class _Builder:
         if self.dtype is not None:
             # new tensors: the leases can end once all are made
             if self._coded(v):
-                g = self._gpu_for(where) if v.on_cuda else None
-                out = [(v.name, _dequant(g, q, s, self.dtype))]
+                out = [(v.name, _dequant(self._gpu_for(where), q, s, self.dtype))]
             elif v.dtype in _FLOATS:
                 out = [(v.name, q.to(self.dtype, copy=True))]
             else:
@@ -168,7 +177,14 @@ def state_dict(conn, model_id, path, device, dtype, names=None):
         codings = conn.codings(model_id)
     b = _Builder(path, lease, device, dtype, codings)
     try:
-        items = [kv for v in views for kv in b.tensors(v)]
+        if dtype is not None and not any(v.on_cuda for v in views) and len(views) > 1:
+            # host memory dequantized on the CPU: one tensor a thread (ctypes
+            # and torch drop the GIL), as the in-process CPU path decodes
+            b._gpu_for(torch.device('cpu'))
+            with concurrent.futures.ThreadPoolExecutor(min(len(views), os.cpu_count() or 1)) as pool:
+                items = [kv for part in pool.map(b.tensors, views) for kv in part]
+        else:
+            items = [kv for v in views for kv in b.tensors(v)]
     except BaseException:
         lease.release()  # what was built goes with the exception
         raise

@@ -76,9 +76,9 @@ class _GpuDst(ctypes.Structure):
 
 class _GpuOpts(ctypes.Structure):
     # mirrors the leading fields of struct wc_gpu_opts (wcodec_gpu.h); filled
-    # by wc_gpu_opts_default in a larger buffer, only `device` and
-    # `require_gpu` are set here
-    _fields_ = [('device', ctypes.c_int), ('require_gpu', ctypes.c_bool)]
+    # by wc_gpu_opts_default in a larger buffer, only `device`,
+    # `require_gpu` and `force_cpu` are set here
+    _fields_ = [('device', ctypes.c_int), ('require_gpu', ctypes.c_bool), ('force_cpu', ctypes.c_bool)]
 
 
 def _candidates():
@@ -276,16 +276,18 @@ class Gpu:
     """The in-process GPU decoder of wcodec_gpu.h (wc_gpu) on CUDA device
     `device`, default options otherwise. With require_gpu (the default) a
     library that cannot use the device raises WCodecError (ENODEV/ECUDA);
-    without, it falls back to the CPU and says why in `fallback_reason`."""
+    without, it falls back to the CPU and says why in `fallback_reason`.
+    force_cpu (with require_gpu False): the CPU backend, whose dequant works
+    on host memory and may be called from many threads at once."""
     _g = None
 
-    def __init__(self, device=-1, require_gpu=True):
+    def __init__(self, device=-1, require_gpu=True, force_cpu=False):
         if not HAVE_GPU:
             raise WCodecError(-12, 'this libwcodec was built without the GPU decoder')
         opts = (ctypes.c_char * _ROOM)()
         _lib.wc_gpu_opts_default(opts)
         o = _GpuOpts.from_buffer(opts)
-        o.device, o.require_gpu = device, require_gpu
+        o.device, o.require_gpu, o.force_cpu = device, require_gpu, force_cpu
         g, err = ctypes.c_void_p(), _err()
         _check(_lib.wc_gpu_create(ctypes.byref(g), opts, err), err)
         self._g = g

@@ -110,6 +110,9 @@ def check_load(d, enc, ref, local_bf16):
     held, conns = leased(d)
     # every tensor of the file leased (the metadata record, when there, too), on our connection
     assert held >= n_tensors and conns == 2, (held, n_tensors, conns)
+    # the binding's own stats agree with wcodecctl's (its struct mirror is right)
+    mine = wcodec.daemon_stats(d.sock)
+    assert (mine['leased_tensors'], mine['connections']) == (held, 2), mine
     # zero copy: every non-empty tensor lies in a read-only memfd mapping
     for k, v in sd.items():
         if v.numel():
