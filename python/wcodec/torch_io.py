@@ -170,8 +170,9 @@ def load_wcodec_checkpoint(path, device='cpu', dtype=None, via='auto', threads=N
     on that GPU; where the daemon answers with host memory (its CPU backend,
     or a libwcodec-client without wc_client_get2) they are copied to the
     device and the leases end at once. dtype set: dequantized where the
-    tensors are (wc_gpu_dequant on the device, the same rule in PyTorch on
-    the CPU) into new tensors, and the leases end before this returns.
+    tensors are (wc_gpu_dequant: on the device, or libwcodec's CPU dequant
+    for host memory) into new tensors, and the leases end before this
+    returns.
     A daemon that is down is a wcodec.DaemonUnavailable (a ConnectionError)
     naming the socket; a path outside the daemon's roots a
     wcodec.DaemonError (EDENIED). "auto": the daemon when its socket answers
