@@ -220,7 +220,23 @@ def check_auto(d, tmp, enc, outside, ref):
     del sd
     gc.collect()
     assert leased(d) == (0, 1)
-    print('via="auto": in-process without a daemon and outside its roots, the daemon where it answers')
+    # no libwcodec-client: "daemon" says so, "auto" decodes in-process
+    from wcodec import _client
+    saved_env, saved_state = os.environ.get('WCODEC_CLIENT_LIBRARY'), dict(_client._state)
+    os.environ['WCODEC_CLIENT_LIBRARY'] = os.path.join(tmp, 'absent', 'libwcodec-client.so.1')
+    _client._state.update(lib=None, error=None)
+    try:
+        raises(wcodec.DaemonUnavailable, lambda: load(enc, via='daemon', socket=d.sock),
+               'libwcodec-client', 'absent')
+        wct.compare_state_dict(load(enc, via='auto', socket=d.sock), want, 'auto without the client')
+    finally:
+        os.environ.pop('WCODEC_CLIENT_LIBRARY')
+        if saved_env is not None:
+            os.environ['WCODEC_CLIENT_LIBRARY'] = saved_env
+        _client._state.update(saved_state)
+    assert leased(d) == (0, 1)
+    print('via="auto": in-process without a daemon, outside its roots and without libwcodec-client; '
+          'the daemon where it answers')
 
 
 def check_from_pretrained(d, tmp, roots):
