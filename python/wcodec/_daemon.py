@@ -169,7 +169,16 @@ def state_dict(conn, model_id, path, device, dtype, names=None):
     what the tensors hold."""
     if device.type == 'cuda' and device.index is None:
         device = torch.device('cuda', torch.cuda.current_device())
-    lease = conn.get(model_id, names, device=_device_index(device))
+    index = _device_index(device)
+    try:
+        lease = conn.get(model_id, names, device=index)
+    except _client.DaemonError as e:
+        if index < 0 or e.code != _lib.ENODEV:
+            raise
+        # this client cannot map device memory (built without CUDA, no
+        # libcuda): host memory, copied to the device below
+        log.debug('%s: %s: mapping host memory and copying to %s', path, e, device)
+        lease = conn.get(model_id, names, device=-1)
     views = [v for v in lease.tensors if v.name != _lib.METADATA_NAME]
     codings = None
     if dtype is not None and any(v.out_dtype == 'I8' and v.dtype == 'I8' and not v.n_scales

@@ -21,6 +21,7 @@ E_NAMES = {-1: 'EINVAL', -2: 'EIO', -3: 'ENOMEM', -4: 'EFORMAT', -5: 'ECHECKSUM'
            -64: 'EDENIED', -65: 'EPROTO', -66: 'EDISCONNECTED', -67: 'EBUDGET', -68: 'ETIMEDOUT',
            -69: 'ELIMIT'}
 ENOTFOUND = -8
+ENODEV = -12
 
 # wc_dtype (wcodec.h): numeric value -> safetensors name; the values never change
 DTYPES = {1: 'BOOL', 2: 'U8', 3: 'I8', 4: 'I16', 5: 'U16', 6: 'F16', 7: 'BF16', 8: 'I32', 9: 'U32',
