@@ -206,6 +206,8 @@ def check_client(docs, daemon):
         for c in spec["containers"]:
             mounts = [m for m in c.get("volumeMounts", []) if m["name"] in host]
             sock = env_of(c).get("WCODECD_SOCKET")
+            for m in mounts:
+                check(m.get("readOnly") is True, f"example client {c['name']}: the socket directory is not read-only")
             if mounts and check(sock is not None, f"example client {c['name']}: no WCODECD_SOCKET"):
                 check(os.path.dirname(sock) == mounts[0]["mountPath"].rstrip("/")
                       and os.path.basename(sock) == os.path.basename(daemon["socket"]),
