@@ -8,13 +8,14 @@ hostPath that the inference pods mount at the same place and may reach (gid),
 the ConfigMap's ini has only the daemon's keys with valid values and agrees with
 the mounts, probes and security context.
 
---schema DIR: every object against the Kubernetes schemas of kubernetes-models
-(validate.mjs), and TypeScript's excess-property check against its types
-(unknown or misspelt fields), with the packages that
-deploy/k8s/validate/install.sh put in DIR. Offline. Exit 77 if DIR or node is
-missing.
+--schema [DIR]: every object against the Kubernetes schemas of
+kubernetes-models (validate.mjs), and TypeScript's excess-property check
+against its types (unknown or misspelt fields), with the packages that
+deploy/k8s/validate/install.sh put in DIR (default: $WCODEC_K8S_VALIDATE, else
+${XDG_CACHE_HOME:-~/.cache}/wcodec/k8s-validate, as install.sh). Offline.
+Exit 77 if they or node are missing.
 
-usage: test_k8s.py DEPLOY_K8S_DIR [--schema DIR]
+usage: test_k8s.py DEPLOY_K8S_DIR [--schema [DIR]]
 """
 import configparser
 import json
@@ -220,7 +221,7 @@ def schema(files, moddir):
     """kubernetes-models' schemas, then tsc's excess-property check."""
     node = shutil.which("node")
     if not node or not os.path.isdir(os.path.join(moddir, "node_modules", "kubernetes-models")):
-        print(f"node or {moddir}/node_modules missing (deploy/k8s/validate/install.sh installs it): skipped")
+        print(f"node or {moddir}/node_modules missing (deploy/k8s/validate/install.sh installs them): skipped")
         sys.exit(77)
     here = os.path.dirname(os.path.abspath(__file__))
     validate = os.path.join(here, "..", "..", "deploy", "k8s", "validate", "validate.mjs")
@@ -259,8 +260,10 @@ def main():
         return 0 if args else 2
     k8s = args[0]
     files = sorted(os.path.join(k8s, f) for f in os.listdir(k8s) if f.endswith(".yaml"))
-    if len(args) == 3 and args[1] == "--schema":
-        schema(files, args[2])
+    if len(args) >= 2 and args[1] == "--schema":
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        default = os.environ.get("WCODEC_K8S_VALIDATE") or os.path.join(cache, "wcodec", "k8s-validate")
+        schema(files, args[2] if len(args) == 3 else default)
     else:
         daemon = check_daemonset(load(os.path.join(k8s, "wcodecd-daemonset.yaml")))
         if daemon:
