@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cmds.h"
@@ -38,6 +39,9 @@ static const char encode_help[] =
     "      --tx T            force one transform: none, haar, wht4 (default: chosen)\n"
     "      --top-distance D  rows between a value and its top prediction (default:\n"
     "                        searched per tensor)\n"
+    "  -v, --verbose         a last line with the sizes, the time and the peak resident\n"
+    "                        memory (peak_rss_kb: VmHWM, which counts the input's mapped\n"
+    "                        pages, file-backed and reclaimable, as well as the heap)\n"
     "  -q, --quiet           no progress bar\n"
     "  -h, --help            this text\n";
 
@@ -83,6 +87,36 @@ static char *folder_output(const char *dir)
     return out;
 }
 
+/* A field of /proc/self/status in kB, or -1 where it cannot be read. */
+static long status_kb(const char *field)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    size_t n = strlen(field);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, field, n) && line[n] == ':') kb = strtol(line + n + 1, NULL, 10);
+    if (f) fclose(f);
+    return kb;
+}
+
+/* The --verbose line: in, out, time and peak RSS of the whole process. */
+static void print_summary(const char *in, const char *out, double secs)
+{
+    struct stat si, so;
+    long long ib = stat(in, &si) == 0 && S_ISREG(si.st_mode) ? (long long)si.st_size : -1;
+    long long ob = stat(out, &so) == 0 ? (long long)so.st_size : -1;
+    printf("encoded %s -> %s: in_bytes=%lld out_bytes=%lld seconds=%.2f peak_rss_kb=%ld\n", in,
+           out, ib, ob, secs, status_kb("VmHWM"));
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static int check_output(const char *out, bool force)
 {
     if (!force && access(out, F_OK) == 0) {
@@ -99,14 +133,14 @@ int wct_encode(int argc, char **argv)
         {"min-weights", 1, 0, 'M'}, {"tile-weights", 1, 0, 'T'}, {"prob-bits", 1, 0, 'P'},
         {"ints-as-float", 0, 0, 'I'}, {"quiet", 0, 0, 'q'},      {"help", 0, 0, 'h'},
         {"max-tables", 1, 0, 'K'},  {"pred", 1, 0, 'R'},         {"tx", 1, 0, 'X'},
-        {"top-distance", 1, 0, 'D'},
+        {"top-distance", 1, 0, 'D'}, {"verbose", 0, 0, 'v'},
         {0, 0, 0, 0}};
     wc_encode_opts o;
     wc_encode_opts_default(&o);
     const char *out = NULL;
-    bool force = false, quiet = false;
+    bool force = false, quiet = false, verbose = false;
     int c;
-    while ((c = getopt_long(argc, argv, "o:j:fqh", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "o:j:fqvh", lo, NULL)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
         case 'j': o.threads = (int)wct_parse_long("-j", optarg, 1, 1024); break;
@@ -120,6 +154,7 @@ int wct_encode(int argc, char **argv)
         case 'X': o.force_tx = wct_parse_name("--tx", optarg, wct_tx_names); break;
         case 'D': o.top_distance = (uint32_t)wct_parse_long("--top-distance", optarg, 1, 1L << 31); break;
         case 'q': quiet = true; break;
+        case 'v': verbose = true; break;
         case 'h': fputs(encode_help, stdout); return 0;
         default: fputs(encode_help, stderr); return 2;
         }
@@ -140,9 +175,11 @@ int wct_encode(int argc, char **argv)
         o.progress = wct_progress_cb;
         o.progress_user = &p;
         wc_err e = {0};
+        double t0 = now_s();
         int r = folder ? wc_encode_hf_folder(in, out, &o, &e) : wc_encode_file(in, out, &o, &e);
         wct_progress_end(&p);
         ret = r ? wct_report(&e, r) : 0;
+        if (!r && verbose) print_summary(in, out, now_s() - t0);
     }
     free(def);
     return ret;
