@@ -30,7 +30,7 @@ largest peak (max_encoder_rss).
 
 Usage: synth_shards.py OUT_DIR [--shape 70b|7b|tiny] [--layers N]
          [--shard-gb G] [--wcodec PATH] [--threads N] [--keep-safetensors]
-         [--no-encode] [--tmp DIR]"""
+         [--no-encode] [--resume] [--tmp DIR]"""
 import argparse
 import json
 import os
@@ -83,17 +83,28 @@ def stored(name, shape):
 class Gen:
     """Quantized Student-t(5) rows, one block of rows at a time."""
 
-    def __init__(self):
-        try:
-            import torch
-            self.torch = torch
-            self.dev = "cuda" if torch.cuda.is_available() else "cpu"
-            self.backend = "torch-" + self.dev
-        except ImportError:
+    def __init__(self, backend):
+        self.torch = None
+        if backend != "numpy":
+            try:
+                import torch
+                self.torch = torch
+                self.dev = "cuda" if torch.cuda.is_available() else "cpu"
+                self.backend = "torch-" + self.dev
+            except ImportError:
+                if backend == "torch":
+                    raise
+        if not self.torch:
             import numpy
-            self.torch = None
             self.np = numpy
             self.backend = "numpy"
+
+    def tobytes(self, x):
+        x = x.contiguous().cpu()
+        try:
+            return x.numpy().tobytes()
+        except (RuntimeError, TypeError):  # torch without numpy: a fresh tensor's storage is x
+            return bytes(x.untyped_storage())
 
     def block(self, seed, rows, cols):
         """(q bytes, scale bytes) of rows x cols weights."""
@@ -110,7 +121,7 @@ class Gen:
             s = w.abs().amax(dim=1) / 127
             s = t.where(s == 0, t.ones_like(s), s)
             q = t.round(w / s[:, None]).clamp_(-127, 127).to(t.int8)
-            return q.cpu().numpy().tobytes(), s.float().cpu().numpy().tobytes()
+            return self.tobytes(q), self.tobytes(s.float())
         np = self.np
         rng = np.random.default_rng(seed)
         w = rng.standard_t(5, size=(rows, cols)).astype(np.float32)
@@ -205,9 +216,15 @@ def main():
     ap.add_argument("--keep-safetensors", action="store_true",
                     help="keep each shard's safetensors (needs disk for the whole model)")
     ap.add_argument("--no-encode", action="store_true", help="only write the safetensors folder")
+    ap.add_argument("--resume", action="store_true",
+                    help="skip the shards whose .wcodec is there (a .wcodec appears only when "
+                    "complete), e.g. after a run stopped by a time limit")
     ap.add_argument("--tmp", help="folder for the safetensors shards (default OUT; /dev/shm "
                     "keeps them off the disk)")
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--backend", choices=["auto", "torch", "numpy"], default="auto",
+                    help="random numbers from torch (CUDA where there is one) or numpy; auto: "
+                    "torch if it imports. The weights differ between them")
     a = ap.parse_args()
     s = dict(SHAPES[a.shape])
     if a.layers is not None:
@@ -215,7 +232,7 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     tmp = a.tmp or a.out
     os.makedirs(tmp, exist_ok=True)
-    gen = Gen()
+    gen = Gen(a.backend)
     shards = plan_shards(model_tensors(s), int(a.shard_gb * 1e9))
     n = len(shards)
     names = ["model-%05d-of-%05d" % (k + 1, n) for k in range(n)]
@@ -236,6 +253,11 @@ def main():
     for k, ws in enumerate(shards):
         src = os.path.join(tmp, names[k] + ".safetensors")
         dst = os.path.join(a.out, names[k] + ".wcodec")
+        if a.resume and not a.no_encode and os.path.exists(dst):
+            nw_all += sum(sh[0] * sh[1] for _, sh in ws if len(sh) == 2)
+            wc_bytes += os.path.getsize(dst)
+            print("shard %d/%d: %s is there, skipped (--resume)" % (k + 1, n, dst), flush=True)
+            continue
         t0 = time.time()
         st_bytes, nw = write_shard(src, ws, gen, a.seed)
         t_gen = time.time() - t0
