@@ -202,6 +202,25 @@ static char **output_names(const char *outdir, const char **names, size_t n, boo
     return out;
 }
 
+/* model.wcodec.index.json, last: once it is there, every shard is. */
+static int write_index(const char *path, json_object *wmap, uint64_t total)
+{
+    json_object *root = json_object_new_object(), *meta = json_object_new_object();
+    int ret = !root || !meta ||
+              json_object_object_add(meta, "total_size", json_object_new_uint64(total)) ||
+              json_object_object_add(root, "metadata", meta);
+    if (ret) json_object_put(meta);
+    else if (json_object_object_add(root, "weight_map", json_object_get(wmap)))
+        ret = 1, json_object_put(wmap);
+    if (ret) fprintf(stderr, "wcodec: %s: out of memory\n", path);
+    else if (json_object_to_file_ext(path, root, JSON_C_TO_STRING_PRETTY)) {
+        fprintf(stderr, "wcodec: %s: %s\n", path, json_util_get_last_err());
+        ret = 1;
+    }
+    json_object_put(root);
+    return ret;
+}
+
 int wct_encode_shards(const char *dir, const char *outdir, wc_encode_opts *o, bool force,
                       bool quiet, bool verbose)
 {
@@ -236,17 +255,7 @@ int wct_encode_shards(const char *dir, const char *outdir, wc_encode_opts *o, bo
                     a.st_ino == b.st_ino;
         if (!ret && !same) ret = copy_text(dir, outdir, "config.json", true, force);
         if (!ret && !same) ret = copy_text(dir, outdir, "generation_config.json", false, force);
-        if (!ret) {
-            json_object *root = json_object_new_object(), *meta = json_object_new_object();
-            json_object_object_add(meta, "total_size", json_object_new_uint64(total));
-            json_object_object_add(root, "metadata", meta);
-            json_object_object_add(root, "weight_map", json_object_get(omap));
-            if (json_object_to_file_ext(path, root, JSON_C_TO_STRING_PRETTY)) {
-                fprintf(stderr, "wcodec: %s: %s\n", path, json_util_get_last_err());
-                ret = 1;
-            }
-            json_object_put(root);
-        }
+        if (!ret) ret = write_index(path, omap, total);
     }
     for (size_t k = 0; outs && k < n; k++) free(outs[k]);
     free(outs);
