@@ -101,7 +101,10 @@ int wct_decode_folder(const char *in, const char *dir, wc_dtype dtype, bool forc
 
 #define MAX_JSON_FILE (64u << 20)
 
-static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 /* The shard names of the index's weight_map, sorted and unique, each a plain
  * file name ending in .safetensors; NULL with a message. */
