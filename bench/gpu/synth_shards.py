@@ -30,7 +30,7 @@ largest peak (max_encoder_rss).
 
 Usage: synth_shards.py OUT_DIR [--shape 70b|7b|tiny] [--layers N]
          [--shard-gb G] [--wcodec PATH] [--threads N] [--keep-safetensors]
-         [--no-encode] [--resume] [--tmp DIR]"""
+         [--no-encode] [--resume] [--overlap] [--tmp DIR]"""
 import argparse
 import json
 import os
@@ -151,7 +151,8 @@ def write_shard(path, weights, gen, base_seed):
     """Writes one safetensors file, streaming: header first, then each
     tensor block by block (memory: one block)."""
     ents = [e for n, s in weights for e in stored(n, s)]
-    hdr, off = {"__metadata__": {"format": "pt", "synthetic": "student-t(5) rows, " + gen.backend}}, 0
+    meta = {"format": "pt", "synthetic": "student-t(5) rows, " + gen.backend}
+    hdr, off = {"__metadata__": meta}, 0
     for name, dt, shape, nb in ents:
         hdr[name] = {"dtype": dt, "shape": list(shape), "data_offsets": [off, off + nb]}
         off += nb
@@ -186,16 +187,33 @@ def config(s):
             "torch_dtype": "int8", "wcodec_synthetic": "Student-t(5) rows quantized per row"}
 
 
-def encode(wcodec, src, dst, threads):
-    cmd = [wcodec, "encode", "-q", "-f", "--verbose", src, "-o", dst]
-    if threads:
-        cmd[2:2] = ["-j", str(threads)]
-    t0 = time.time()
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode:
-        sys.exit("synth_shards: %s failed (%d): %s" % (" ".join(cmd), p.returncode, p.stderr.strip()))
-    m = re.search(r"peak_rss_kb=(\d+)", p.stdout + p.stderr)
-    return time.time() - t0, int(m.group(1)) if m else -1
+class Encode:
+    """`wcodec encode -v` of one shard, running in the background."""
+
+    def __init__(self, wcodec, src, dst, threads, line, nw):
+        self.cmd = [wcodec, "encode", "-q", "-f", "--verbose", src, "-o", dst]
+        if threads:
+            self.cmd[2:2] = ["-j", str(threads)]
+        self.src, self.dst, self.line, self.nw = src, dst, line, nw
+        self.t0 = time.time()
+        self.p = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+
+    def finish(self, keep):
+        """Waits; deletes the shard's safetensors unless keep; (size, peak RSS kB)."""
+        out, err = self.p.communicate()
+        if self.p.returncode:
+            sys.exit("synth_shards: %s failed (%d): %s" % (" ".join(self.cmd), self.p.returncode,
+                                                           err.strip()))
+        secs = time.time() - self.t0
+        m = re.search(r"peak_rss_kb=(\d+)", out + err)
+        rss = int(m.group(1)) if m else -1
+        size = os.path.getsize(self.dst)
+        if not keep:
+            os.unlink(self.src)
+        print(self.line + "; wcodec %.3f GB (%.3f bits/weight) in %.1f s, encoder peak RSS %.0f MB"
+              % (size / 1e9, 8 * size / max(self.nw, 1), secs, rss / 1024), flush=True)
+        return size, rss
 
 
 def main():
@@ -221,6 +239,10 @@ def main():
                     "complete), e.g. after a run stopped by a time limit")
     ap.add_argument("--tmp", help="folder for the safetensors shards (default OUT; /dev/shm "
                     "keeps them off the disk)")
+    ap.add_argument("--overlap", action="store_true",
+                    help="generate shard k+1 while shard k is encoded: faster, but two "
+                    "safetensors shards on disk (or in --tmp) at once, and the encoder's times "
+                    "include the competition")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--backend", choices=["auto", "torch", "numpy"], default="auto",
                     help="random numbers from torch (CUDA where there is one) or numpy; auto: "
@@ -249,7 +271,7 @@ def main():
         json.dump({"metadata": {"total_size": total}, "weight_map": st_map}, f, indent=2)
     print("synthetic %s-class (layers %d): %d shards, %.2f GB INT8 safetensors, backend %s" %
           (a.shape, s["layers"], n, total / 1e9, gen.backend), flush=True)
-    t_all, nw_all, wc_bytes, peak = time.time(), 0, 0, 0
+    t_all, nw_all, wc_bytes, peak, pending = time.time(), 0, 0, 0, None
     for k, ws in enumerate(shards):
         src = os.path.join(tmp, names[k] + ".safetensors")
         dst = os.path.join(a.out, names[k] + ".wcodec")
@@ -262,17 +284,21 @@ def main():
         st_bytes, nw = write_shard(src, ws, gen, a.seed)
         t_gen = time.time() - t0
         nw_all += nw
-        line = "shard %d/%d: %d weights, safetensors %.3f GB in %.1f s" % (k + 1, n, nw, st_bytes / 1e9, t_gen)
-        if not a.no_encode:
-            t_enc, rss = encode(a.wcodec, src, dst, a.threads)
-            size = os.path.getsize(dst)
-            wc_bytes += size
-            peak = max(peak, rss)
-            line += "; wcodec %.3f GB (%.3f bits/weight) in %.1f s, encoder peak RSS %.0f MB" % (
-                size / 1e9, 8 * size / max(nw, 1), t_enc, rss / 1024)
-            if not a.keep_safetensors:
-                os.unlink(src)
-        print(line, flush=True)
+        line = "shard %d/%d: %d weights, safetensors %.3f GB in %.1f s" % (
+            k + 1, n, nw, st_bytes / 1e9, t_gen)
+        if a.no_encode:
+            print(line, flush=True)
+            continue
+        if pending:  # shard k-1, encoded while shard k was generated
+            size, rss = pending.finish(a.keep_safetensors)
+            wc_bytes, peak = wc_bytes + size, max(peak, rss)
+        pending = Encode(a.wcodec, src, dst, a.threads, line, nw)
+        if not a.overlap:
+            size, rss = pending.finish(a.keep_safetensors)
+            wc_bytes, peak, pending = wc_bytes + size, max(peak, rss), None
+    if pending:
+        size, rss = pending.finish(a.keep_safetensors)
+        wc_bytes, peak = wc_bytes + size, max(peak, rss)
     if not a.no_encode:
         with open(os.path.join(a.out, "model.wcodec.index.json"), "w") as f:
             json.dump({"metadata": {"total_size": wc_bytes}, "weight_map": wc_map}, f, indent=2)

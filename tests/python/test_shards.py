@@ -80,9 +80,10 @@ def main():
         assert sorted(got) == sorted(want), (sorted(got), sorted(want))
         for k in want:
             assert got[k] == want[k], f'{k} differs'
-        # shard by shard, deleting: no safetensors left, the same .wcodec files
+        # shard by shard, deleting (the next shard made while one is encoded): no
+        # safetensors left, the same .wcodec files
         gone = os.path.join(tmp, 'gone')
-        script(gone)
+        script(gone, '--overlap')
         assert not [f for f in os.listdir(gone) if f.endswith('.safetensors')]
         for f in wfiles:
             with open(os.path.join(cli, f), 'rb') as a, open(os.path.join(gone, f), 'rb') as b:
