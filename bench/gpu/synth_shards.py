@@ -13,8 +13,8 @@ boundaries, not the weights.
 
 Why shards, and one .wcodec per shard (docs/OPERATIONS.md, "Models larger
 than the disk"): the 70B-class INT8 safetensors (69 GB) and its .wcodec (about
-51 GB at the synthetic model's 5.9 bits per weight) do not both fit on a
-64 GiB disk. So each shard is written (a Hugging Face sharded folder:
+50 GB: 5.7 bits per weight on one synthetic 70B-shaped layer) do not both
+fit on a 64 GiB disk. So each shard is written (a Hugging Face sharded folder:
 model-0000k-of-0000n.safetensors, model.safetensors.index.json, config.json),
 encoded by `wcodec encode SHARD.safetensors` to model-0000k-of-0000n.wcodec,
 and deleted before the next one is made (unless --keep-safetensors): the disk
