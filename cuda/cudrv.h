@@ -48,6 +48,16 @@ typedef struct wcg_cudrv {
     CUresult (*MemcpyHtoD)(CUdeviceptr dst, const void *src, size_t n);
     CUresult (*MemsetD8)(CUdeviceptr dst, unsigned char v, size_t n);
     CUresult (*CtxSynchronize)(void);
+    CUresult (*CtxGetCurrent)(CUcontext *ctx);
+    CUresult (*MemGetInfo)(size_t *free, size_t *total);
+    /* legacy CUDA IPC ([gpu] ipc = legacy): cuMemAlloc'd memory, exported
+     * by handle and opened by another process */
+    CUresult (*MemAlloc)(CUdeviceptr *p, size_t size);
+    CUresult (*MemFree)(CUdeviceptr p);
+    CUresult (*IpcGetMemHandle)(CUipcMemHandle *h, CUdeviceptr p);
+    CUresult (*IpcOpenMemHandle)(CUdeviceptr *p, CUipcMemHandle h, unsigned flags);
+    CUresult (*IpcCloseMemHandle)(CUdeviceptr p);
+    CUresult (*MemGetAddressRange)(CUdeviceptr *base, size_t *size, CUdeviceptr p);
 } wcg_cudrv;
 
 /* The table, or NULL when libcuda.so.1 or one of its calls is missing, or
