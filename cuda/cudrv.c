@@ -29,9 +29,10 @@ static const struct {
     SYM(DevicePrimaryCtxRelease), SYM(CtxSetCurrent), SYM(MemGetAllocationGranularity), SYM(MemCreate),
     SYM(MemRelease), SYM(MemExportToShareableHandle), SYM(MemImportFromShareableHandle),
     SYM(MemAddressReserve), SYM(MemAddressFree), SYM(MemMap), SYM(MemUnmap), SYM(MemSetAccess),
-    SYM(MemcpyDtoH), SYM(MemcpyHtoD), SYM(MemsetD8), SYM(CtxSynchronize), SYM(CtxGetCurrent),
-    SYM(MemGetInfo), SYM(MemAlloc), SYM(MemFree), SYM(IpcGetMemHandle), SYM(IpcOpenMemHandle),
-    SYM(IpcCloseMemHandle), SYM(MemGetAddressRange),
+    SYM(MemcpyDtoH), SYM(MemcpyHtoD), SYM(MemsetD8), SYM(CtxSynchronize),
+    SYM(DeviceGetName), SYM(DeviceTotalMem), SYM(MemGetInfo), SYM(MemAlloc), SYM(MemFree),
+    SYM(IpcGetMemHandle), SYM(IpcOpenMemHandle), SYM(IpcCloseMemHandle),
+    SYM(CtxGetCurrent), SYM(MemGetAddressRange),
 #undef SYM
 };
 

@@ -48,15 +48,18 @@ typedef struct wcg_cudrv {
     CUresult (*MemcpyHtoD)(CUdeviceptr dst, const void *src, size_t n);
     CUresult (*MemsetD8)(CUdeviceptr dst, unsigned char v, size_t n);
     CUresult (*CtxSynchronize)(void);
-    CUresult (*CtxGetCurrent)(CUcontext *ctx);
-    CUresult (*MemGetInfo)(size_t *free, size_t *total);
-    /* legacy CUDA IPC ([gpu] ipc = legacy): cuMemAlloc'd memory, exported
-     * by handle and opened by another process */
+    CUresult (*DeviceGetName)(char *name, int len, CUdevice d);
+    CUresult (*DeviceTotalMem)(size_t *bytes, CUdevice d);
+    CUresult (*MemGetInfo)(size_t *free_b, size_t *total);
+    /* legacy IPC: cudaMalloc'd memory and its cudaIpcMemHandle_t */
     CUresult (*MemAlloc)(CUdeviceptr *p, size_t size);
     CUresult (*MemFree)(CUdeviceptr p);
     CUresult (*IpcGetMemHandle)(CUipcMemHandle *h, CUdeviceptr p);
     CUresult (*IpcOpenMemHandle)(CUdeviceptr *p, CUipcMemHandle h, unsigned flags);
     CUresult (*IpcCloseMemHandle)(CUdeviceptr p);
+    /* the client: the caller's context, put back after an import; the
+     * true size of a legacy allocation it opened */
+    CUresult (*CtxGetCurrent)(CUcontext *ctx);
     CUresult (*MemGetAddressRange)(CUdeviceptr *base, size_t *size, CUdeviceptr p);
 } wcg_cudrv;
 

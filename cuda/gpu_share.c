@@ -124,9 +124,83 @@ int wcg_arena_export(const wcg_arena *a, int *fd, wc_err *err)
     return 0;
 }
 
+int wcg_arena_create_legacy(wcg_arena *a, int ordinal, size_t size, unsigned char handle[64], wc_err *err)
+{
+    memset(a, 0, sizeof *a);
+    const wcg_cudrv *d = NULL;
+    size_t gran;
+    int rc = enter(ordinal, &a->dev, &d, err);
+    if (!rc) rc = granularity(d, a->dev, &gran, err);
+    if (rc) return rc;
+    if (size == 0 || size > SIZE_MAX - gran) return wc_fail(err, WC_EINVAL, "arena of %zu bytes", size);
+    /* Whole granules, as the VMM arenas: the budget counts the same. */
+    a->size = (size + gran - 1) / gran * gran;
+    a->legacy = true;
+    CUuuid u;
+    CUresult r = d->DeviceGetUuid(&u, a->dev);
+    if (r != CUDA_SUCCESS) return wcg_cudrv_fail(err, r, "cuDeviceGetUuid");
+    memcpy(a->uuid, u.bytes, 16);
+    if ((r = d->MemAlloc(&a->base, a->size)) != CUDA_SUCCESS) {
+        a->base = 0;
+        return wcg_cudrv_fail(err, r, "cuMemAlloc");
+    }
+    CUipcMemHandle h;
+    if ((r = d->IpcGetMemHandle(&h, a->base)) != CUDA_SUCCESS) {
+        d->MemFree(a->base);
+        a->base = 0;
+        return wcg_cudrv_fail(err, r, "cuIpcGetMemHandle");
+    }
+    memcpy(handle, h.reserved, 64);
+    return 0;
+}
+
+int wcg_device_describe(int ordinal, unsigned char uuid[16], char *name, size_t name_size, size_t *total,
+                        wc_err *err)
+{
+    const wcg_cudrv *d = NULL;
+    CUdevice dev;
+    int rc = enter(ordinal, &dev, &d, err);
+    if (rc) return rc;
+    CUuuid u;
+    CUresult r = d->DeviceGetUuid(&u, dev);
+    if (r != CUDA_SUCCESS) return wcg_cudrv_fail(err, r, "cuDeviceGetUuid");
+    memcpy(uuid, u.bytes, 16);
+    if ((r = d->DeviceGetName(name, (int)name_size, dev)) != CUDA_SUCCESS) return wcg_cudrv_fail(err, r, "cuDeviceGetName");
+    if ((r = d->DeviceTotalMem(total, dev)) != CUDA_SUCCESS) return wcg_cudrv_fail(err, r, "cuDeviceTotalMem");
+    return 0;
+}
+
+int wcg_device_meminfo(int ordinal, size_t *free_b, size_t *total, wc_err *err)
+{
+    const wcg_cudrv *d = NULL;
+    CUdevice dev;
+    int rc = enter(ordinal, &dev, &d, err);
+    if (rc) return rc;
+    CUresult r = d->MemGetInfo(free_b, total);
+    return r == CUDA_SUCCESS ? 0 : wcg_cudrv_fail(err, r, "cuMemGetInfo");
+}
+
+int wcg_device_check(int ordinal, wc_err *err)
+{
+    const wcg_cudrv *d = NULL;
+    CUdevice dev;
+    int rc = enter(ordinal, &dev, &d, err);
+    if (rc) return rc;
+    CUresult r = d->CtxSynchronize();
+    return r == CUDA_SUCCESS ? 0 : wcg_cudrv_fail(err, r, "the device's context");
+}
+
 void wcg_arena_destroy(wcg_arena *a)
 {
     const wcg_cudrv *d = wcg_cudrv_get();
+    if (d && a->legacy) {
+        CUdevice dev;
+        wc_err e;
+        /* cuMemFree needs the allocation's context current. */
+        if (a->base && !enter((int)a->dev, &dev, &d, &e)) d->MemFree(a->base);
+        memset(a, 0, sizeof *a);
+        return;
+    }
     if (d && a->base) {
         d->MemUnmap(a->base, a->size);
         d->MemAddressFree(a->base, a->size);

@@ -20,6 +20,7 @@
 #ifndef WCG_GPU_SHARE_H
 #define WCG_GPU_SHARE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "cudrv.h"
@@ -30,6 +31,7 @@ typedef struct wcg_arena {
     CUdeviceptr base;
     size_t size;
     unsigned char uuid[16]; /* of dev: how another process names it */
+    bool legacy;            /* cuMemAlloc'd, shared by a CUDA IPC handle */
 } wcg_arena;
 
 /* Makes device `ordinal`'s primary context current on this thread (it is
@@ -45,8 +47,22 @@ int wcg_arena_create(wcg_arena *a, int ordinal, size_t size, wc_err *err);
 /* A new descriptor for the arena (O_CLOEXEC is not set by the driver: the
  * caller owns it, passes it with SCM_RIGHTS and closes it). */
 int wcg_arena_export(const wcg_arena *a, int *fd, wc_err *err);
-/* Unmaps and releases this process's hold on the memory. */
+/* Unmaps and releases this process's hold on the memory (legacy: frees it;
+ * a process that opened its handle keeps the memory until it closes it). */
 void wcg_arena_destroy(wcg_arena *a);
+
+/* Legacy hand-off ([gpu] ipc = legacy): an arena of `size` bytes from
+ * cuMemAlloc (a cudaMalloc, to the runtime) and its IPC handle. */
+int wcg_arena_create_legacy(wcg_arena *a, int ordinal, size_t size, unsigned char handle[64], wc_err *err);
+
+/* What the daemon says about a device: its UUID, name and memory. */
+int wcg_device_describe(int ordinal, unsigned char uuid[16], char *name, size_t name_size, size_t *total,
+                        wc_err *err);
+/* Free and total memory of the device now. */
+int wcg_device_meminfo(int ordinal, size_t *free_b, size_t *total, wc_err *err);
+/* The sticky error of the device's primary context, if any: a device whose
+ * context has one serves nothing more in this process. */
+int wcg_device_check(int ordinal, wc_err *err);
 
 typedef struct wcg_import {
     CUdevice dev;

@@ -1,14 +1,11 @@
-/* The tensor cache: decoded tensors keyed by (model, tensor index), charged
- * to a byte budget. An entry is pinned while a request waits for it and
- * leased while a connection holds it; only entries with neither sit on the
- * LRU list, so eviction never touches a tensor somebody uses. A tensor that
- * several requests want is decoded once: later requests wait on the entry.
+/* The models the daemon serves and their lifetime; the tensors and memory
+ * of each are in pool.c.
  *
  * A model is retired (unloaded) on request, when its file changes in place,
  * and, once nothing of it is in use, when its file was removed or replaced:
  * a retired model serves nothing more, and is freed, file closed, when its
  * last pinned or leased tensor goes idle. m->busy counts those tensors: an
- * entry is busy exactly while it is off the LRU list. */
+ * entry is busy exactly while it is off its pool's LRU list. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,57 +15,20 @@
 
 #include "wcd.h"
 
-void wcd_cache_init(wcd_cache *c, uv_loop_t *loop, const wcd_backend *b, uint64_t budget)
+void wcd_cache_init(wcd_cache *c, uv_loop_t *loop)
 {
     memset(c, 0, sizeof *c);
     c->loop = loop;
-    c->backend = b;
-    c->budget = budget;
     c->next_model_id = 1;
 }
 
-static void lru_remove(wcd_cache *c, wcd_entry *e)
+int wcd_cache_add_pool(wcd_cache *c, wcd_pool *p, wc_err *err)
 {
-    if (!e->in_lru) return;
-    e->model->busy++;
-    if (e->lru_prev) e->lru_prev->lru_next = e->lru_next;
-    else c->lru_head = e->lru_next;
-    if (e->lru_next) e->lru_next->lru_prev = e->lru_prev;
-    else c->lru_tail = e->lru_prev;
-    e->lru_prev = e->lru_next = NULL;
-    e->in_lru = false;
-}
-
-static void lru_push(wcd_cache *c, wcd_entry *e)
-{
-    e->lru_prev = c->lru_tail;
-    e->lru_next = NULL;
-    if (c->lru_tail) c->lru_tail->lru_next = e;
-    else c->lru_head = e;
-    c->lru_tail = e;
-    e->in_lru = true;
-    e->model->busy--;
-}
-
-/* The one release point of an entry and its allocation. */
-static void entry_free(wcd_cache *c, wcd_entry *e)
-{
-    lru_remove(c, e);
-    e->model->busy--;
-    e->model->entries[e->index] = NULL;
-    c->used -= e->bytes;
-    c->n_entries--;
-    c->backend->release(&e->alloc);
-    free(e);
-}
-
-static void evict_lru(wcd_cache *c)
-{
-    wcd_entry *e = c->lru_head;
-    wcd_log(WCD_LOG_DEBUG, "evict %s: tensor %u (%llu bytes)", e->model->label, e->index,
-            (unsigned long long)e->bytes);
-    c->evictions++;
-    entry_free(c, e);
+    if (c->n_pools == WCD_MAX_POOLS) return wc_fail(err, WC_ELIMIT, "more than %d memory pools", WCD_MAX_POOLS);
+    p->cache = c;
+    p->ix = c->n_pools;
+    c->pools[c->n_pools++] = p;
+    return 0;
 }
 
 /* The one release point of a model: its entries, file and descriptor. */
@@ -80,11 +40,13 @@ static void model_free(wcd_cache *c, wcd_model *m)
             break;
         }
     if (!m->retired) c->n_models--;
-    for (uint32_t i = 0; i < m->n; i++)
-        if (m->entries[i]) entry_free(c, m->entries[i]);
+    for (unsigned k = 0; k < c->n_pools; k++) {
+        for (uint32_t i = 0; m->entries[k] && i < m->n; i++)
+            if (m->entries[k][i]) wcd_entry_free(m->entries[k][i]);
+        free(m->entries[k]);
+    }
     wc_file_close(m->f);
     if (m->fd >= 0) close(m->fd);
-    free(m->entries);
     free(m->label);
     free(m->path);
     free(m);
@@ -92,8 +54,12 @@ static void model_free(wcd_cache *c, wcd_model *m)
 
 void wcd_cache_fini(wcd_cache *c)
 {
-    while (c->lru_head) entry_free(c, c->lru_head);
     while (c->models) model_free(c, c->models);
+    for (unsigned i = 0; i < c->n_pools; i++) {
+        wcd_pool *p = c->pools[i];
+        p->be->close(p);
+    }
+    c->n_pools = 0;
 }
 
 wcd_model *wcd_cache_model(wcd_cache *c, uint64_t id)
@@ -138,10 +104,9 @@ int wcd_cache_add_model(wcd_cache *c, int fd, const char *path, const char *labe
     if (m) {
         m->label = strdup(label);
         m->path = strdup(path);
-        m->entries = calloc(n ? n : 1, sizeof *m->entries);
     }
-    if (!m || !m->label || !m->path || !m->entries || n > UINT32_MAX) {
-        if (m) { free(m->label); free(m->path); free(m->entries); }
+    if (!m || !m->label || !m->path || n > UINT32_MAX) {
+        if (m) { free(m->label); free(m->path); }
         free(m);
         close(fd);
         wc_file_close(f);
@@ -180,8 +145,7 @@ static const char *file_stale(const wcd_model *m, bool *in_place)
     return NULL;
 }
 
-/* A model nothing uses any more: freed if retired or if its file went. */
-static void model_unused(wcd_cache *c, wcd_model *m)
+void wcd_model_unused(wcd_cache *c, wcd_model *m)
 {
     bool in_place;
     const char *why = m->retired ? NULL : file_stale(m, &in_place);
@@ -195,15 +159,17 @@ void wcd_cache_retire(wcd_cache *c, wcd_model *m, const char *why)
         m->retired = why;
         c->n_models--;
         uint32_t leased = 0;
-        for (uint32_t i = 0; i < m->n; i++)
-            if (m->entries[i]) leased += m->entries[i]->leases > 0;
+        for (unsigned k = 0; k < c->n_pools; k++)
+            for (uint32_t i = 0; m->entries[k] && i < m->n; i++)
+                if (m->entries[k][i]) leased += m->entries[k][i]->leases > 0;
         wcd_log(WCD_LOG_NOTICE, "model %llu (%s) unloaded: %s; %u of its tensors still leased",
                 (unsigned long long)m->id, m->label, why, leased);
     }
     if (m->busy) {
         /* Only the idle tensors go now; the rest as they go idle. */
-        for (uint32_t i = 0; i < m->n; i++)
-            if (m->entries[i] && m->entries[i]->in_lru) entry_free(c, m->entries[i]);
+        for (unsigned k = 0; k < c->n_pools; k++)
+            for (uint32_t i = 0; m->entries[k] && i < m->n; i++)
+                if (m->entries[k][i] && m->entries[k][i]->in_lru) wcd_entry_free(m->entries[k][i]);
         return;
     }
     model_free(c, m);
@@ -220,171 +186,12 @@ void wcd_cache_sweep(wcd_cache *c)
     }
 }
 
-static void after_decode(uv_work_t *w, int status);
-
-static void work_decode(uv_work_t *w)
+void wcd_model_decode_failed(wcd_cache *c, wcd_model *m)
 {
-    wcd_entry *e = w->data;
-    wc_tensor_info ti;
-    e->work_status = wc_file_tensor_info(e->model->f, e->index, &ti);
-    if (!e->work_status)
-        e->work_status = e->cache->backend->decode(e->model->f, e->index, &ti, &e->alloc, &e->work_err);
-}
-
-int wcd_cache_acquire(wcd_cache *c, wcd_model *m, uint32_t index, wcd_slot *slot, wc_err *err)
-{
-    slot->e = NULL;
-    wcd_entry *e = m->entries[index];
-    if (e) {
-        lru_remove(c, e);
-        e->pins++;
-        slot->e = e;
-        if (e->state == WCD_READY) {
-            c->hits++;
-            return 0;
-        }
-        slot->next_waiter = e->waiters;
-        e->waiters = slot;
-        return 1;
-    }
-    wc_tensor_info ti;
-    int r = wc_file_tensor_info(m->f, index, &ti);
-    if (r) return wc_fail(err, r, "%s: tensor %u: no info", m->label, index);
-    char nbuf[WCD_SHORT_MAX + 8];
-    const char *name = wcd_short(ti.name, nbuf, sizeof nbuf);
-    uint64_t need = c->backend->footprint(&ti);
-    if (need > c->budget)
-        return wc_fail(err, WC_EBUDGET, "%s: tensor %s needs %llu bytes, more than the whole budget of %llu",
-                    m->label, name, (unsigned long long)need, (unsigned long long)c->budget);
-    while (c->used + need > c->budget && c->lru_head) evict_lru(c);
-    if (c->used + need > c->budget)
-        return wc_fail(err, WC_EBUDGET,
-                    "%s: tensor %s needs %llu bytes; budget %llu, of which %llu are leased or being decoded",
-                    m->label, name, (unsigned long long)need, (unsigned long long)c->budget,
-                    (unsigned long long)c->used);
-    e = calloc(1, sizeof *e);
-    if (!e) return wc_fail(err, WC_ENOMEM, "%s: tensor %s: out of memory", m->label, name);
-    e->model = m;
-    e->index = index;
-    e->state = WCD_DECODING;
-    e->bytes = need;
-    e->alloc.fd = -1;
-    e->cache = c;
-    e->pins = 1;
-    e->work.data = e;
-    slot->e = e;
-    slot->next_waiter = NULL;
-    e->waiters = slot;
-    m->entries[index] = e;
-    m->busy++;
-    c->used += need;
-    c->n_entries++;
-    c->in_flight++;
-    r = uv_queue_work(c->loop, &e->work, work_decode, after_decode);
-    if (r) {
-        e->waiters = NULL;
-        entry_free(c, e);
-        c->in_flight--;
-        slot->e = NULL;
-        return wc_fail(err, WC_EIO, "%s: tensor %s: cannot queue the decode: %s", m->label, name, uv_strerror(r));
-    }
-    return 1;
-}
-
-static void maybe_idle(wcd_cache *c, wcd_entry *e)
-{
-    if (e->pins || e->leases || e->state != WCD_READY) return;
-    wcd_model *m = e->model;
-    if (m->retired) {
-        /* Nothing more is served from it: no use caching. */
-        entry_free(c, e);
-        if (!m->busy) model_free(c, m);
-        return;
-    }
-    lru_push(c, e);
-    /* May free m and e. */
-    if (!m->busy) model_unused(c, m);
-    while (c->used > c->budget && c->lru_head) evict_lru(c);
-}
-
-static void after_decode(uv_work_t *w, int status)
-{
-    wcd_entry *e = w->data;
-    wcd_cache *c = e->cache;
-    c->in_flight--;
-    int r = status == UV_ECANCELED ? WC_ECANCELED : e->work_status;
-    wcd_slot *waiters = e->waiters;
-    e->waiters = NULL;
-    if (r) {
-        wcd_log(WCD_LOG_ERR, "decode %s tensor %u failed: %s", e->model->label, e->index,
-                e->work_err.msg[0] ? e->work_err.msg : wc_strerror(r));
-        char msg[sizeof e->work_err.msg];
-        snprintf(msg, sizeof msg, "%s", e->work_err.msg[0] ? e->work_err.msg : wc_strerror(r));
-        /* The waiters' pins die with the entry: detach them first. */
-        for (wcd_slot *s = waiters; s; s = s->next_waiter) s->e = NULL;
-        wcd_model *m = e->model;
-        entry_free(c, e);
-        /* A file that changed under a decode ends its model (the waiters
-         * hold nothing else of it when it is unused). */
-        bool in_place;
-        const char *why = m->retired ? NULL : file_stale(m, &in_place);
-        if (why && in_place) wcd_cache_retire(c, m, why);
-        else if (!m->busy) model_unused(c, m);
-        for (wcd_slot *s = waiters, *next; s; s = next) {
-            next = s->next_waiter;
-            wcd_get_slot_done(s, r, msg);
-        }
-        return;
-    }
-    e->state = WCD_READY;
-    c->decodes++;
-    /* A waiter may finish its request and unpin the entry: walk a copy. */
-    for (wcd_slot *s = waiters, *next; s; s = next) {
-        next = s->next_waiter;
-        wcd_get_slot_done(s, 0, NULL);
-    }
-}
-
-void wcd_cache_unpin(wcd_cache *c, wcd_entry *e)
-{
-    e->pins--;
-    maybe_idle(c, e);
-}
-
-void wcd_cache_pin_to_lease(wcd_cache *c, wcd_entry *e)
-{
-    e->pins--;
-    if (!e->leases++) {
-        c->n_leased++;
-        c->leased_bytes += e->bytes;
-    }
-}
-
-void wcd_cache_lease_end(wcd_cache *c, wcd_entry *e)
-{
-    if (!--e->leases) {
-        c->n_leased--;
-        c->leased_bytes -= e->bytes;
-    }
-    maybe_idle(c, e);
-}
-
-void wcd_cache_evict(wcd_cache *c, wcd_model *m, uint32_t *n, uint64_t *bytes)
-{
-    *n = 0;
-    *bytes = 0;
-    for (wcd_entry *e = c->lru_head, *next; e; e = next) {
-        next = e->lru_next;
-        if (m && e->model != m) continue;
-        (*n)++;
-        *bytes += e->bytes;
-        c->evictions++;
-        entry_free(c, e);
-    }
-}
-
-void wcd_cache_set_budget(wcd_cache *c, uint64_t budget)
-{
-    c->budget = budget;
-    while (c->used > c->budget && c->lru_head) evict_lru(c);
+    /* A file that changed under a decode ends its model (the waiters hold
+     * nothing else of it when it is unused). */
+    bool in_place;
+    const char *why = m->retired ? NULL : file_stale(m, &in_place);
+    if (why && in_place) wcd_cache_retire(c, m, why);
+    else if (!m->busy) wcd_model_unused(c, m);
 }

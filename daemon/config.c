@@ -31,6 +31,17 @@ void wcd_config_defaults(wcd_config *c)
     c->idle_timeout_ms = 600000;
     c->send_timeout_ms = 60000;
     c->log_level = WCD_LOG_INFO;
+    c->backend = WCD_BACKEND_AUTO;
+    c->gpu_budget_pct = 50;
+    c->gpu_ipc = WCD_IPC_VMM;
+}
+
+static void free_gpu_devices(wcd_config *c)
+{
+    for (size_t i = 0; i < c->n_gpu_devices; i++) free(c->gpu_devices[i]);
+    free(c->gpu_devices);
+    c->gpu_devices = NULL;
+    c->n_gpu_devices = 0;
 }
 
 void wcd_config_free(wcd_config *c)
@@ -41,6 +52,7 @@ void wcd_config_free(wcd_config *c)
     free(c->allow_gids);
     for (size_t i = 0; i < c->n_roots; i++) free(c->roots[i]);
     free(c->roots);
+    free_gpu_devices(c);
     memset(c, 0, sizeof *c);
 }
 
@@ -148,11 +160,81 @@ static int parse_roots(wcd_config *c, const char *value, wc_err *err)
 
 #define KEY(s, k) (!strcasecmp(section, s) && !strcasecmp(key, k))
 
+/* [gpu] devices: "all", or ordinals and UUIDs separated by commas. */
+static int parse_gpu_devices(wcd_config *c, const char *value, wc_err *err)
+{
+    free_gpu_devices(c);
+    if (!strcasecmp(value, "all") || !value[0]) return 0;
+    char *copy = strdup(value), *save = NULL;
+    if (!copy) return WC_ENOMEM;
+    int r = 0;
+    for (char *tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+        char *end;
+        long v = strtol(tok, &end, 10);
+        if (!(end != tok && !*end && v >= 0) && strncasecmp(tok, "GPU-", 4)) {
+            r = wc_fail(err, WC_EINVAL, "devices: '%s' is neither an ordinal nor a UUID such as GPU-8d3e1c2a", tok);
+            break;
+        }
+        char **a = realloc(c->gpu_devices, (c->n_gpu_devices + 1) * sizeof *a);
+        if (!a || !(a[c->n_gpu_devices] = strdup(tok))) {
+            if (a) c->gpu_devices = a;
+            r = WC_ENOMEM;
+            break;
+        }
+        c->gpu_devices = a;
+        c->n_gpu_devices++;
+    }
+    free(copy);
+    return r;
+}
+
+/* The GPU backend's keys (docs/OPERATIONS.md, "GPU backend"). */
+static int set_gpu(wcd_config *c, const char *section, const char *key, const char *value, wc_err *err)
+{
+    if (KEY("daemon", "backend")) {
+        int b = !strcasecmp(value, "auto") ? WCD_BACKEND_AUTO : !strcasecmp(value, "cpu") ? WCD_BACKEND_CPU
+              : !strcasecmp(value, "gpu") ? WCD_BACKEND_GPU : -1;
+        if (b < 0) return wc_fail(err, WC_EINVAL, "backend: '%s' is not auto, gpu or cpu", value);
+        c->backend = b;
+        return 0;
+    }
+    if (KEY("gpu", "devices")) return parse_gpu_devices(c, value, err);
+    if (KEY("gpu", "budget")) {
+        size_t n = strlen(value);
+        unsigned long v;
+        if (n > 1 && value[n - 1] == '%') {
+            char num[16];
+            if (n - 1 >= sizeof num) return wc_fail(err, WC_EINVAL, "budget: '%s'", value);
+            memcpy(num, value, n - 1);
+            num[n - 1] = 0;
+            if (parse_uint(num, 10, 100, &v) || !v)
+                return wc_fail(err, WC_EINVAL, "budget: '%s' is not a percentage from 1%% to 100%%", value);
+            c->gpu_budget = 0;
+            c->gpu_budget_pct = (unsigned)v;
+            return 0;
+        }
+        uint64_t sz;
+        if (wcd_parse_size(value, &sz) || !sz)
+            return wc_fail(err, WC_EINVAL, "budget: '%s' is not a size such as 40G or a percentage such as 50%%", value);
+        c->gpu_budget = sz;
+        return 0;
+    }
+    if (KEY("gpu", "ipc")) {
+        int m = !strcasecmp(value, "vmm") ? WCD_IPC_VMM : !strcasecmp(value, "legacy") ? WCD_IPC_LEGACY : -1;
+        if (m < 0) return wc_fail(err, WC_EINVAL, "ipc: '%s' is not vmm or legacy", value);
+        c->gpu_ipc = m;
+        return 0;
+    }
+    return 1;
+}
+
 int wcd_config_set(wcd_config *c, const char *section, const char *key, const char *value,
                    wc_err *err)
 {
     unsigned long v;
     uint64_t sz;
+    int g = set_gpu(c, section, key, value, err);
+    if (g <= 0) return g;
     if (KEY("daemon", "socket")) {
         if (value[0] != '/' || strlen(value) >= 108)
             return wc_fail(err, WC_EINVAL, "socket: '%s' must be an absolute path under 108 bytes", value);

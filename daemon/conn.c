@@ -170,9 +170,12 @@ void wcd_conn_close(wcd_conn *c, const char *why)
     c->oq_bytes = 0;
     c->oq_fds = 0;
     for (size_t i = 0; i < c->n_leases; i++)
-        if (c->leases[i].e) wcd_cache_lease_end(&ctx->cache, c->leases[i].e);
+        if (c->leases[i].e) wcd_cache_lease_end(c->leases[i].e);
     ctx->total_leases -= c->live_leases;
     free(c->leases);
+    free(c->blocks);
+    c->blocks = NULL;
+    c->n_blocks = c->cap_blocks = 0;
     c->leases = NULL;
     c->n_leases = c->live_leases = 0;
     if (c->prev) c->prev->next = c->next;
@@ -389,8 +392,28 @@ void wcd_conn_send_error(wcd_conn *c, uint64_t id, int status, const char *fmt, 
     wcd_conn_send(c, &r, NULL, 0);
 }
 
-uint64_t wcd_conn_lease_add(wcd_conn *c, wcd_entry *e)
+/* The connection's count of leases in shared block b, made when absent. */
+static wcd_conn_block *conn_block(wcd_conn *c, wcd_block *b, bool make)
 {
+    for (size_t i = 0; i < c->n_blocks; i++)
+        if (c->blocks[i].b == b) return &c->blocks[i];
+    if (!make) return NULL;
+    if (c->n_blocks == c->cap_blocks) {
+        size_t cap = c->cap_blocks ? c->cap_blocks * 2 : 4;
+        wcd_conn_block *a = realloc(c->blocks, cap * sizeof *a);
+        if (!a) return NULL;
+        c->blocks = a;
+        c->cap_blocks = cap;
+    }
+    c->blocks[c->n_blocks] = (wcd_conn_block){b, 0};
+    return &c->blocks[c->n_blocks++];
+}
+
+uint64_t wcd_conn_lease_add(wcd_conn *c, wcd_entry *e, bool *first)
+{
+    *first = false;
+    wcd_conn_block *cb = NULL;
+    if (e->block->shared && !(cb = conn_block(c, e->block, true))) return 0;
     if (c->n_leases == c->cap_leases) {
         /* Compact released holes before growing. */
         size_t j = 0;
@@ -409,7 +432,8 @@ uint64_t wcd_conn_lease_add(wcd_conn *c, wcd_entry *e)
     c->leases[c->n_leases++] = (wcd_lease){id, e};
     c->live_leases++;
     c->ctx->total_leases++;
-    wcd_cache_pin_to_lease(&c->ctx->cache, e);
+    if (cb) *first = !cb->leases++;
+    wcd_cache_pin_to_lease(e);
     return id;
 }
 
@@ -429,6 +453,10 @@ wcd_entry *wcd_conn_lease_take(wcd_conn *c, uint64_t id)
             c->leases[mid].e = NULL;
             c->live_leases--;
             c->ctx->total_leases--;
+            wcd_conn_block *cb = e->block->shared ? conn_block(c, e->block, false) : NULL;
+            /* The last lease in a block: its descriptor goes again with the
+             * next lease in it (the client unmaps it at this release). */
+            if (cb && !--cb->leases) *cb = c->blocks[--c->n_blocks];
             return e;
         }
         if (c->leases[mid].id < id) lo = mid + 1;

@@ -29,6 +29,10 @@ static void usage(FILE *f)
         "  -m, --socket-mode MODE   octal mode of the socket file (default 0660)\n"
         "      --max-frame SIZE     largest request frame accepted (default 1M)\n"
         "  -l, --log-level LEVEL    error, warning, notice, info (default) or debug\n"
+        "      --backend MODE       auto (default: a GPU where one is usable, else the CPU),\n"
+        "                           gpu (fail to start without one) or cpu\n"
+        "  -o, --set S.KEY=VALUE    any setting of the config file, e.g. gpu.budget=40G,\n"
+        "                           gpu.devices=0,1, gpu.ipc=legacy (repeatable)\n"
         "      --check-config       validate the configuration and exit\n"
         "  -h, --help               this text\n"
         "  -V, --version            print the version\n"
@@ -46,7 +50,8 @@ int main(int argc, char **argv)
         {"threads", required_argument, 0, 't'},  {"socket-mode", required_argument, 0, 'm'},
         {"max-frame", required_argument, 0, 'F'}, {"log-level", required_argument, 0, 'l'},
         {"check-config", no_argument, 0, 'C'},   {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},        {0, 0, 0, 0},
+        {"version", no_argument, 0, 'V'},        {"backend", required_argument, 0, 'B'},
+        {"set", required_argument, 0, 'o'},      {0, 0, 0, 0},
     };
     const char *config_path = NULL;
     bool check_only = false;
@@ -54,7 +59,7 @@ int main(int argc, char **argv)
     size_t n_cli = 0;
     if (!cli) return 1;
     int o;
-    while ((o = getopt_long(argc, argv, "c:s:r:u:g:b:t:m:l:hV", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "c:s:r:u:g:b:t:m:l:o:hV", opts, NULL)) != -1) {
         wcd_setting *s = &cli[n_cli];
         s->value = optarg;
         switch (o) {
@@ -68,6 +73,19 @@ int main(int argc, char **argv)
         case 'm': s->section = "daemon", s->key = "socket_mode"; break;
         case 'F': s->section = "limits", s->key = "max_frame"; break;
         case 'l': s->section = "daemon", s->key = "log_level"; break;
+        case 'B': s->section = "daemon", s->key = "backend"; break;
+        case 'o': {
+            /* SECTION.KEY=VALUE, cut in place */
+            char *dot = strchr(optarg, '.'), *eq = strchr(optarg, '=');
+            if (!dot || !eq || dot > eq || dot == optarg || eq == dot + 1) {
+                fprintf(stderr, "wcodecd: --set '%s': expected SECTION.KEY=VALUE, e.g. gpu.budget=40G\n", optarg);
+                free(cli);
+                return 2;
+            }
+            *dot = *eq = 0;
+            s->section = optarg, s->key = dot + 1, s->value = eq + 1;
+            break;
+        }
         case 'C': check_only = true; continue;
         case 'h': usage(stdout); free(cli); return 0;
         case 'V': printf("wcodecd %s (protocol %d)\n", WCD_VERSION, WC_PROTOCOL_VERSION); free(cli); return 0;
@@ -120,8 +138,10 @@ int main(int argc, char **argv)
         return 1;
     }
     uv_run(&loop, UV_RUN_DEFAULT);
+    wcd_cache_totals t;
+    wcd_cache_totals_get(&ctx.cache, &t);
     wcd_log(WCD_LOG_NOTICE, "stopped: %llu requests, %llu decodes, %llu errors",
-            (unsigned long long)ctx.requests, (unsigned long long)ctx.cache.decodes,
+            (unsigned long long)ctx.requests, (unsigned long long)t.decodes,
             (unsigned long long)ctx.errors);
     wcd_ctx_fini(&ctx);
     uv_loop_close(&loop);

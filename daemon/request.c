@@ -2,7 +2,6 @@
  * and answered. A frame that is not a Request at all closes the connection
  * (the stream can no longer be trusted); a well-formed request with bad
  * fields gets an error reply and the connection goes on. */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +23,9 @@ static void fill_info(Wcodec__V1__TensorInfo *ti, const wc_tensor_info *in, cons
     ti->n_scales = in->n_scales;
     ti->coding = (uint32_t)in->coding;
     ti->stored_bytes = in->stored_bytes;
-    ti->cached = m->entries[index] && m->entries[index]->state == WCD_READY;
+    ti->cached = false;
+    for (unsigned k = 0; k < WCD_MAX_POOLS; k++)
+        if (m->entries[k] && m->entries[k][index] && m->entries[k][index]->state == WCD_READY) ti->cached = true;
 }
 
 static void on_hello(wcd_conn *c, uint64_t id, const Wcodec__V1__Hello *h)
@@ -52,7 +53,9 @@ static void on_hello(wcd_conn *c, uint64_t id, const Wcodec__V1__Hello *h)
     Wcodec__V1__HelloReply hr = WCODEC__V1__HELLO_REPLY__INIT;
     hr.protocol_version = WC_PROTOCOL_VERSION;
     hr.server_version = (char *)WCD_VERSION;
-    hr.backend = c->ctx->cache.backend->kind;
+    /* The kind of the daemon's first GPU, else memfd. */
+    const wcd_pool *gp = wcd_cache_gpu_pool(&c->ctx->cache, NULL, 0);
+    hr.backend = gp ? gp->be->kind : WCODEC__V1__LOCATION_KIND__LOCATION_MEMFD;
     hr.max_frame = c->ctx->cfg.max_frame;
     hr.max_tensors_per_frame = c->ctx->fds_per_frame;
     Wcodec__V1__Reply r = WCODEC__V1__REPLY__INIT;
@@ -179,10 +182,8 @@ static void get_finish(wcd_get *g)
     }
     if (!c || g->status) {
         for (uint32_t i = 0; i < g->n; i++) {
-            wcd_slot *s = &g->slots[i];
-            if (!s->e) continue;
-            /* The cache is reached through the entry: the connection may be gone. */
-            wcd_cache_unpin(s->e->cache, s->e);
+            wcd_claim *s = &g->slots[i];
+            if (s->e) wcd_cache_unpin(s->e);
         }
         if (c) wcd_conn_send_error(c, g->req_id, g->status, "%s", g->msg);
         get_free(g);
@@ -196,66 +197,111 @@ static void get_finish(wcd_get *g)
 void wcd_get_drop(wcd_get *g)
 {
     for (uint32_t i = g->sent; i < g->n; i++)
-        if (g->slots[i].e) wcd_cache_unpin(g->slots[i].e->cache, g->slots[i].e);
+        if (g->slots[i].e) wcd_cache_unpin(g->slots[i].e);
     get_free(g);
+}
+
+/* Where a tensor lies: its own memfd (fd_index), or a range of a shared
+ * block named by its allocation id. */
+static void fill_location(Wcodec__V1__Location *loc, const wcd_entry *e, uint32_t fd_index)
+{
+    wcodec__v1__location__init(loc);
+    loc->kind = e->pool->be->kind;
+    loc->map_length = e->block->size;
+    loc->offset = e->at.offset;
+    loc->length = e->at.length;
+    loc->scales_offset = e->at.scales_offset;
+    loc->n_scales = e->at.n_scales;
+    if (!e->block->shared) {
+        loc->fd_index = fd_index;
+        return;
+    }
+    loc->allocation_id = e->block->id;
+    loc->device_uuid.data = (uint8_t *)e->pool->uuid;
+    loc->device_uuid.len = 16;
+}
+
+static void fill_allocation(Wcodec__V1__Allocation *a, const wcd_block *b, uint32_t fd_index)
+{
+    wcodec__v1__allocation__init(a);
+    a->id = b->id;
+    a->kind = b->pool->be->kind;
+    a->device_uuid.data = (uint8_t *)b->pool->uuid;
+    a->device_uuid.len = 16;
+    a->size = b->size;
+    if (a->kind == WCODEC__V1__LOCATION_KIND__LOCATION_CUDA_IPC) {
+        a->ipc_handle.data = (uint8_t *)b->ipc_handle;
+        a->ipc_handle.len = sizeof b->ipc_handle;
+    } else {
+        a->fd_index = fd_index;
+    }
 }
 
 int wcd_get_next_frame(wcd_get *g, unsigned max_fds, uint8_t **data, size_t *len, int *fds, int *nfds)
 {
     wcd_conn *c = g->conn;
-    wcd_cache *cache = &c->ctx->cache;
     Wcodec__V1__Tensor t[WCD_FDS_PER_FRAME];
     Wcodec__V1__Tensor *tp[WCD_FDS_PER_FRAME];
     Wcodec__V1__TensorInfo ti[WCD_FDS_PER_FRAME];
     Wcodec__V1__Location loc[WCD_FDS_PER_FRAME];
+    Wcodec__V1__Allocation al[WCD_FDS_PER_FRAME];
+    Wcodec__V1__Allocation *ap[WCD_FDS_PER_FRAME];
     wc_tensor_info in[WCD_FDS_PER_FRAME];
     if (max_fds > WCD_FDS_PER_FRAME) max_fds = WCD_FDS_PER_FRAME;
-    size_t n = 0;
-    for (uint32_t i = g->sent; i < g->n && n < max_fds; i++, n++) {
-        wcd_entry *e = g->slots[i].e;
+    /* Every tensor may bring a descriptor (its memfd, or its arena's when
+     * new to the connection): at most max_fds tensors a frame. Lease ids
+     * go in the frame, so the leases are taken first; only memory can
+     * fail, and then the connection is closed, which ends them. */
+    size_t n = 0, n_al = 0;
+    int k_fd = 0;
+    for (; g->sent < g->n && n < max_fds; n++) {
+        wcd_claim *s = &g->slots[g->sent];
+        wcd_entry *e = s->e;
+        bool first;
         wc_file_tensor_info(e->model->f, e->index, &in[n]);
         wcodec__v1__tensor__init(&t[n]);
         fill_info(&ti[n], &in[n], e->model, e->index);
-        wcodec__v1__location__init(&loc[n]);
-        loc[n].kind = cache->backend->kind;
-        loc[n].fd_index = (uint32_t)n;
-        loc[n].map_length = e->alloc.map_length;
-        loc[n].offset = e->alloc.offset;
-        loc[n].length = e->alloc.length;
-        loc[n].scales_offset = e->alloc.scales_offset;
-        loc[n].n_scales = e->alloc.n_scales;
+        t[n].lease_id = wcd_conn_lease_add(c, e, &first);
+        if (!t[n].lease_id) return WC_ENOMEM;
+        s->e = NULL;
+        g->sent++;
+        c->pending_leases--;
+        if (!e->block->shared) {
+            fill_location(&loc[n], e, (uint32_t)k_fd);
+            fds[k_fd++] = e->block->fd;
+        } else {
+            fill_location(&loc[n], e, 0);
+            if (first) {
+                bool vmm = e->pool->be->kind == WCODEC__V1__LOCATION_KIND__LOCATION_CUDA_VMM;
+                fill_allocation(&al[n_al], e->block, (uint32_t)k_fd);
+                ap[n_al] = &al[n_al];
+                n_al++;
+                if (vmm) fds[k_fd++] = e->block->fd;
+            }
+        }
         t[n].info = &ti[n];
         t[n].location = &loc[n];
-        fds[n] = e->alloc.fd;
         tp[n] = &t[n];
     }
     Wcodec__V1__GetTensorsReply gr = WCODEC__V1__GET_TENSORS_REPLY__INIT;
     gr.n_tensor = n;
     gr.tensor = tp;
+    gr.n_allocation = n_al;
+    gr.allocation = ap;
     Wcodec__V1__Reply r = WCODEC__V1__REPLY__INIT;
     r.id = g->req_id;
-    r.more = g->sent + n < g->n;
-    r.fd_count = (uint32_t)n;
+    r.more = g->sent < g->n;
+    r.fd_count = (uint32_t)k_fd;
     r.body_case = WCODEC__V1__REPLY__BODY_GET;
     r.get = &gr;
-    /* Lease ids go in the frame, so the leases are taken first; only
-     * memory can fail, and then the connection is closed, which ends them. */
-    for (size_t k = 0; k < n; k++) {
-        wcd_slot *s = &g->slots[g->sent];
-        t[k].lease_id = wcd_conn_lease_add(c, s->e);
-        if (!t[k].lease_id) return WC_ENOMEM;
-        s->e = NULL;
-        g->sent++;
-        c->pending_leases--;
-    }
     if (wcd_frame_pack_reply(&r, data, len)) return WC_ENOMEM;
-    *nfds = (int)n;
+    *nfds = k_fd;
     return r.more ? 1 : 0;
 }
 
-void wcd_get_slot_done(wcd_slot *s, int status, const char *msg)
+static void get_claim_done(wcd_claim *s, int status, const char *msg)
 {
-    wcd_get *g = s->get;
+    wcd_get *g = s->owner;
     if (status && !g->status) {
         g->status = status;
         snprintf(g->msg, sizeof g->msg, "%s", msg);
@@ -284,6 +330,43 @@ void wcd_get_orphan_all(wcd_conn *c)
 static int name_index(const wcd_model *m, const char *name)
 {
     return wc_file_find(m->f, name);
+}
+
+/* The pool a get is served from: a GPU when the client can map device
+ * memory and one serves (the one it names, else the first), else the host.
+ * A named GPU the daemon does not have is an error; a failed one falls
+ * back to the host, which the reply's location kinds show. */
+static int pick_pool(wcd_conn *c, uint64_t id, const wcd_model *m, const Wcodec__V1__GetTensors *q, wcd_pool **out)
+{
+    wcd_cache *cache = &c->ctx->cache;
+    *out = cache->pools[0];
+    bool cuda = false;
+    for (size_t i = 0; i < q->n_accept; i++)
+        cuda |= q->accept[i] == WCODEC__V1__LOCATION_KIND__LOCATION_CUDA_VMM ||
+                q->accept[i] == WCODEC__V1__LOCATION_KIND__LOCATION_CUDA_IPC;
+    if (!cuda) return 0;
+    if (q->device_uuid.len && q->device_uuid.len != 16) {
+        wcd_conn_send_error(c, id, WC_EINVAL, "get on %s: a device UUID has 16 bytes, not %zu", m->label,
+                            q->device_uuid.len);
+        return WC_EINVAL;
+    }
+    wcd_pool *p = wcd_cache_gpu_pool(cache, q->device_uuid.data, q->device_uuid.len);
+    if (p) {
+        for (size_t i = 0; i < q->n_accept; i++)
+            if (q->accept[i] == p->be->kind) {
+                *out = p;
+                return 0;
+            }
+        return 0;
+    }
+    if (!q->device_uuid.len) return 0;
+    for (unsigned i = 0; i < cache->n_pools; i++)
+        if (cache->pools[i]->is_gpu && !memcmp(cache->pools[i]->uuid, q->device_uuid.data, 16))
+            return 0;   /* failed: served from the host */
+    char hex[33];
+    for (int i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", q->device_uuid.data[i]);
+    wcd_conn_send_error(c, id, WC_ENODEV, "get on %s: this daemon serves no GPU with UUID %s", m->label, hex);
+    return WC_ENODEV;
 }
 
 static void on_get(wcd_conn *c, uint64_t id, const Wcodec__V1__GetTensors *q)
@@ -335,12 +418,16 @@ static void on_get(wcd_conn *c, uint64_t id, const Wcodec__V1__GetTensors *q)
                             m->label, n, c->ctx->cfg.max_leases);
         return;
     }
-    wcd_get *g = calloc(1, sizeof *g + n * sizeof(wcd_slot));
+    wcd_pool *pool;
+    int r = pick_pool(c, id, m, q, &pool);
+    if (r) return;
+    wcd_get *g = calloc(1, sizeof *g + n * sizeof(wcd_claim));
     if (!g) {
         wcd_conn_send_error(c, id, WC_ENOMEM, "get on %s: out of memory", m->label);
         return;
     }
     g->conn = c;
+    g->pool = pool;
     g->req_id = id;
     g->n = (uint32_t)n;
     c->pending_leases += (uint32_t)n;
@@ -364,29 +451,23 @@ static void on_get(wcd_conn *c, uint64_t id, const Wcodec__V1__GetTensors *q)
                 if (strncmp(ti.name, prefix, strlen(prefix))) continue;
             }
         }
-        g->slots[k].get = g;
+        g->slots[k].done = get_claim_done;
+        g->slots[k].owner = g;
         g->slots[k].index = (uint32_t)idx;
         k++;
     }
-    /* pending counts the acquisitions still to come back, plus one for this
-     * loop, so that a slot finishing early cannot complete the request. */
-    g->pending = 1;
+    /* The tensors missing from the pool decode as one batch. */
     wc_err err = {0};
-    for (uint32_t i = 0; i < n; i++) {
-        int r = wcd_cache_acquire(&c->ctx->cache, m, g->slots[i].index, &g->slots[i], &err);
-        if (r < 0) {
-            g->status = r;
-            snprintf(g->msg, sizeof g->msg, "%s", err.msg);
-            break;
-        }
-        if (r == 1) g->pending++;
-    }
-    if (g->pending > 1) {
+    r = wcd_cache_acquire(&c->ctx->cache, pool, m, g->slots, g->n, &err);
+    if (r < 0) {
+        g->status = r;
+        snprintf(g->msg, sizeof g->msg, "%s", err.msg);
+    } else if (r > 0) {
+        g->pending = (uint32_t)r;
         c->inflight++;
         g->next = c->gets;
         if (c->gets) c->gets->prev = g;
         c->gets = g;
-        if (--g->pending == 0) get_finish(g);  /* not reached: the waits are asynchronous */
         return;
     }
     get_finish(g);
@@ -403,7 +484,7 @@ static void on_release(wcd_conn *c, uint64_t id, const Wcodec__V1__Release *rl)
             if (!n_unknown++) unknown = rl->lease_id[i];
             continue;
         }
-        wcd_cache_lease_end(&c->ctx->cache, e);
+        wcd_cache_lease_end(e);
         released++;
     }
     if (n_unknown) {
@@ -417,59 +498,6 @@ static void on_release(wcd_conn *c, uint64_t id, const Wcodec__V1__Release *rl)
     r.id = id;
     r.body_case = WCODEC__V1__REPLY__BODY_RELEASE;
     r.release = &rr;
-    wcd_conn_send(c, &r, NULL, 0);
-}
-
-static void self_usage(uint64_t *rss, uint32_t *fds)
-{
-    *rss = 0;
-    *fds = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f) {
-        unsigned long size, res;
-        if (fscanf(f, "%lu %lu", &size, &res) == 2) *rss = (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
-        fclose(f);
-    }
-    DIR *d = opendir("/proc/self/fd");
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d)))
-            if (de->d_name[0] != '.') (*fds)++;
-        closedir(d);
-        (*fds)--;  /* the directory's own */
-    }
-}
-
-static void on_stats(wcd_conn *c, uint64_t id)
-{
-    wcd_ctx *ctx = c->ctx;
-    wcd_cache *k = &ctx->cache;
-    Wcodec__V1__StatsReply s = WCODEC__V1__STATS_REPLY__INIT;
-    s.uptime_ms = uv_now(ctx->loop) - ctx->start_ms;
-    s.connections = ctx->n_conns;
-    s.models = k->n_models;
-    s.budget_bytes = k->budget;
-    s.cached_bytes = k->used;
-    s.cached_tensors = k->n_entries;
-    s.leased_bytes = k->leased_bytes;
-    s.leased_tensors = k->n_leased;
-    s.leases = ctx->total_leases;
-    s.decodes = k->decodes;
-    s.hits = k->hits;
-    s.evictions = k->evictions;
-    s.requests = ctx->requests;
-    s.errors = ctx->errors;
-    s.decodes_in_flight = k->in_flight;
-    s.conn_leases = c->live_leases;
-    s.queued_bytes = ctx->out_bytes;
-    for (wcd_conn *o = ctx->conns; o; o = o->next) s.fds_in_flight += o->fds_unread;
-    for (unsigned i = 0; i < ctx->n_linger; i++) s.fds_in_flight += ctx->linger[i].unread;
-    s.lingering = ctx->n_linger;
-    self_usage(&s.rss_bytes, &s.open_fds);
-    Wcodec__V1__Reply r = WCODEC__V1__REPLY__INIT;
-    r.id = id;
-    r.body_case = WCODEC__V1__REPLY__BODY_STATS;
-    r.stats = &s;
     wcd_conn_send(c, &r, NULL, 0);
 }
 
@@ -493,8 +521,9 @@ static void on_unload(wcd_conn *c, uint64_t id, const Wcodec__V1__Unload *u)
     wcd_model *m = model_or_error(c, id, u->model_id);
     if (!m) return;
     Wcodec__V1__UnloadReply ur = WCODEC__V1__UNLOAD_REPLY__INIT;
-    for (uint32_t i = 0; i < m->n; i++)
-        if (m->entries[i]) ur.leased_tensors += m->entries[i]->leases > 0;
+    for (unsigned k = 0; k < c->ctx->cache.n_pools; k++)
+        for (uint32_t i = 0; m->entries[k] && i < m->n; i++)
+            if (m->entries[k][i]) ur.leased_tensors += m->entries[k][i]->leases > 0;
     wcd_log(WCD_LOG_INFO, "%s: unload of model %llu", c->name, (unsigned long long)m->id);
     wcd_cache_retire(&c->ctx->cache, m, "unloaded by a client");
     Wcodec__V1__Reply r = WCODEC__V1__REPLY__INIT;
@@ -523,7 +552,7 @@ void wcd_handle_frame(wcd_conn *c, const uint8_t *p, size_t n)
         case WCODEC__V1__REQUEST__BODY_LIST: on_list(c, q->id, q->list); break;
         case WCODEC__V1__REQUEST__BODY_GET: on_get(c, q->id, q->get); break;
         case WCODEC__V1__REQUEST__BODY_RELEASE: on_release(c, q->id, q->release); break;
-        case WCODEC__V1__REQUEST__BODY_STATS: on_stats(c, q->id); break;
+        case WCODEC__V1__REQUEST__BODY_STATS: wcd_on_stats(c, q->id); break;
         case WCODEC__V1__REQUEST__BODY_EVICT: on_evict(c, q->id, q->evict); break;
         case WCODEC__V1__REQUEST__BODY_UNLOAD: on_unload(c, q->id, q->unload); break;
         default:

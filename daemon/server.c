@@ -22,7 +22,15 @@ int wcd_ctx_init(wcd_ctx *ctx, uv_loop_t *loop, wc_err *err)
     wcd_log_level = ctx->cfg.log_level;
     int r = wcd_roots_open(&ctx->cfg, &ctx->roots, &ctx->n_roots, err);
     if (r) return r;
-    wcd_cache_init(&ctx->cache, loop, &wcd_backend_memfd, ctx->cfg.budget);
+    wcd_cache_init(&ctx->cache, loop);
+    /* GPU decoders are made here, warm before READY=1. */
+    if ((r = wcd_pools_open(&ctx->cache, &ctx->cfg, err))) {
+        wcd_cache_fini(&ctx->cache);
+        wcd_roots_close(ctx->roots, ctx->n_roots);
+        ctx->roots = NULL;
+        ctx->n_roots = 0;
+        return r;
+    }
     ctx->start_ms = uv_now(loop);
     /* Connections may wait for descriptor credit without a listening
      * socket too (the fuzz harness): the timer is the ctx's. */
@@ -44,10 +52,11 @@ void wcd_ctx_fini(wcd_ctx *ctx)
 void wcd_update_status(wcd_ctx *ctx)
 {
     char s[160];
+    wcd_cache_totals t;
+    wcd_cache_totals_get(&ctx->cache, &t);
     snprintf(s, sizeof s, "STATUS=%u connections, %u models, %u tensors cached (%llu MiB of %llu), %llu leases",
-             ctx->n_conns, ctx->cache.n_models, ctx->cache.n_entries,
-             (unsigned long long)(ctx->cache.used >> 20), (unsigned long long)(ctx->cache.budget >> 20),
-             (unsigned long long)ctx->total_leases);
+             ctx->n_conns, ctx->cache.n_models, t.n_entries, (unsigned long long)(t.used >> 20),
+             (unsigned long long)(t.budget >> 20), (unsigned long long)ctx->total_leases);
     if (strcmp(s, ctx->last_status)) {
         sd_notify(0, s);
         memcpy(ctx->last_status, s, sizeof s);
@@ -239,12 +248,12 @@ int wcd_server_start(wcd_ctx *ctx, wc_err *err)
     ctx->sweep_timer.data = ctx;
     uv_timer_start(&ctx->sweep_timer, on_sweep, 1000, 1000);
 
-    wcd_log(WCD_LOG_NOTICE, "listening on %s%s; backend %s, budget %llu MiB, %zu roots, watchdog %s",
-            ctx->activated ? "the socket from systemd" : ctx->cfg.socket_path, "",
-            ctx->cache.backend->name, (unsigned long long)(ctx->cache.budget >> 20), ctx->n_roots,
-            ctx->watchdog_usec ? "on" : "off");
-    sd_notifyf(0, "READY=1\nSTATUS=listening; backend %s, budget %llu MiB\nMAINPID=%lu", ctx->cache.backend->name,
-               (unsigned long long)(ctx->cache.budget >> 20), (unsigned long)getpid());
+    const char *backend = wcd_pools_backend(&ctx->cache);
+    wcd_log(WCD_LOG_NOTICE, "listening on %s; backend %s (%u GPUs), host budget %llu MiB, %zu roots, watchdog %s",
+            ctx->activated ? "the socket from systemd" : ctx->cfg.socket_path, backend, ctx->cache.n_pools - 1,
+            (unsigned long long)(ctx->cache.pools[0]->budget >> 20), ctx->n_roots, ctx->watchdog_usec ? "on" : "off");
+    sd_notifyf(0, "READY=1\nSTATUS=listening; backend %s, %u GPUs\nMAINPID=%lu", backend, ctx->cache.n_pools - 1,
+               (unsigned long)getpid());
     return 0;
 }
 
@@ -298,6 +307,7 @@ int wcd_server_reload(wcd_ctx *ctx)
     }
     if (strcmp(next.socket_path, ctx->cfg.socket_path))
         wcd_log(WCD_LOG_WARN, "reload: socket path change to %s takes effect at restart", next.socket_path);
+    wcd_pools_reload(&ctx->cache, &ctx->cfg, &next);
     /* The socket stays where it is: keep its path for the unlink at exit. */
     free(next.socket_path);
     next.socket_path = ctx->cfg.socket_path;
@@ -308,7 +318,6 @@ int wcd_server_reload(wcd_ctx *ctx)
     ctx->roots = roots;
     ctx->n_roots = n_roots;
     wcd_log_level = ctx->cfg.log_level;
-    wcd_cache_set_budget(&ctx->cache, ctx->cfg.budget);
     wcd_reload_revoke(ctx);
     wcd_log(WCD_LOG_NOTICE, "configuration reloaded: budget %llu MiB, %zu roots, %zu allowed uids, %zu allowed gids",
             (unsigned long long)(ctx->cfg.budget >> 20), ctx->n_roots, ctx->cfg.n_allow_uids, ctx->cfg.n_allow_gids);

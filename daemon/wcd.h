@@ -15,6 +15,7 @@
 #include <wcodec/wcodec.h>
 #include <wcodec/wcodec_client.h>
 
+#include "spans.h"
 #include "wc_fail.h"
 #include "wcodec.pb-c.h"
 
@@ -62,7 +63,17 @@ typedef struct wcd_config {
     unsigned idle_timeout_ms;      /* nothing asked, queued or leased; 0: none */
     unsigned send_timeout_ms;      /* replies queued and none read; 0: none */
     int log_level;
+    /* GPU backend (issue 19, docs/OPERATIONS.md "GPU backend") */
+    int backend;             /* WCD_BACKEND_* */
+    char **gpu_devices;      /* UUIDs ("GPU-...") or ordinals; NULL: all visible */
+    size_t n_gpu_devices;
+    uint64_t gpu_budget;     /* bytes per device; 0: gpu_budget_pct of its memory */
+    unsigned gpu_budget_pct;
+    int gpu_ipc;             /* WCD_IPC_* */
 } wcd_config;
+
+enum { WCD_BACKEND_AUTO = 0, WCD_BACKEND_CPU = 1, WCD_BACKEND_GPU = 2 };
+enum { WCD_IPC_VMM = 0, WCD_IPC_LEGACY = 1 };
 
 /* One "section.key = value" from the command line. */
 typedef struct wcd_setting {
@@ -92,47 +103,100 @@ int wcd_frame_next(const uint8_t *buf, size_t len, uint32_t max_frame, const uin
 /* Serializes a reply behind its length prefix; *out is malloc'd. */
 int wcd_frame_pack_reply(const Wcodec__V1__Reply *r, uint8_t **out, size_t *len);
 
-/* ---- backend ---- */
-typedef struct wcd_alloc {
-    int fd;
-    uint64_t map_length, offset, length, scales_offset, n_scales;
-} wcd_alloc;
+/* ---- the cache and its pools (cache.c, pool.c) ----
+ *
+ * A pool is a place decoded tensors live in, with its own budget and LRU:
+ * the host (the memfd backend) or one GPU (the GPU backend, one pool per
+ * device). A block is one piece of a pool's memory: a memfd holding one
+ * tensor, or a device arena holding tensors of one model; blocks are
+ * refcounted by the entries placed in them and freed by their backend when
+ * the last one goes. An entry is one tensor of one model in one pool. */
+typedef struct wcd_model wcd_model;
+typedef struct wcd_entry wcd_entry;
+typedef struct wcd_claim wcd_claim;
+typedef struct wcd_pool wcd_pool;
+typedef struct wcd_block wcd_block;
+typedef struct wcd_cache wcd_cache;
 
+#define WCD_MAX_POOLS 17     /* the host and up to 16 GPUs */
+
+typedef struct wcd_block {
+    uint64_t id;
+    wcd_pool *pool;
+    wcd_model *model;
+    uint64_t size;           /* memory it holds, charged to its pool */
+    uint64_t tensor_bytes;   /* of which its entries take */
+    uint32_t entries;        /* placed in it */
+    uint32_t leased;         /* of which leased */
+    int fd;                  /* memfd, or the arena's exported fd; -1: none */
+    bool shared;             /* holds many entries: ranges from spans */
+    wcd_spans spans;
+    void *priv;              /* the backend's */
+    unsigned char ipc_handle[64]; /* legacy CUDA IPC: the arena's handle */
+    struct wcd_block *prev, *next;   /* the pool's blocks */
+} wcd_block;
+
+/* Where an entry lies in its block. */
+typedef struct wcd_place {
+    uint64_t offset, length, scales_offset, n_scales;
+    uint64_t span;           /* bytes of the block it takes */
+} wcd_place;
+
+/* A backend: what a pool's memory is and how tensors are decoded into it.
+ * Every call runs on the loop but decode work, which the backend queues
+ * itself and finishes with wcd_cache_decoded() for each entry, on the loop. */
 typedef struct wcd_backend {
     const char *name;
     Wcodec__V1__LocationKind kind;
-    /* Bytes the allocation for this tensor takes from the budget. */
-    uint64_t (*footprint)(const wc_tensor_info *ti);
-    /* Runs on a pool thread: allocate, decode, make read-only for peers. */
-    int (*decode)(const wc_file *f, size_t index, const wc_tensor_info *ti, wcd_alloc *a,
-                  wc_err *err);
-    void (*release)(wcd_alloc *a);
+    bool shared_blocks;      /* many entries a block (arenas) or one (memfds) */
+    /* Bytes of a block one tensor takes, and where its parts lie there. */
+    void (*layout)(const wcd_pool *p, const wc_tensor_info *ti, wcd_place *pl);
+    /* A block of at least `size` bytes (the backend rounds it up and sets
+     * b->size, b->fd, b->priv); `first` is the entry it is made for. */
+    int (*block_new)(wcd_pool *p, wcd_block *b, uint64_t size, const wcd_entry *first, wc_err *err);
+    void (*block_free)(wcd_pool *p, wcd_block *b);
+    /* Starts decoding the n new entries (one model, one pool). */
+    int (*submit)(wcd_pool *p, wcd_model *m, wcd_entry **e, uint32_t n, wc_err *err);
+    void (*close)(wcd_pool *p);
 } wcd_backend;
 
 extern const wcd_backend wcd_backend_memfd;
 
-/* ---- cache.c ---- */
-typedef struct wcd_model wcd_model;
-typedef struct wcd_entry wcd_entry;
-typedef struct wcd_slot wcd_slot;
+struct wcd_pool {
+    const wcd_backend *be;
+    wcd_cache *cache;
+    unsigned ix;             /* in cache->pools */
+    char name[96];           /* "host", or "GPU 0 (NVIDIA H200, GPU-8d3e...)" */
+    unsigned char uuid[16];  /* GPUs */
+    bool is_gpu;
+    int ordinal;             /* the daemon's CUDA ordinal; -1 for the host */
+    uint64_t budget, used;   /* used: the size of its blocks */
+    uint64_t tensor_bytes;   /* of its entries */
+    uint64_t leased_bytes;
+    uint32_t n_entries, n_leased, n_blocks, in_flight;
+    uint64_t decodes, hits, evictions;
+    wcd_entry *lru_head, *lru_tail;   /* idle ready entries, head = least recent */
+    wcd_block *blocks;
+    const char *failed;      /* NULL, or why nothing more is placed here */
+    char failed_msg[256];
+    void *priv;              /* the backend's state (a GPU: its decoder, queue) */
+};
 
 enum wcd_entry_state { WCD_DECODING = 1, WCD_READY = 2 };
 
 struct wcd_entry {
     wcd_model *model;
+    wcd_pool *pool;
     uint32_t index;
     int state;
-    uint64_t bytes;          /* charged to the budget */
     uint32_t leases;         /* held by connections */
     uint32_t pins;           /* requests under way that will take a lease */
-    wcd_alloc alloc;
+    wcd_block *block;
+    wcd_place at;
     wcd_entry *lru_prev, *lru_next;
     bool in_lru;
-    wcd_slot *waiters;
-    uv_work_t work;
-    int work_status;
-    wc_err work_err;
-    struct wcd_cache *cache;
+    wcd_claim *waiters;
+    void *work;              /* the backend's, while it decodes */
 };
 
 struct wcd_model {
@@ -142,7 +206,7 @@ struct wcd_model {
     char *label;
     wc_file *f;
     uint32_t n;
-    wcd_entry **entries;     /* by tensor index; NULL: not resident */
+    wcd_entry **entries[WCD_MAX_POOLS]; /* per pool, by tensor index; NULL: not resident */
     wcd_model *next;
     /* Lifetime (docs/OPERATIONS.md, "Model files"). The model keeps its
      * own descriptor to see its file removed (no links left) or changed in
@@ -159,29 +223,30 @@ struct wcd_model {
     const char *retired;     /* NULL, or why no request is served from it any more */
 };
 
-/* A get request's claim on one tensor; also its node in the entry's
- * waiter list while the tensor decodes. */
-struct wcd_slot {
-    struct wcd_get *get;
+/* A caller's claim on one tensor; also its node in the entry's waiter list
+ * while the tensor decodes. The cache calls done(claim, status, msg) on the
+ * loop when a claim that had to wait is resolved (claim->e ready, or an
+ * error and claim->e NULL). */
+struct wcd_claim {
+    void (*done)(wcd_claim *cl, int status, const char *msg);
+    void *owner;
     wcd_entry *e;
     uint32_t index;
-    wcd_slot *next_waiter;
+    wcd_claim *next_waiter;
 };
 
-typedef struct wcd_cache {
+struct wcd_cache {
     uv_loop_t *loop;
-    const wcd_backend *backend;
-    uint64_t budget, used;
-    uint32_t n_entries, n_leased, in_flight;
-    uint64_t leased_bytes;
-    uint64_t decodes, hits, evictions;
-    wcd_entry *lru_head, *lru_tail;   /* unpinned ready entries, head = least recent */
+    wcd_pool *pools[WCD_MAX_POOLS];  /* [0]: the host */
+    unsigned n_pools;
     wcd_model *models;
     uint32_t n_models;       /* not retired */
-    uint64_t next_model_id;
-} wcd_cache;
+    uint64_t next_model_id, next_block_id;
+};
 
-void wcd_cache_init(wcd_cache *c, uv_loop_t *loop, const wcd_backend *b, uint64_t budget);
+void wcd_cache_init(wcd_cache *c, uv_loop_t *loop);
+/* Adds a pool (the cache owns it from here; backend close at fini). */
+int wcd_cache_add_pool(wcd_cache *c, wcd_pool *p, wc_err *err);
 /* Frees everything; no decode may be under way and no lease held. */
 void wcd_cache_fini(wcd_cache *c);
 wcd_model *wcd_cache_model(wcd_cache *c, uint64_t id);
@@ -197,14 +262,51 @@ void wcd_cache_retire(wcd_cache *c, wcd_model *m, const char *why);
 /* Retires models whose file changed in place, and unused ones whose file
  * was removed or replaced; run on OpenModel, reload and a timer. */
 void wcd_cache_sweep(wcd_cache *c);
-/* Pins the tensor for slot: 0 when ready (slot->e set), 1 when its decode is
- * under way (slot waits; wcd_get_slot_done is called), or an error. */
-int wcd_cache_acquire(wcd_cache *c, wcd_model *m, uint32_t index, wcd_slot *slot, wc_err *err);
-void wcd_cache_unpin(wcd_cache *c, wcd_entry *e);
-void wcd_cache_pin_to_lease(wcd_cache *c, wcd_entry *e);
-void wcd_cache_lease_end(wcd_cache *c, wcd_entry *e);
+/* Pins the n tensors of the claims (claim->index set, done and owner set)
+ * in pool p, decoding the missing ones as one batch. Returns the number of
+ * claims that wait (their done follows), or an error: then the claims with
+ * e set hold pins the caller drops with wcd_cache_unpin. */
+int wcd_cache_acquire(wcd_cache *c, wcd_pool *p, wcd_model *m, wcd_claim *claims, uint32_t n, wc_err *err);
+/* The backend finished decoding e: status 0 or an error with its message. */
+void wcd_cache_decoded(wcd_entry *e, int status, const char *msg);
+void wcd_cache_unpin(wcd_entry *e);
+void wcd_cache_pin_to_lease(wcd_entry *e);
+void wcd_cache_lease_end(wcd_entry *e);
+/* Evicts idle tensors of m (NULL: every model) from every pool. */
 void wcd_cache_evict(wcd_cache *c, wcd_model *m, uint32_t *n, uint64_t *bytes);
-void wcd_cache_set_budget(wcd_cache *c, uint64_t budget);
+void wcd_pool_set_budget(wcd_pool *p, uint64_t budget);
+/* Marks the pool failed: nothing more is placed in it. */
+void wcd_pool_fail(wcd_pool *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The first usable GPU pool, or the one of that UUID; NULL: none. */
+wcd_pool *wcd_cache_gpu_pool(wcd_cache *c, const unsigned char *uuid, size_t uuid_len);
+/* Between cache.c and pool.c: an entry's one release point; a model that
+ * nothing uses any more (freed if retired or its file went); a decode of
+ * one of its tensors failed (a file changed in place ends it). */
+void wcd_entry_free(wcd_entry *e);
+void wcd_model_unused(wcd_cache *c, wcd_model *m);
+void wcd_model_decode_failed(wcd_cache *c, wcd_model *m);
+/* Totals over the pools, for the daemon-wide stats. */
+typedef struct wcd_cache_totals {
+    uint64_t budget, used, leased_bytes, decodes, hits, evictions;
+    uint32_t n_entries, n_leased, in_flight;
+} wcd_cache_totals;
+void wcd_cache_totals_get(const wcd_cache *c, wcd_cache_totals *t);
+
+/* ---- pools.c: the backends chosen by the configuration ---- */
+struct wcd_config;
+/* The host pool, then a pool per usable GPU as [daemon] backend and [gpu]
+ * say; each GPU's decoder is warm when this returns. */
+int wcd_pools_open(wcd_cache *c, const struct wcd_config *cfg, wc_err *err);
+/* A reload: the new budgets; what needs a restart is logged. */
+void wcd_pools_reload(wcd_cache *c, const struct wcd_config *old, const struct wcd_config *next);
+/* "cpu", or "gpu" when a GPU pool serves. */
+const char *wcd_pools_backend(const wcd_cache *c);
+/* GPU backend: a GPU pool for CUDA device `ordinal` (backend_gpu.c). */
+int wcd_gpu_pool_open(wcd_cache *c, int ordinal, const struct wcd_config *cfg, wcd_pool **out, wc_err *err);
+/* Device memory now: total and free (0s where not known). */
+void wcd_gpu_pool_meminfo(wcd_pool *p, uint64_t *total, uint64_t *free_b);
+/* The number of CUDA devices, or an error with the reason none can be used. */
+int wcd_gpu_count(int *n, wc_err *err);
 
 /* ---- model.c ---- */
 typedef struct wcd_root {
@@ -226,6 +328,15 @@ typedef struct wcd_lease {
     uint64_t id;
     wcd_entry *e;   /* NULL: released (a hole until compaction) */
 } wcd_lease;
+
+/* A shared block (device arena) this connection holds leases in: its
+ * descriptor or handle went with the frame that took the first of them,
+ * and goes again only after the last has been released (docs/PROTOCOL.md,
+ * "Device memory"). */
+typedef struct wcd_conn_block {
+    wcd_block *b;
+    uint32_t leases;
+} wcd_conn_block;
 
 /* A queued reply frame. Its fds are borrowed from the leases the frame
  * carries (no dup: the daemon holds no descriptor for a queued frame beyond
@@ -276,6 +387,8 @@ typedef struct wcd_conn {
     wcd_lease *leases;
     size_t n_leases, cap_leases, live_leases;
     uint64_t next_lease;
+    wcd_conn_block *blocks;
+    size_t n_blocks, cap_blocks;
     struct wcd_get *gets;        /* requests under way */
     unsigned inflight;
     char name[64];               /* for logs: pid, uid and client name */
@@ -291,7 +404,9 @@ void wcd_conn_close(wcd_conn *c, const char *why);
 int wcd_conn_send(wcd_conn *c, const Wcodec__V1__Reply *r, const int *fds, int nfds);
 void wcd_conn_send_error(wcd_conn *c, uint64_t id, int status, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-uint64_t wcd_conn_lease_add(wcd_conn *c, wcd_entry *e);
+/* Takes a lease on e (its pin becomes the lease); *first: e's block is a
+ * shared one in which c held no lease before (its descriptor goes now). */
+uint64_t wcd_conn_lease_add(wcd_conn *c, wcd_entry *e, bool *first);
 wcd_entry *wcd_conn_lease_take(wcd_conn *c, uint64_t id);
 /* Called when a request finishes, to resume reading if it was paused. */
 void wcd_conn_request_done(wcd_conn *c);
@@ -328,19 +443,17 @@ bool wcd_conn_peer_allowed(const wcd_ctx *ctx, uid_t uid, gid_t gid, const gid_t
 /* ---- request.c ---- */
 typedef struct wcd_get {
     wcd_conn *conn;         /* NULL once the connection has closed */
+    wcd_pool *pool;
     uint64_t req_id;
     uint32_t n, pending;
     int status;
     char msg[sizeof(((wc_err *)0)->msg)];
     uint32_t sent;          /* slots already in reply frames */
     struct wcd_get *prev, *next;
-    wcd_slot slots[];
+    wcd_claim slots[];
 } wcd_get;
 
 void wcd_handle_frame(wcd_conn *c, const uint8_t *p, size_t n);
-/* The decode a slot waited for has finished: status 0 (slot->e ready) or
- * an error with its message. */
-void wcd_get_slot_done(wcd_slot *s, int status, const char *msg);
 /* The connection is closing: drop its requests under way. */
 void wcd_get_orphan_all(wcd_conn *c);
 /* The next frame of a resolved get: up to max_fds tensors, their leases
@@ -349,6 +462,9 @@ void wcd_get_orphan_all(wcd_conn *c);
 int wcd_get_next_frame(wcd_get *g, unsigned max_fds, uint8_t **data, size_t *len, int *fds, int *nfds);
 /* A queued get dropped with its connection: unpins what was not sent. */
 void wcd_get_drop(wcd_get *g);
+
+/* ---- stats.c ---- */
+void wcd_on_stats(wcd_conn *c, uint64_t id);
 
 /* ---- server.c ---- */
 struct wcd_ctx {

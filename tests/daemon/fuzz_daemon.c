@@ -92,6 +92,7 @@ static void init(void)
          * earlier gets, and the pause/resume path runs. */
         {"limits", "max_inflight", "1"},
         {"daemon", "log_level", getenv("WCD_FUZZ_LOG") ? "debug" : "error"},
+        {"daemon", "backend", "cpu"},
     };
     wc_err err = {0};
     if (wcd_config_build(&ctx.cfg, NULL, s, sizeof s / sizeof s[0], &err)) {
@@ -171,11 +172,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uv_close((uv_handle_t *)&idle_check, NULL);
     uv_close((uv_handle_t *)&backstop, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
-    if (!P.conn_gone || ctx.n_conns || ctx.total_leases || ctx.cache.n_leased || ctx.cache.leased_bytes ||
-        ctx.cache.in_flight || ctx.cache.used > ctx.cache.budget) {
+    wcd_cache_totals t;
+    wcd_cache_totals_get(&ctx.cache, &t);
+    if (!P.conn_gone || ctx.n_conns || ctx.total_leases || t.n_leased || t.leased_bytes || t.in_flight ||
+        t.used > t.budget) {
         fprintf(stderr, "accounting after the connection: conns %u leases %llu leased %u/%llu in flight %u used %llu\n",
-                ctx.n_conns, (unsigned long long)ctx.total_leases, ctx.cache.n_leased,
-                (unsigned long long)ctx.cache.leased_bytes, ctx.cache.in_flight, (unsigned long long)ctx.cache.used);
+                ctx.n_conns, (unsigned long long)ctx.total_leases, t.n_leased, (unsigned long long)t.leased_bytes,
+                t.in_flight, (unsigned long long)t.used);
         abort();
     }
     /* Nothing is in use now, so no unloaded model may linger; and an input

@@ -1,0 +1,257 @@
+/* GPU backend: one pool per CUDA device, its tensors in device arenas that
+ * clients import (docs/PROTOCOL.md, "Device memory").
+ *
+ * Each device has one warm decoder (wc_gpu: context, streams, pinned ring,
+ * io threads), made at start, before READY=1. A decoder serves one call at a
+ * time, so the device's batches queue here and run one after another on a
+ * libuv pool thread, each through the whole file-to-GPU pipeline: the
+ * tensors a request misses are read, copied and decoded together, straight
+ * into their ranges of the arena.
+ *
+ * An arena is one physical allocation: cuMemCreate with a POSIX-fd
+ * shareable handle (exported once, kept, and passed to each connection
+ * once), or with [gpu] ipc = legacy cuMemAlloc and a CUDA IPC handle. A
+ * device whose context meets a sticky error is marked failed; requests
+ * then go to the other devices or the host. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <wcodec/wcodec_gpu.h>
+
+#include "gpu_share.h"
+#include "wcd.h"
+
+#define ALIGN_UP(x, a) (((x) + (a) - 1) / (a) * (a))
+
+typedef struct gpu_batch gpu_batch;
+
+typedef struct gpu_dev {
+    wc_gpu *dec;
+    bool legacy;
+    gpu_batch *head, *tail;  /* queued; head runs when running */
+    bool running;
+} gpu_dev;
+
+struct gpu_batch {
+    uv_work_t w;
+    wcd_pool *p;
+    wcd_model *m;
+    wcd_entry **es;
+    uint32_t n;
+    int status;
+    bool device_failed;
+    wc_err err;
+    gpu_batch *next;
+};
+
+static void gpu_layout(const wcd_pool *p, const wc_tensor_info *ti, wcd_place *pl)
+{
+    (void)p;
+    pl->offset = 0;
+    pl->length = ti->out_bytes;
+    pl->scales_offset = ALIGN_UP(ti->out_bytes, 256);
+    pl->n_scales = ti->n_scales;
+    uint64_t end = pl->scales_offset + ti->n_scales * sizeof(float);
+    pl->span = ALIGN_UP(end ? end : 1, 256);
+}
+
+static int gpu_block_new(wcd_pool *p, wcd_block *b, uint64_t size, const wcd_entry *first, wc_err *err)
+{
+    (void)first;
+    gpu_dev *d = p->priv;
+    wcg_arena *a = calloc(1, sizeof *a);
+    if (!a) return wc_fail(err, WC_ENOMEM, "%s: out of memory", b->model->label);
+    int r = d->legacy ? wcg_arena_create_legacy(a, p->ordinal, size, b->ipc_handle, err)
+                      : wcg_arena_create(a, p->ordinal, size, err);
+    if (!r && !d->legacy && (r = wcg_arena_export(a, &b->fd, err))) wcg_arena_destroy(a);
+    if (r) {
+        free(a);
+        char m[sizeof err->msg];
+        snprintf(m, sizeof m, "%s", err->msg);
+        return wc_fail(err, r, "%s: an arena of %llu bytes on %s: %s", b->model->label, (unsigned long long)size,
+                       p->name, m);
+    }
+    b->size = a->size;
+    b->priv = a;
+    wcd_log(WCD_LOG_DEBUG, "%s: arena of %llu MiB for %s", p->name, (unsigned long long)(a->size >> 20),
+            b->model->label);
+    return 0;
+}
+
+static void gpu_block_free(wcd_pool *p, wcd_block *b)
+{
+    (void)p;
+    if (b->fd >= 0) close(b->fd);
+    b->fd = -1;
+    wcg_arena_destroy(b->priv);
+    free(b->priv);
+    b->priv = NULL;
+}
+
+/* On a pool thread: the batch through the device's pipeline. */
+static void work_decode(uv_work_t *w)
+{
+    gpu_batch *bt = w->data;
+    wcd_pool *p = bt->p;
+    gpu_dev *d = p->priv;
+    size_t n = wc_file_tensor_count(bt->m->f);
+    wc_gpu_dst *dst = calloc(n ? n : 1, sizeof *dst);
+    if (!dst) {
+        bt->status = wc_fail(&bt->err, WC_ENOMEM, "%s: out of memory", bt->m->label);
+        return;
+    }
+    for (uint32_t i = 0; i < bt->n; i++) {
+        const wcd_entry *e = bt->es[i];
+        const wcg_arena *a = e->block->priv;
+        char *base = (char *)(uintptr_t)a->base;
+        dst[e->index] = (wc_gpu_dst){base + e->at.offset, e->at.length,
+                                     e->at.n_scales ? (float *)(base + e->at.scales_offset) : NULL,
+                                     e->at.n_scales};
+        /* A tensor of no bytes is decoded by nothing: its dst stays NULL. */
+        if (!e->at.length) dst[e->index].out = NULL;
+    }
+    bt->status = wc_gpu_decode_file(d->dec, bt->m->f, dst, &bt->err);
+    free(dst);
+    /* A sticky error ends the device for this process: told by its context. */
+    wc_err e2;
+    if (bt->status == WC_ECUDA && wcg_device_check(p->ordinal, &e2)) bt->device_failed = true;
+}
+
+static void run_next(gpu_dev *d);
+
+static void after_decode(uv_work_t *w, int status)
+{
+    gpu_batch *bt = w->data;
+    wcd_pool *p = bt->p;
+    gpu_dev *d = p->priv;
+    int r = status == UV_ECANCELED ? WC_ECANCELED : bt->status;
+    d->head = bt->next;
+    if (!d->head) d->tail = NULL;
+    d->running = false;
+    if (bt->device_failed) wcd_pool_fail(p, "%s", bt->err.msg);
+    char msg[sizeof bt->err.msg + sizeof p->name + 8];
+    if (r) snprintf(msg, sizeof msg, "%s (on %s)", bt->err.msg, p->name);
+    for (uint32_t i = 0; i < bt->n; i++) wcd_cache_decoded(bt->es[i], r, r ? msg : NULL);
+    free(bt->es);
+    free(bt);
+    run_next(d);
+}
+
+static void run_next(gpu_dev *d)
+{
+    if (d->running || !d->head) return;
+    d->running = true;
+    /* Fails only without a work callback. */
+    uv_queue_work(d->head->p->cache->loop, &d->head->w, work_decode, after_decode);
+}
+
+static int gpu_submit(wcd_pool *p, wcd_model *m, wcd_entry **es, uint32_t n, wc_err *err)
+{
+    gpu_dev *d = p->priv;
+    gpu_batch *bt = calloc(1, sizeof *bt);
+    if (bt) bt->es = malloc(n * sizeof *es);
+    if (!bt || !bt->es) {
+        free(bt);
+        return wc_fail(err, WC_ENOMEM, "%s: out of memory", m->label);
+    }
+    memcpy(bt->es, es, n * sizeof *es);
+    bt->n = n;
+    bt->p = p;
+    bt->m = m;
+    bt->w.data = bt;
+    for (uint32_t i = 0; i < n; i++) es[i]->work = bt;
+    if (d->tail) d->tail->next = bt;
+    else d->head = bt;
+    d->tail = bt;
+    run_next(d);
+    return 0;
+}
+
+static void gpu_close(wcd_pool *p)
+{
+    gpu_dev *d = p->priv;
+    if (d) wc_gpu_destroy(d->dec);
+    free(d);
+    free(p);
+}
+
+static const wcd_backend backend_vmm = {
+    .name = "cuda-vmm",
+    .kind = WCODEC__V1__LOCATION_KIND__LOCATION_CUDA_VMM,
+    .shared_blocks = true,
+    .layout = gpu_layout,
+    .block_new = gpu_block_new,
+    .block_free = gpu_block_free,
+    .submit = gpu_submit,
+    .close = gpu_close,
+};
+
+static const wcd_backend backend_legacy = {
+    .name = "cuda-ipc",
+    .kind = WCODEC__V1__LOCATION_KIND__LOCATION_CUDA_IPC,
+    .shared_blocks = true,
+    .layout = gpu_layout,
+    .block_new = gpu_block_new,
+    .block_free = gpu_block_free,
+    .submit = gpu_submit,
+    .close = gpu_close,
+};
+
+int wcd_gpu_count(int *n, wc_err *err)
+{
+    const wcg_cudrv *d = wcg_cudrv_get();
+    if (!d) return wc_fail(err, WC_ENODEV, "%s", wcg_cudrv_reason());
+    CUresult r = d->DeviceGetCount(n);
+    if (r != CUDA_SUCCESS) return wcg_cudrv_fail(err, r, "cuDeviceGetCount");
+    if (!*n) return wc_fail(err, WC_ENODEV, "the CUDA driver sees no device");
+    return 0;
+}
+
+int wcd_gpu_pool_open(wcd_cache *c, int ordinal, const wcd_config *cfg, wcd_pool **out, wc_err *err)
+{
+    (void)c;
+    wcd_pool *p = calloc(1, sizeof *p);
+    gpu_dev *d = calloc(1, sizeof *d);
+    if (!p || !d) {
+        free(p);
+        free(d);
+        return wc_fail(err, WC_ENOMEM, "out of memory");
+    }
+    char name[64] = "";
+    size_t total = 0;
+    int r = wcg_device_describe(ordinal, p->uuid, name, sizeof name, &total, err);
+    /* The warm state: context, streams, pinned ring and io threads now,
+     * not at the first request. */
+    wc_gpu_opts o;
+    wc_gpu_opts_default(&o);
+    o.device = ordinal;
+    o.require_gpu = true;
+    if (!r) r = wc_gpu_create(&d->dec, &o, err);
+    if (r) {
+        free(p);
+        free(d);
+        return r;
+    }
+    d->legacy = cfg->gpu_ipc == WCD_IPC_LEGACY;
+    p->be = d->legacy ? &backend_legacy : &backend_vmm;
+    p->priv = d;
+    p->is_gpu = true;
+    p->ordinal = ordinal;
+    p->budget = cfg->gpu_budget ? cfg->gpu_budget : (uint64_t)total / 100 * cfg->gpu_budget_pct;
+    snprintf(p->name, sizeof p->name, "GPU %d (%.50s, GPU-%02x%02x%02x%02x-%02x%02x)", ordinal, name, p->uuid[0],
+             p->uuid[1], p->uuid[2], p->uuid[3], p->uuid[4], p->uuid[5]);
+    *out = p;
+    return 0;
+}
+
+void wcd_gpu_pool_meminfo(wcd_pool *p, uint64_t *total, uint64_t *free_b)
+{
+    size_t f = 0, t = 0;
+    wc_err e;
+    *total = *free_b = 0;
+    if (p->failed || wcg_device_meminfo(p->ordinal, &f, &t, &e)) return;
+    *total = t;
+    *free_b = f;
+}
