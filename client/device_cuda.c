@@ -68,6 +68,12 @@ static void unmap(void *ctx, wcc_arena *a)
 {
     (void)ctx;
     saved_ctx s = save();
+    /* The thread that reads a Release reply may never have entered the
+     * device: its primary context is made current for the unmap, as for
+     * the import. */
+    CUdevice dev;
+    const wcg_cudrv *d = NULL;
+    wcg_share_enter(a->device, &dev, &d, NULL);
     if (a->kind == WC_LOC_CUDA_VMM) wcg_import_unmap(a->priv);
     else wcg_ipc_close(a->priv);
     restore(&s);
