@@ -167,7 +167,11 @@ WC_CLIENT_API void wc_client_tensors_free(wc_client_tensor **tensors);
 WC_CLIENT_API int wc_client_get_one(wc_client *c, uint64_t model_id, const char *name,
                                     wc_client_tensor **out, wc_err *err);
 
-/* Unmaps the tensors, frees them and ends their leases (one round trip). */
+/* Unmaps the tensors, frees them and ends their leases (one round trip).
+ * Device tensors share their daemon's allocations: an allocation stays
+ * mapped until the reply shows that the connection holds no lease in it
+ * (docs/PROTOCOL.md, "Device memory"); pointers into it must not be used
+ * after the release all the same. */
 WC_CLIENT_API int wc_client_release(wc_client *c, wc_client_tensor *const *tensors, size_t n,
                                     wc_err *err);
 
