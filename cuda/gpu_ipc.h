@@ -24,8 +24,8 @@ typedef struct wcg_ipc_import {
 /* Opens `handle` (WCG_IPC_HANDLE_BYTES) of memory on the device named by
  * `uuid`, with peer access enabled lazily. WC_EPROTO when the allocation is
  * smaller than `size`, the bytes the sender says it holds. Opening a handle
- * this process has open already gives the same pointer (the driver counts
- * the opens; each needs its close). */
+ * this process has open already gives the same pointer (opens are counted
+ * here, whatever the driver does; each needs its close). Thread-safe. */
 int wcg_ipc_open(wcg_ipc_import *m, const unsigned char *handle, const unsigned char uuid[16], size_t size,
                  wc_err *err);
 void wcg_ipc_close(wcg_ipc_import *m);
