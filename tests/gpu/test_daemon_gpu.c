@@ -5,7 +5,9 @@
  * compared with the CPU reference decoder (wc_decode_tensor_ex, reference).
  *   (a) a second process maps one tensor: [gpu] ipc = vmm and legacy;
  *   (b) a second process maps a whole model, releases it and maps it again
- *       (the allocations are imported anew after the Release reply);
+ *       (the allocations are imported anew after the Release reply); in
+ *       (a) and (b) a second connection of the process maps the same
+ *       tensors meanwhile and closes, and the first's stay readable;
  *   (c) a client SIGKILLed holding device leases: the daemon's pool shows
  *       no lease, an Evict brings its used bytes back, and the device's free
  *       memory (cuMemGetInfo) comes back within 8 MiB; both modes;
@@ -140,6 +142,27 @@ static int child_connect(const child_args *a, wc_client **c, uint64_t *model, wc
     return 0;
 }
 
+/* A second connection of this process maps the same tensors (the same
+ * allocations: a legacy handle open twice in one process) and closes;
+ * the first connection's tensors must still read the same. */
+static int second_connection(const child_args *a, const wc_file *f, wc_client_tensor **held, size_t n_held)
+{
+    wc_client *c2;
+    wc_client_model m;
+    wc_client_tensor **ts;
+    size_t n;
+    wc_err e = {0};
+    if (wc_client_connect(&c2, a->sock, &e) || wc_client_open(c2, a->model, &m, &e) ||
+        get_dev(c2, m.id, a->sel, &ts, &n, &e))
+        return FAIL("child: second connection: %s", e.msg);
+    if (check_all(f, ts, n, a->kind)) return 1;
+    wc_client_release(c2, ts, n, NULL);
+    wc_client_tensors_free(ts);
+    wc_client_close(c2);
+    if (check_all(f, held, n_held, a->kind)) return FAIL("child: the second connection's close broke the first's");
+    return 0;
+}
+
 /* map: SEL on device 0, checked, released; twice (the second get imports
  * what the first Release reply let go of). hold: mapped, checked, then
  * waits to be killed. wait-go: maps when the parent says go. */
@@ -168,6 +191,7 @@ static int child_map(const child_args *a)
             if (pipe_byte(a->ready_fd, true, 0)) return FAIL("child: ready");
             for (;;) pause();
         }
+        if (round == 0 && second_connection(a, f, ts, n)) return 1;
         if (wc_client_release(c, ts, n, &e)) return FAIL("child: release: %s", e.msg);
         wc_client_tensors_free(ts);
     }
