@@ -227,11 +227,10 @@ static void pools_out(json_object *o, const wc_client_pools *p)
 #undef F
         json_object_array_add(a, j);
         if (json) continue;
-        printf("pool %s%s%s (%s)%s%s\n"
+        printf("pool %s%s%s (%s)%s\n"
                "  budget %" PRIu64 ", used %" PRIu64 " (tensors %" PRIu64 " in %u cached), leased %" PRIu64
                " bytes in %u tensors\n  arenas %u, decodes %" PRIu64 ", evictions %" PRIu64,
-               d->name, uuid[0] ? " " : "", uuid, location_name(d->kind), d->failed ? " FAILED" : "",
-               d->status[0] ? (d->failed ? ": " : ", ") : "", d->budget_bytes, d->used_bytes, d->tensor_bytes,
+               d->name, uuid[0] ? " " : "", uuid, location_name(d->kind), d->failed ? " FAILED" : "", d->budget_bytes, d->used_bytes, d->tensor_bytes,
                d->cached_tensors, d->leased_bytes, d->leased_tensors, d->arenas, d->decodes, d->evictions);
         if (d->total_bytes) printf(", device memory %" PRIu64 " free of %" PRIu64, d->free_bytes, d->total_bytes);
         printf("\n");

@@ -154,6 +154,8 @@ static void pools_match_stats(void **state)
 
 typedef struct fake {
     int lfd;
+    int n_conns;        /* connections to serve, one after another */
+    pthread_t th;
     uint64_t released[8];
     size_t n_released;
     int saw_get_accept; /* accept entries in the get */
@@ -231,11 +233,60 @@ static void fake_get_reply(int fd, uint64_t id)
     close(nul);
 }
 
-/* Serves one connection: Hello, Get (answered with device memory),
- * Release (recorded); ends at EOF. */
+/* A StatsReply as a GPU daemon sends it: the host pool, a GPU that
+ * failed, one arena. */
+static void fake_stats_reply(int fd, uint64_t id)
+{
+    static unsigned char uuid[16] = {0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    Wcodec__V1__DeviceStats h = WCODEC__V1__DEVICE_STATS__INIT, g = WCODEC__V1__DEVICE_STATS__INIT;
+    h.name = "host";
+    h.kind = WCODEC__V1__LOCATION_KIND__LOCATION_MEMFD;
+    h.budget_bytes = 1000;
+    h.used_bytes = 100;
+    g.uuid = (ProtobufCBinaryData){16, uuid};
+    g.name = "NVIDIA H200 (0)";
+    g.kind = WCODEC__V1__LOCATION_KIND__LOCATION_CUDA_VMM;
+    g.budget_bytes = 1ull << 36;
+    g.used_bytes = 4 << 20;
+    g.tensor_bytes = 3 << 20;
+    g.cached_tensors = 7;
+    g.leased_bytes = 1 << 20;
+    g.leased_tensors = 2;
+    g.arenas = 1;
+    g.decodes = 9;
+    g.evictions = 3;
+    g.failed = 1;
+    g.status = "cuda error 700 (illegal address) decoding blk.3";
+    g.total_bytes = 150000000000ull;
+    g.free_bytes = 140000000000ull;
+    Wcodec__V1__DeviceStats *dp[2] = {&h, &g};
+    Wcodec__V1__ArenaStats a = WCODEC__V1__ARENA_STATS__INIT, *ap = &a;
+    a.id = 42;
+    a.device_uuid = (ProtobufCBinaryData){16, uuid};
+    a.model_id = 3;
+    a.size = 4 << 20;
+    a.used_bytes = 3 << 20;
+    a.tensors = 7;
+    a.leased_tensors = 2;
+    Wcodec__V1__StatsReply st = WCODEC__V1__STATS_REPLY__INIT;
+    st.backend = "gpu";
+    st.n_devices = 2;
+    st.devices = dp;
+    st.n_arenas = 1;
+    st.arenas = &ap;
+    Wcodec__V1__Reply r = WCODEC__V1__REPLY__INIT;
+    r.id = id;
+    r.body_case = WCODEC__V1__REPLY__BODY_STATS;
+    r.stats = &st;
+    send_reply(fd, &r, -1);
+}
+
+/* Serves n_conns connections in turn: Hello, Get (answered with device
+ * memory), Release (recorded), Stats (fake_stats_reply); each ends at EOF. */
 static void *fake_serve(void *arg)
 {
     fake *f = arg;
+    for (int k = 0; k < f->n_conns; k++) {
     int fd = accept(f->lfd, NULL, NULL);
     for (;;) {
         uint8_t h[4];
@@ -272,11 +323,35 @@ static void *fake_serve(void *arg)
             r.body_case = WCODEC__V1__REPLY__BODY_RELEASE;
             r.release = &rr;
             send_reply(fd, &r, -1);
+        } else if (q->body_case == WCODEC__V1__REQUEST__BODY_STATS) {
+            fake_stats_reply(fd, q->id);
         }
         wcodec__v1__request__free_unpacked(q, NULL);
     }
     if (fd >= 0) close(fd);
+    }
     return NULL;
+}
+
+/* Listens at env.dir/fake.sock (path) and serves n_conns connections. */
+static void fake_start(fake *f, char path[100], int n_conns)
+{
+    memset(f, 0, sizeof *f);
+    f->n_conns = n_conns;
+    snprintf(path, 100, "%s/fake.sock", env.dir);
+    unlink(path);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    f->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(bind(f->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(f->lfd, 4), 0);
+    assert_int_equal(pthread_create(&f->th, NULL, fake_serve, f), 0);
+}
+
+static void fake_stop(fake *f)
+{
+    pthread_join(f->th, NULL);
+    close(f->lfd);
 }
 
 static int open_fds(void)
@@ -292,16 +367,9 @@ static void device_memory_to_host_request(void **state)
 {
     (void)state;
     int fds0 = open_fds();
-    fake f = {0};
+    fake f;
     char path[100];
-    snprintf(path, sizeof path, "%s/fake.sock", env.dir);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-    f.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_int_equal(bind(f.lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(f.lfd, 1), 0);
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, fake_serve, &f), 0);
+    fake_start(&f, path, 1);
     wc_client *c = NULL;
     wc_err e = {0};
     assert_int_equal(wc_client_connect(&c, path, &e), 0);
@@ -320,13 +388,80 @@ static void device_memory_to_host_request(void **state)
     assert_null(ts);
     assert_int_equal(n, 0);
     wc_client_close(c);
-    pthread_join(th, NULL);
-    close(f.lfd);
+    fake_stop(&f);
     /* the lease went back; the request asked for memfds only */
     assert_int_equal(f.saw_get_accept, 0);
     assert_int_equal(f.n_released, 1);
     assert_int_equal(f.released[0], 77);
     assert_int_equal(open_fds(), fds0);
+}
+
+/* Every field of a GPU daemon's pools and arenas, as wc_client_pools_get
+ * and wcodecctl give them. */
+static void pools_of_a_gpu_daemon(void **state)
+{
+    (void)state;
+    fake f;
+    char path[100];
+    fake_start(&f, path, 2);
+    wc_client *c = NULL;
+    wc_err e = {0};
+    assert_int_equal(wc_client_connect(&c, path, &e), 0);
+    wc_client_pools *p;
+    assert_int_equal(wc_client_pools_get(c, &p, &e), 0);
+    assert_string_equal(p->backend, "gpu");
+    assert_int_equal(p->n_pools, 2);
+    const wc_client_pool *h = &p->pools[0], *g = &p->pools[1];
+    static const unsigned char zero[16], uuid[16] = {0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    assert_memory_equal(h->uuid, zero, 16);
+    assert_string_equal(h->name, "host");
+    assert_int_equal(h->kind, WC_LOC_MEMFD);
+    assert_int_equal(h->budget_bytes, 1000);
+    assert_int_equal(h->used_bytes, 100);
+    assert_memory_equal(g->uuid, uuid, 16);
+    assert_string_equal(g->name, "NVIDIA H200 (0)");
+    assert_int_equal(g->kind, WC_LOC_CUDA_VMM);
+    assert_int_equal(g->budget_bytes, 1ull << 36);
+    assert_int_equal(g->used_bytes, 4 << 20);
+    assert_int_equal(g->tensor_bytes, 3 << 20);
+    assert_int_equal(g->cached_tensors, 7);
+    assert_int_equal(g->leased_bytes, 1 << 20);
+    assert_int_equal(g->leased_tensors, 2);
+    assert_int_equal(g->arenas, 1);
+    assert_int_equal(g->decodes, 9);
+    assert_int_equal(g->evictions, 3);
+    assert_true(g->failed);
+    assert_string_equal(g->status, "cuda error 700 (illegal address) decoding blk.3");
+    assert_int_equal(g->total_bytes, 150000000000ull);
+    assert_int_equal(g->free_bytes, 140000000000ull);
+    assert_int_equal(p->n_arenas, 1);
+    const wc_client_arena *a = &p->arenas[0];
+    assert_int_equal(a->id, 42);
+    assert_memory_equal(a->device_uuid, uuid, 16);
+    assert_int_equal(a->model_id, 3);
+    assert_int_equal(a->size, 4 << 20);
+    assert_int_equal(a->used_bytes, 3 << 20);
+    assert_int_equal(a->tensors, 7);
+    assert_int_equal(a->leased_tensors, 2);
+    wc_client_pools_free(p);
+    wc_client_close(c);
+
+    /* wcodecctl on the second connection: the pools and the arena */
+    char cmd[512], out[8192] = "";
+    snprintf(cmd, sizeof cmd, "%s --socket %s stats -- arenas", WDT_WCODECCTL, path);
+    FILE *pp = popen(cmd, "r");
+    assert_non_null(pp);
+    size_t k = fread(out, 1, sizeof out - 1, pp);
+    out[k] = 0;
+    assert_int_equal(pclose(pp), 0);
+    fake_stop(&f);
+    fprintf(stderr, "%s", out);
+    assert_non_null(strstr(out, "backend gpu"));
+    assert_non_null(strstr(out, "pool NVIDIA H200 (0) GPU-deadbeef-0102-0304-0506-0708090a0b0c (cuda_vmm) FAILED"));
+    assert_non_null(strstr(out, "\n  status: cuda error 700 (illegal address) decoding blk.3\n"));
+    assert_non_null(strstr(out, "140000000000 free of 150000000000"));
+    assert_non_null(strstr(out, "42       GPU-deadbeef-0102-0304-0506-0708090a0b0c"));
+    assert_non_null(strstr(out, "1 arenas"));
 }
 
 int main(void)
@@ -336,6 +471,7 @@ int main(void)
         cmocka_unit_test(get2_device_from_cpu_daemon),
         cmocka_unit_test(pools_match_stats),
         cmocka_unit_test(device_memory_to_host_request),
+        cmocka_unit_test(pools_of_a_gpu_daemon),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
