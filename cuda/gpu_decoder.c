@@ -4,17 +4,7 @@
  * The io threads, the descriptors and the resident path have files of their
  * own (gpu_int.h lists them).
  *
- * Pipeline, per batch k (ring slot k % slots):
- *   wait until the slot's last batch has finished on the device;
- *   plan which tensors (or tile ranges of a tensor) fit the slot;
- *   build the kernels' descriptors (tables expanded, tile list, row maps,
- *   scales) in the slot's pinned descriptor area;
- *   io threads pread the tile streams, through the wc_file's own descriptor
- *   (never by its label), into the slot's pinned data area;
- *   copy stream: descriptors + data H2D (raw tensors straight to the caller);
- *   compute stream waits for the copy, decodes, predicts finished tensors,
- *   copies the per-job error words back, records the slot's `done` event.
- * The host prepares batch k+1 while the device copies and decodes batch k. */
+ * The pipeline itself is in gpu_pipeline.c. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,154 +178,6 @@ fail:
     return r;
 }
 
-static int retire_slot(wc_gpu *g, slot *sl, const wc_file *f, const treq *rq, wc_err *err)
-{
-    if (!sl->in_use) return 0;
-    sl->in_use = 0;
-    cudaError_t e = cudaEventSynchronize(sl->done);
-    if (e != cudaSuccess) return wcg_cuda_fail(err, e, "decoding a batch");
-    (void)g;
-    return wcg_check_errs(f, rq, (const unsigned long long *)(sl->h_desc + sl->errs_off), sl->n_jobs,
-                      sl->job_tensor, err);
-}
-
-static int run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_err *err)
-{
-    int r = 0;
-    piece *ps = NULL;
-    size_t ps_cap = 0;
-    io_task *tasks = NULL;
-    size_t task_cap = 0;
-    uint64_t *src_base = NULL;
-    layout L = {0};
-    cursor c = {0, 0};
-    uint64_t batch = 0;
-    io_pool *io = &g->io;
-    wcg_io_attach(io, f);
-
-    while (c.t < n_rq) {
-        slot *sl = &g->slots[batch % (uint64_t)g->n_slots];
-        if ((r = retire_slot(g, sl, f, rq, err))) goto out;
-        long np = wcg_plan_batch(rq, n_rq, &c, g->data_cap, g->desc_cap, &ps, &ps_cap, f, err);
-        if (np < 0) {
-            r = (int)np;
-            goto out;
-        }
-        if (np == 0) break;
-        /* io tasks */
-        size_t nt = 0;
-        uint64_t data_used = 0;
-        free(src_base);
-        src_base = malloc((size_t)np * sizeof *src_base);
-        if (!src_base) {
-            r = wc_fail(err, WC_ENOMEM, "out of memory");
-            goto out;
-        }
-        /* each record's checksum in the background, queued with its first
-         * piece: it only has to pass before the call returns (a tensor
-         * whose record fails is then reported, whatever was decoded) */
-        for (long i = 0; i < np && g->o.verify_checksums; i++) {
-            if (!ps[i].first) continue;
-            const wc_entry *e = rq[ps[i].t].e;
-            io_task h = {.kind = 1, .off = e->offset, .len = e->size, .hash = e->hash, .tensor = ps[i].t};
-            if (wcg_io_queue(io, &h)) {
-                r = wc_fail(err, WC_ENOMEM, "out of memory");
-                goto out;
-            }
-        }
-        for (long i = 0; i < np; i++) {
-            const piece *p = &ps[i];
-            const treq *t = &rq[p->t];
-            uint64_t foff = t->coded ? t->e->offset + t->e->tiles_off + p->b0 : t->e->offset + p->b0;
-            uint64_t len = p->b1 - p->b0;
-            src_base[i] = p->data_off - p->b0;
-            if (p->data_off + len > data_used) data_used = p->data_off + len;
-            for (uint64_t a = 0; a < len; a += IO_CHUNK) {
-                if (nt == task_cap) {
-                    size_t ncap = task_cap ? 2 * task_cap : 256;
-                    io_task *nt2 = realloc(tasks, ncap * sizeof *nt2);
-                    if (!nt2) {
-                        r = wc_fail(err, WC_ENOMEM, "out of memory");
-                        goto out;
-                    }
-                    tasks = nt2, task_cap = ncap;
-                }
-                uint64_t l = len - a < IO_CHUNK ? len - a : IO_CHUNK;
-                tasks[nt++] = (io_task){.kind = 0, .off = foff + a, .len = l, .dst = sl->h_data + p->data_off + a,
-                                        .tensor = p->t};
-            }
-        }
-        if ((r = wcg_build_desc(g, rq, ps, (size_t)np, src_base, sl->h_desc, g->desc_cap, &L, &sl->job_tensor,
-                            &sl->job_cap, err)))
-            goto out;
-        wcg_io_run(io, tasks, nt);
-        for (size_t k = 0; k < nt; k++)
-            if (tasks[k].result) {
-                r = wcg_io_fail(f, rq, &tasks[k], err);
-                goto out;
-            }
-        io_task bad;
-        if (wcg_io_bg_failed(io, false, &bad)) {
-            r = wcg_io_fail(f, rq, &bad, err);
-            goto out;
-        }
-        /* copies */
-        if (L.end) CK(cudaMemcpyAsync(sl->d_desc, sl->h_desc, L.end, cudaMemcpyHostToDevice, sl->copy), "cudaMemcpyAsync (descriptors)");
-        for (long i = 0; i < np; i++) {
-            const piece *p = &ps[i];
-            const treq *t = &rq[p->t];
-            uint64_t len = p->b1 - p->b0;
-            if (t->coded) continue;
-            CK(cudaMemcpyAsync((uint8_t *)t->dst.out + p->b0, sl->h_data + p->data_off, len, cudaMemcpyHostToDevice,
-                               sl->copy), "cudaMemcpyAsync (raw tensor)");
-        }
-        if (L.n_jobs && data_used)
-            CK(cudaMemcpyAsync(sl->d_data, sl->h_data, data_used, cudaMemcpyHostToDevice, sl->copy), "cudaMemcpyAsync (tile streams)");
-        CK(cudaEventRecord(sl->copied, sl->copy), "cudaEventRecord");
-        CK(cudaStreamWaitEvent(g->compute, sl->copied, 0), "cudaStreamWaitEvent");
-        if (L.n_jobs) {
-            wc_gpu_launch l = wcg_make_launch(&L, sl->d_desc, sl->d_data);
-            int ce = wc_gpu_launch_decode(&l, g->compute);
-            if (ce) {
-                r = wcg_cuda_fail(err, (cudaError_t)ce, "decode kernel launch");
-                goto fail;
-            }
-            if ((r = wcg_launch_preds(g, &L, sl->d_desc, err))) goto fail;
-            CK(cudaMemcpyAsync(sl->h_desc + L.errs, sl->d_desc + L.errs, 8ull * L.n_jobs, cudaMemcpyDeviceToHost,
-                               g->compute), "cudaMemcpyAsync (error words)");
-        }
-        CK(cudaEventRecord(sl->done, g->compute), "cudaEventRecord");
-        sl->in_use = 1;
-        sl->errs_off = L.errs;
-        sl->n_jobs = L.n_jobs;
-        batch++;
-    }
-    for (int s = 0; s < g->n_slots; s++) {
-        int r2 = retire_slot(g, &g->slots[s], f, rq, err);
-        if (r2 && !r) r = r2;
-    }
-fail:
-out:
-    /* a record whose checksum fails is the cause of whatever its decode
-     * found: that is reported first */
-    if (r != WC_ECHECKSUM && r != WC_ENOMEM) {
-        io_task bad;
-        if (wcg_io_bg_failed(io, true, &bad) && (!r || bad.result == WC_ECHECKSUM)) r = wcg_io_fail(f, rq, &bad, err);
-    }
-    /* leave nothing in flight that uses the ring */
-    for (int s = 0; s < g->n_slots; s++) {
-        cudaStreamSynchronize(g->slots[s].copy);
-        g->slots[s].in_use = 0;
-    }
-    cudaStreamSynchronize(g->compute);
-    wcg_io_bg_clear(io); /* the hashes read through io->fd */
-    io->fd = -1;
-    free(ps);
-    free(tasks);
-    free(src_base);
-    return r;
-}
-
 static int check_device_ptr(const void *p, const char *what, wc_err *err)
 {
     struct cudaPointerAttributes a;
@@ -361,7 +203,7 @@ int wcg_decode(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, const size_t 
     }
     treq *rq;
     if ((r = wcg_prep_all(f, dst, which, n, g->o.verify_checksums, &rq, err))) return r;
-    r = run_pipeline(g, f, rq, n, err);
+    r = wcg_run_pipeline(g, f, rq, n, err);
     wcg_free_reqs(rq, n);
     return r;
 }

@@ -117,8 +117,10 @@ int wdt_daemon_start(wdt_daemon *d, const wdt_env *e, const char *config, const 
     snprintf(d->notify_path, sizeof d->notify_path, "%s/d%d.notify", e->dir, seq);
     FILE *f = fopen(d->conf, "w");
     if (!f) return perror(d->conf), -1;
-    fprintf(f, "[daemon]\nsocket = %s\nthreads = 2\nlog_level = debug\n[security]\nroots = %s\n%s\n", d->sock,
-            e->models, config ? config : "");
+    /* The CPU backend unless the test's config says otherwise (later keys
+     * win): the memfd tests mean the same on a host with a GPU. */
+    fprintf(f, "[daemon]\nsocket = %s\nthreads = 2\nlog_level = debug\nbackend = cpu\n[security]\nroots = %s\n%s\n",
+            d->sock, e->models, config ? config : "");
     fclose(f);
     d->notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
