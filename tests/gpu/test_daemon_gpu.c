@@ -395,16 +395,28 @@ static int test_killed_client(const wdt_env *env, const char *big, const char *i
     if (!rc && pipe_byte(fds[0], false, 120000)) rc = FAIL("the holding client did not map the model");
     if (!rc && (pool_get(c, &p) || p.leased_tensors != BIG_TENSORS))
         rc = FAIL("%u leased tensors on the device while the client holds %d", p.leased_tensors, BIG_TENSORS);
+    /* the device's free memory shows the model (and the client's context):
+     * the check that it comes back below is not vacuous */
+    size_t free_mid = 0;
+    if (!rc && (free_mem(&free_mid) || free_mid + (size_t)BIG_TENSORS * BIG_ROWS * BIG_COLS > free0))
+        rc = FAIL("device free memory %zu MiB while the client holds the model, %zu MiB before", free_mid >> 20,
+                  free0 >> 20);
     if (pid > 0) {
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
     }
     if (!rc && pool_until(c, no_leases, 0, 10000, &p))
         rc = FAIL("%" PRIu64 " bytes still leased on the device after the client was killed", p.leased_bytes);
+    /* the model is still cached, unleased: the evict below must be what
+     * gives its memory back */
+    uint64_t model_bytes = (uint64_t)BIG_TENSORS * BIG_ROWS * BIG_COLS;
+    if (!rc && p.used_bytes < p0.used_bytes + model_bytes)
+        rc = FAIL("used %" PRIu64 " bytes with the model cached, %" PRIu64 " before it", p.used_bytes, p0.used_bytes);
     uint32_t et = 0;
     uint64_t eb = 0;
     wc_err e = {0};
     if (!rc && wc_client_evict(c, 0, &et, &eb, &e)) rc = FAIL("evict: %s", e.msg);
+    if (!rc && et != BIG_TENSORS) rc = FAIL("evicted %u tensors, not the %d cached", et, BIG_TENSORS);
     if (!rc && pool_until(c, used_at_most, p0.used_bytes, 10000, &p))
         rc = FAIL("used %" PRIu64 " bytes after the evict, %" PRIu64 " before the client", p.used_bytes, p0.used_bytes);
     /* the driver frees the killed process's context and imports on its own time */
