@@ -40,11 +40,14 @@ case $stage in
 tests)
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a $S
     $B/tools/wcodec encode -q -f examples/ppocrv4-rec/model.safetensors -o $T/example.wcodec
-    chk test_daemon_gpu timeout 400 $B/tests/gpu/test_daemon_gpu
+    export WDT_WCODECD=$PWD/$B/daemon/wcodecd WDT_MODEL=$PWD/examples/ppocrv4-rec/model.safetensors
+    chk test_daemon_gpu timeout 400 $B/tests/daemon/test_daemon_gpu
+    grep -E "^ok|FAIL|map" $OUT/test_daemon_gpu.log | head -20 | tee -a $S
     chk test_gpu_share $B/tests/gpu/test_gpu_share $T/example.wcodec
     # the daemon's decode under memcheck: a whole model through it, compared by a client
     start_daemon san compute-sanitizer --tool memcheck --error-exitcode 9 $B/daemon/wcodecd --backend gpu &&
-    chk san_get $B/client/wcodecctl -s $T/san.sock get $T/example.wcodec --all --device 0
+    chk san_get $B/client/wcodecctl -s $T/san.sock get --device 0 $T/example.wcodec --all -- stats
+    grep -E "cuda|backend|GPU" $OUT/san_get.log | head -4 | tee -a $S
     stop_daemon; echo "daemon under memcheck: $(grep -E 'ERROR SUMMARY' $OUT/san.log | tail -1)" | tee -a $S
     ;;
 bench)

@@ -146,11 +146,13 @@ int wdt_daemon_start(wdt_daemon *d, const wdt_env *e, const char *config, const 
             prctl(PR_CAPBSET_DROP, CAP_SYS_RESOURCE, 0, 0, 0);
         }
         for (size_t i = 0; env_extra && env_extra[i]; i++) putenv((char *)env_extra[i]);
-        const char *argv[32] = {WDT_WCODECD, "--config", d->conf};
+        /* $WDT_WCODECD: a daemon elsewhere than this build tree (the GPU machine's copy) */
+        const char *exe = getenv("WDT_WCODECD") ? getenv("WDT_WCODECD") : WDT_WCODECD;
+        const char *argv[32] = {exe, "--config", d->conf};
         size_t n = 3;
         for (size_t i = 0; args && args[i] && n < 31; i++) argv[n++] = args[i];
         argv[n] = NULL;
-        execv(WDT_WCODECD, (char **)argv);
+        execv(exe, (char **)argv);
         _exit(127);
     }
     if (!wdt_notify_wait(d, "READY=1", 20000, NULL, 0)) {
