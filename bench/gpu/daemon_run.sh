@@ -44,6 +44,9 @@ tests)
     chk test_daemon_gpu timeout 400 $B/tests/daemon/test_daemon_gpu
     grep -E "^ok|FAIL|map" $OUT/test_daemon_gpu.log | head -20 | tee -a $S
     chk test_gpu_share $B/tests/gpu/test_gpu_share $T/example.wcodec
+    # the same inside wcodecd.service's seccomp rules, and with the PTX JIT forced
+    chk gpu_share_unit_sandbox env ASAN_OPTIONS=detect_leaks=0 $B/tests/gpu/unit_sandbox $B/tests/gpu/test_gpu_share $T/example.wcodec
+    chk gpu_share_unit_sandbox_jit env ASAN_OPTIONS=detect_leaks=0 CUDA_FORCE_PTX_JIT=1 $B/tests/gpu/unit_sandbox $B/tests/gpu/test_gpu_share $T/example.wcodec
     # the daemon's decode under memcheck: a whole model through it, compared by a client
     start_daemon san compute-sanitizer --tool memcheck --error-exitcode 9 $B/daemon/wcodecd --backend gpu &&
     chk san_get $B/client/wcodecctl -s $T/san.sock get --device 0 $T/example.wcodec --all -- stats
