@@ -33,9 +33,10 @@
 #endif
 
 static const char usage[] =
-    "usage: bench_dietgpu [options] INPUT[:SETS] ...\n"
+    "usage: bench_dietgpu [options] INPUT[:SETS[:ENC+ENC...]] ...\n"
     "  INPUT    a .safetensors file (encoded here with each --enc) or a .wcodec file\n"
     "  SETS     copies decoded in one go by both codecs (default 1)\n"
+    "  ENC      encoder configurations for this input instead of the --enc ones\n"
     "options:\n"
     "  --enc E        an encoder configuration for .safetensors inputs, repeatable: 'default'\n"
     "                 (wc_encode_opts_default) or KEY=VALUE,... over it with tw (--tile-weights),\n"
@@ -76,6 +77,7 @@ static bool enc_opts(const std::string &spec, int threads, wc_encode_opts *o)
     wc_encode_opts_default(o);
     o->threads = threads;
     if (spec == "default") return true;
+    if (spec.empty()) return false;
     size_t at = 0;
     while (at < spec.size()) {
         size_t end = spec.find(',', at);
@@ -253,19 +255,51 @@ static void bench_gpu(const Opts &o, wc_gpu *g, const std::string &path, int set
     CK(cudaFree(d_oracle));
 }
 
-static void bench_input(const Opts &o, wc_gpu *g, const std::string &arg)
+/* INPUT[:SETS[:ENC+ENC...]]: SETS digits; ENC as --enc, for this input only */
+static bool parse_input(const std::string &arg, std::string *path, int *sets, std::vector<std::string> *enc)
 {
-    const size_t colon = arg.rfind(':');
-    const bool has_sets = colon != std::string::npos && arg.find_first_not_of("0123456789", colon + 1) == std::string::npos &&
-                          colon + 1 < arg.size();
-    const std::string path = has_sets ? arg.substr(0, colon) : arg;
-    const int sets = has_sets ? std::atoi(arg.c_str() + colon + 1) : 1;
+    std::vector<std::string> f;
+    for (size_t at = 0;;) {
+        const size_t c = arg.find(':', at);
+        f.push_back(arg.substr(at, c == std::string::npos ? std::string::npos : c - at));
+        if (c == std::string::npos) break;
+        at = c + 1;
+    }
+    *path = f[0];
+    *sets = 1;
+    if (f.size() > 3 || f[0].empty()) return false;
+    if (f.size() > 1) {
+        if (f[1].empty() || f[1].find_first_not_of("0123456789") != std::string::npos) return false;
+        *sets = std::atoi(f[1].c_str());
+    }
+    if (f.size() > 2) {
+        enc->clear();
+        wc_encode_opts eo;
+        for (size_t at = 0; at <= f[2].size();) {
+            size_t c = f[2].find('+', at);
+            if (c == std::string::npos) c = f[2].size();
+            enc->push_back(f[2].substr(at, c - at));
+            if (!enc_opts(enc->back(), 0, &eo)) return false;
+            at = c + 1;
+        }
+    }
+    return *sets >= 1;
+}
+
+static void bench_input(const Opts &o0, wc_gpu *g, const std::string &arg)
+{
+    Opts o = o0;
+    std::string path;
+    int sets;
+    if (!parse_input(arg, &path, &sets, &o.enc)) {
+        peer_fail("input '%s': not PATH[:SETS[:ENC+ENC...]] with SETS >= 1 and known encoder keys", arg.c_str());
+        return;
+    }
     std::printf("\n== %s, %d set%s\n", path.c_str(), sets, sets > 1 ? "s in one go" : "");
     std::vector<Coded> cs;
     PeerLayout L;
     std::vector<uint8_t> oracle;
-    if (sets < 1) peer_fail("%s: SETS must be at least 1", arg.c_str());
-    else if (coded_files(o, path, &cs) && !wcs_oracle(cs[0].f, o.threads, &L, &oracle)) {
+    if (coded_files(o, path, &cs) && !wcs_oracle(cs[0].f, o.threads, &L, &oracle)) {
         bool same = true;
         for (size_t k = 1; k < cs.size(); k++)
             same = wcs_same_as_oracle(cs[k].f, cs[k].name.c_str(), o.threads, L, oracle) && same;

@@ -3,10 +3,10 @@
 # checkout's root, with build-peers/bin, .devdeps and .gpudata carried.
 # Fetches nothing. The whole report goes to stdout and to $OUT/peers.txt.
 #
-#   bash bench/peers/run.sh [INPUT[:SETS] ...]
+#   bash bench/peers/run.sh [INPUT[:SETS[:ENC+ENC...]] ...]
 #
 # Without inputs: the real slice (.gpudata/slice_mixed.safetensors) once and
-# x100 in one go, PP-OCRv4 (.gpudata/ppocrv4_onnx_fp32.safetensors, where
+# x100 in one go (x100 also with two candidate encodings), PP-OCRv4 (.gpudata/ppocrv4_onnx_fp32.safetensors, where
 # carried) once and x400, a 4-layer synthetic model of Llama-2-7B shapes
 # (1.07 G weights: LLM-shaped and mid-sized) and the synthetic 7B-class
 # model, both made here by bench/gpu/make_synth.py (in /tmp/wcb, kept
@@ -30,7 +30,9 @@ missing=$(ldd "$BIN" | grep 'not found')
 inputs=("$@")
 if [ ${#inputs[@]} = 0 ]; then
     W=.gpudata
-    [ -f $W/slice_mixed.safetensors ] && inputs+=($W/slice_mixed.safetensors:1 $W/slice_mixed.safetensors:100)
+    # x100 also with 8K tiles and with 12-bit tables, at most 4 (packed on the GPU): candidates
+    [ -f $W/slice_mixed.safetensors ] && inputs+=($W/slice_mixed.safetensors:1
+        $W/slice_mixed.safetensors:100:iaf=1+iaf=1,tw=262144+iaf=1,tw=8192+iaf=1,pb=12,mt=4)
     [ -f $W/ppocrv4_onnx_fp32.safetensors ] && inputs+=($W/ppocrv4_onnx_fp32.safetensors:1 $W/ppocrv4_onnx_fp32.safetensors:400)
     if [ "${SYNTH:-1}" = 1 ]; then
         for spec in "/tmp/wcb4l --layers 4" "/tmp/wcb"; do

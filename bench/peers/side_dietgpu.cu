@@ -21,15 +21,20 @@ struct Piece {
     uint8_t *comp;     /* DietGPU's compressed piece */
 };
 
+/* DietGPU's decode grid has a row of blocks per batch member (gridDim.y,
+ * at most 65,535). */
+constexpr size_t kMaxBatchItems = 32768;
+
 /* [first, end) of each batch: consecutive items whose bytes stay within
- * limit (one item at least). */
+ * limit (one item at least), kMaxBatchItems at most. */
 std::vector<std::pair<size_t, size_t>> batches_of(const std::vector<uint32_t> &n, uint64_t limit)
 {
     std::vector<std::pair<size_t, size_t>> b;
     size_t first = 0;
     uint64_t bytes = 0;
     for (size_t i = 0; i < n.size(); i++) {
-        if (i > first && bytes + n[i] > limit) b.push_back({first, i}), first = i, bytes = 0;
+        if (i > first && (bytes + n[i] > limit || i - first == kMaxBatchItems))
+            b.push_back({first, i}), first = i, bytes = 0;
         bytes += n[i];
     }
     if (first < n.size()) b.push_back({first, n.size()});
