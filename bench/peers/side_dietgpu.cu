@@ -15,6 +15,7 @@
 namespace {
 
 struct Piece {
+    size_t tensor;     /* in L */
     const uint8_t *in; /* in the oracle */
     uint32_t n;
     uint64_t out_off;  /* in a set's buffer */
@@ -24,6 +25,7 @@ struct Piece {
 /* DietGPU's decode grid has a row of blocks per batch member (gridDim.y,
  * at most 65,535). */
 constexpr size_t kMaxBatchItems = 32768;
+constexpr uint64_t kEncodeBatch = 512ull << 20;
 
 /* [first, end) of each batch: consecutive items whose bytes stay within
  * limit (one item at least), kMaxBatchItems at most. */
@@ -42,9 +44,10 @@ std::vector<std::pair<size_t, size_t>> batches_of(const std::vector<uint32_t> &n
 }
 
 /* Compresses every piece (of one set); returns the compressed bytes, the
- * sum of the sizes DietGPU reports (its headers included). */
+ * sum of the sizes DietGPU reports (its headers included), and adds each
+ * piece's to its tensor's in per_tensor. */
 uint64_t compress(dietgpu::StackDeviceMemory &res, const dietgpu::ANSCodecConfig &cfg, std::vector<Piece> &ps,
-                  uint64_t batch, cudaStream_t st, uint8_t **comp_buf)
+                  uint64_t batch, cudaStream_t st, uint8_t **comp_buf, std::vector<uint64_t> *per_tensor)
 {
     uint64_t cap = 0;
     std::vector<uint64_t> at(ps.size());
@@ -62,7 +65,10 @@ uint64_t compress(dietgpu::StackDeviceMemory &res, const dietgpu::ANSCodecConfig
         ps[i].comp = *comp_buf + at[i];
         in[i] = ps[i].in, out[i] = ps[i].comp, n[i] = ps[i].n;
     }
-    for (auto [a, b] : batches_of(n, batch))
+    /* its encoder's scratch is 1.28x a batch's bytes: small batches keep it
+     * in the stack and far from 2^31 bytes (compression is per piece, so
+     * the batching of the encode changes nothing else) */
+    for (auto [a, b] : batches_of(n, std::min<uint64_t>(batch, kEncodeBatch)))
         dietgpu::ansEncodeBatchPointer(res, cfg, (uint32_t)(b - a), in.data() + a, n.data() + a, nullptr,
                                        out.data() + a, d_size + a, st);
     CK(cudaStreamSynchronize(st));
@@ -70,7 +76,7 @@ uint64_t compress(dietgpu::StackDeviceMemory &res, const dietgpu::ANSCodecConfig
     CK(cudaMemcpy(h.data(), d_size, h.size() * sizeof h[0], cudaMemcpyDeviceToHost));
     CK(cudaFree(d_size));
     uint64_t total = 0;
-    for (uint32_t s : h) total += s;
+    for (size_t i = 0; i < ps.size(); i++) total += h[i], (*per_tensor)[ps[i].tensor] += h[i];
     return total;
 }
 
@@ -84,18 +90,22 @@ DietResult run_dietgpu(const PeerLayout &L, const uint8_t *d_oracle, const DietA
     CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
     int dev;
     CK(cudaGetDevice(&dev));
-    /* temporary memory for encode (about a batch's bytes) and decode
-     * (tables): beyond it DietGPU falls back to cudaMalloc, with a warning */
-    dietgpu::StackDeviceMemory res(dev, a.batch + a.batch / 4 + (256u << 20));
+    /* temporary memory for the encode (1.28x an encode batch) and the
+     * decode (a table a piece, 8 KB at 11 bits): beyond it DietGPU falls
+     * back to cudaMalloc, with a warning */
+    dietgpu::StackDeviceMemory res(dev, kEncodeBatch * 3 / 2 + (512ull << 20));
     dietgpu::ANSCodecConfig cfg(a.prob_bits, false);
 
     std::vector<Piece> ps;
-    for (const PeerTensor &t : L.t)
+    for (size_t k = 0; k < L.t.size(); k++) {
+        const PeerTensor &t = L.t[k];
         for (uint64_t o = 0; o < t.bytes; o += a.piece)
-            ps.push_back({d_oracle + t.off + o, (uint32_t)std::min<uint64_t>(a.piece, t.bytes - o), t.off + o, nullptr});
+            ps.push_back({k, d_oracle + t.off + o, (uint32_t)std::min<uint64_t>(a.piece, t.bytes - o), t.off + o, nullptr});
+    }
     R.pieces = ps.size();
     uint8_t *comp = nullptr;
-    R.comp_bytes = compress(res, cfg, ps, a.batch, st, &comp);
+    R.tensor_bytes.assign(L.t.size(), 0);
+    R.comp_bytes = compress(res, cfg, ps, a.batch, st, &comp, &R.tensor_bytes);
 
     /* decode: every set's pieces, from the same compressed pieces (as our
      * sets decode from one copy of the file), into its own output */

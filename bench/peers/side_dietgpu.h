@@ -15,6 +15,7 @@ struct DietArgs {
 struct DietResult {
     int prob_bits = 0;
     uint64_t comp_bytes = 0;  /* compressed, headers included, one set */
+    std::vector<uint64_t> tensor_bytes;  /* the same, tensor by tensor (L's order) */
     double time_s = 0;        /* median decode of every set, all batches */
     size_t pieces = 0, batches = 0;
     bool ok = false;          /* round trip bit-exact, every piece reported whole */

@@ -50,7 +50,7 @@ bool wcs_same_as_oracle(const wc_file *f, const char *what, int threads, const P
         wc_tensor_info ti;
         wc_file_tensor_info(f, i, &ti);
         if (ti.coding != WC_CODING_RANS_I8) continue;
-        if (k >= L.t.size() || L.t[k].name != ti.name || L.t[k].bytes != ti.out_bytes) {
+        if (k >= L.t.size() || L.t[k].name != ti.name || L.t[k].bytes != ti.out_bytes || L.t[k].index != i) {
             peer_fail("%s: coded tensor %zu ('%s') is not the first encoding's", what, k, ti.name);
             return false;
         }
