@@ -3,8 +3,9 @@
  * as ours. Each tensor is cut into pieces of at most `piece` bytes (4 MiB:
  * DietGPU's own batches are of independent arrays, and a piece is what its
  * decoder spreads over warps); pieces go to DietGPU in batches of at most
- * `batch` bytes, because larger batches (the whole 6.7 GB synthetic model
- * in one) ended in "illegal memory access" on the H200 (issue 21). */
+ * `batch` bytes (decode) and 512 MiB (encode), because larger batches (the
+ * whole 6.7 GB synthetic model in one) ended in "illegal memory access" on
+ * the H200 (issue 21; see compress()). */
 #include <algorithm>
 
 #include "dietgpu/ans/GpuANSCodec.h"
@@ -65,9 +66,11 @@ uint64_t compress(dietgpu::StackDeviceMemory &res, const dietgpu::ANSCodecConfig
         ps[i].comp = *comp_buf + at[i];
         in[i] = ps[i].in, out[i] = ps[i].comp, n[i] = ps[i].n;
     }
-    /* its encoder's scratch is 1.28x a batch's bytes: small batches keep it
-     * in the stack and far from 2^31 bytes (compression is per piece, so
-     * the batching of the encode changes nothing else) */
+    /* its encoder's scratch is 1.28x a batch's bytes, indexed by a 32-bit
+     * product (GpuANSEncode.cuh: batch * uncoalescedBlockStride *
+     * maxNumCompressedBlocks) that wraps past 4 GiB: small batches keep it
+     * in the stack and far from that (compression is per piece, so the
+     * batching of the encode changes nothing else) */
     for (auto [a, b] : batches_of(n, std::min<uint64_t>(batch, kEncodeBatch)))
         dietgpu::ansEncodeBatchPointer(res, cfg, (uint32_t)(b - a), in.data() + a, n.data() + a, nullptr,
                                        out.data() + a, d_size + a, st);
