@@ -250,6 +250,9 @@ static void bench_gpu(const Opts &o, wc_gpu *g, const std::string &path, int set
     uint8_t *d_oracle;
     CK(cudaMalloc(&d_oracle, L.span + 1));
     CK(cudaMemcpy(d_oracle, oracle.data(), L.span, cudaMemcpyHostToDevice));
+    /* from pageable memory cudaMemcpy may return before its DMA is done, and
+     * both codecs read the oracle on non-blocking streams of their own */
+    CK(cudaDeviceSynchronize());
     const double d2d = time_d2d(bytes, o.iters);
     std::printf("   device-to-device copy of those bytes: %.4f ms, %.1f GB/s\n", d2d * 1e3, bytes / d2d / 1e9);
     std::printf("   %-40s %7s %9s %8s %7s %10s\n", "codec", "bits/w", "ms", "GB/s", "of_D2D", "file->GPU");

@@ -136,6 +136,7 @@ DietResult run_dietgpu(const PeerLayout &L, const uint8_t *d_oracle, const DietA
         }
     };
     CK(cudaMemset(d_out, 0xa5, L.span * (uint64_t)a.sets)); /* poison: a piece left undecoded shows */
+    CK(cudaDeviceSynchronize()); /* st is non-blocking: it would not wait for the legacy stream's memset */
     decode_all();
     CK(cudaStreamSynchronize(st));
 
