@@ -19,7 +19,7 @@
  *    than 16 K ones and cost 3.7% in size, not 0.9%.
  * So every model of 4.3 G coded weights or more (Llama-2-7B shapes: 6.74 G)
  * keeps 256 K tiles and the files it had; below that the tile halves as
- * the model does: 128 K from 2.1 G weights, 64 K from 1.07 G, 32 K from
+ * the model does: 128 K from 2.15 G weights, 64 K from 1.074 G, 32 K from
  * 537 M, 16 K below.
  *
  * One size for the whole model, not one per tensor: a launch decodes the
