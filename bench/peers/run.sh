@@ -6,11 +6,13 @@
 #   bash bench/peers/run.sh [INPUT[:SETS[:ENC+ENC...]] ...]
 #
 # Without inputs: the real slice (.gpudata/slice_mixed.safetensors) once and
-# x100 in one go (x100 also with two candidate encodings), PP-OCRv4 (.gpudata/ppocrv4_onnx_fp32.safetensors, where
-# carried) once and x400, a 4-layer synthetic model of Llama-2-7B shapes
-# (1.07 G weights: LLM-shaped and mid-sized) and the synthetic 7B-class
-# model, both made here by bench/gpu/make_synth.py (in /tmp/wcb, kept
-# between calls on a warm machine; SYNTH=0 leaves them out).
+# x100 in one go (x100 also with two candidate encodings), PP-OCRv4
+# (.gpudata/ppocrv4_onnx_fp32.safetensors, where carried) once and x400, a
+# 4-layer synthetic model of Llama-2-7B shapes (1.07 G weights: LLM-shaped
+# and mid-sized) and the synthetic 7B-class model, both made here by
+# bench/gpu/make_synth.py (in /tmp/wcb4l and /tmp/wcb, kept between calls
+# on a warm machine). SYNTH=0 leaves the synthetic models out, REAL=0 the
+# real weights: two calls where one would pass the 10 minutes a call has.
 # Environment:
 #   ENC    encoder configurations, one --enc each (default "iaf=1 iaf=1,tw=262144": the
 #          library's defaults and its old fixed 256K-weight tiles, integer matrices
@@ -31,9 +33,9 @@ inputs=("$@")
 if [ ${#inputs[@]} = 0 ]; then
     W=.gpudata
     # x100 also with 8K tiles and with 12-bit tables, at most 4 (packed on the GPU): candidates
-    [ -f $W/slice_mixed.safetensors ] && inputs+=($W/slice_mixed.safetensors:1
+    [ "${REAL:-1}" = 1 ] && [ -f $W/slice_mixed.safetensors ] && inputs+=($W/slice_mixed.safetensors:1
         $W/slice_mixed.safetensors:100:iaf=1+iaf=1,tw=262144+iaf=1,tw=8192+iaf=1,pb=12,mt=4)
-    [ -f $W/ppocrv4_onnx_fp32.safetensors ] && inputs+=($W/ppocrv4_onnx_fp32.safetensors:1 $W/ppocrv4_onnx_fp32.safetensors:400)
+    [ "${REAL:-1}" = 1 ] && [ -f $W/ppocrv4_onnx_fp32.safetensors ] && inputs+=($W/ppocrv4_onnx_fp32.safetensors:1 $W/ppocrv4_onnx_fp32.safetensors:400)
     if [ "${SYNTH:-1}" = 1 ]; then
         for spec in "/tmp/wcb4l --layers 4" "/tmp/wcb"; do
             read -r d layers <<< "$spec"
@@ -46,6 +48,7 @@ if [ ${#inputs[@]} = 0 ]; then
         done
     fi
 fi
+[ ${#inputs[@]} -gt 0 ] || { echo "run.sh: no inputs (nothing in .gpudata, or REAL=0 SYNTH=0)" >&2; exit 1; }
 enc=()
 for e in ${ENC:-iaf=1 iaf=1,tw=262144}; do enc+=(--enc "$e"); done
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv,noheader | tee "$OUT/peers.txt"
