@@ -242,6 +242,16 @@ static void print_tensors(const PeerLayout &L, const std::vector<DietResult> &di
     }
 }
 
+static std::string fmt(const char *f, double v)
+{
+    char b[32];
+    std::snprintf(b, sizeof b, f, v);
+    return b;
+}
+
+/* One line per (input, encoding) for the summary at the end. */
+static std::vector<std::string> g_summary;
+
 /* Both codecs on the GPU: D2D, DietGPU at each precision, each encoding of ours. */
 static void bench_gpu(const Opts &o, wc_gpu *g, const std::string &path, int sets, const PeerLayout &L,
                       const std::vector<uint8_t> &oracle, std::vector<Coded> &cs)
@@ -278,6 +288,16 @@ static void bench_gpu(const Opts &o, wc_gpu *g, const std::string &path, int set
         if (best.time_s > 0 && r.ok)
             std::printf("      against DietGPU %d-bit (its fastest here): %.2fx its decode speed, %.3fx its size\n",
                         best.prob_bits, best.time_s / r.kernel_s, (double)r.values_bytes / best.comp_bytes);
+        char line[512];
+        std::snprintf(line, sizeof line,
+                      "%-44s x%-4d %-22s %6.3f %8.1f %6.3f %9.2f %7s %7s  vs DietGPU-%d %.3f b/w %.1f GB/s%s",
+                      path.substr(path.rfind('/') + 1).c_str(), sets, c.name.c_str(), 8.0 * r.values_bytes / L.int8,
+                      bytes / r.kernel_s / 1e9, d2d / r.kernel_s, L.int8 / r.file_s / 1e9,
+                      best.time_s > 0 ? fmt("%.2fx", best.time_s / r.kernel_s).c_str() : "-",
+                      best.comp_bytes ? fmt("%.3fx", (double)r.values_bytes / best.comp_bytes).c_str() : "-",
+                      best.prob_bits, best.comp_bytes * 8.0 / L.int8, best.time_s > 0 ? bytes / best.time_s / 1e9 : 0.0,
+                      r.ok && best.ok ? "" : "  [MISMATCH]");
+        g_summary.push_back(line);
     }
     CK(cudaFree(d_oracle));
     if (o.per_tensor) print_tensors(L, diets, cs);
@@ -397,6 +417,13 @@ int main(int argc, char **argv)
                 o.iters, o.runs);
     for (const std::string &in : o.inputs) bench_input(o, g, in);
     if (g) wc_gpu_destroy(g);
+    if (!g_summary.empty()) {
+        std::printf("\n== summary: wcodec (bits/weight scales apart; kernel GB/s and of D2D; file-to-GPU GB/s of one set)\n"
+                    "   beside DietGPU's faster precision on the same bytes in the same run\n"
+                    "%-44s %-5s %-22s %6s %8s %6s %9s %7s %7s\n",
+                    "input", "sets", "encoding", "bits/w", "GB/s", "ofD2D", "file_GB/s", "xspeed", "xsize");
+        for (const std::string &l : g_summary) std::printf("%s\n", l.c_str());
+    }
     if (g_failures) {
         std::printf("\nFAILED: %d mismatch%s or error%s above\n", g_failures, g_failures > 1 ? "es" : "",
                     g_failures > 1 ? "s" : "");
