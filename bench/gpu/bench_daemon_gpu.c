@@ -16,12 +16,16 @@
  *   connection holds the whole model (its arenas stay imported: an inference
  *   process asking for one more tensor), then holding nothing (each get
  *   imports the arena again, each release unmaps it).
+ * The process's CUDA context is made before any clock starts, as an
+ * inference process (PyTorch) has it before it asks for weights.
  * One key=value line each, for scripts. Timings only: bytes are checked by
  * the gpu suite (tests/gpu/test_daemon_gpu.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <cuda_runtime_api.h>
 
 #include <wcodec/wcodec_client.h>
 
@@ -156,6 +160,11 @@ int main(int argc, char **argv)
     if (argc < 4) {
         fprintf(stderr, "usage: bench_daemon_gpu cold|warm|single SOCKET MODEL.wcodec [ITERS] [DEVICE]\n");
         return 2;
+    }
+    int dev = !strcmp(argv[1], "single") ? (argc > 5 ? atoi(argv[5]) : 0) : (argc > 4 ? atoi(argv[4]) : 0);
+    if (cudaSetDevice(dev) != cudaSuccess || cudaFree(0) != cudaSuccess) {
+        fprintf(stderr, "bench_daemon_gpu: no CUDA context on device %d\n", dev);
+        return 1;
     }
     if (!strcmp(argv[1], "cold") || !strcmp(argv[1], "warm"))
         return bench_load(argv[1], argv[2], argv[3], argc > 4 ? atoi(argv[4]) : 0);

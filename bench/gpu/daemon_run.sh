@@ -33,10 +33,17 @@ start_daemon() {
     echo "$name: wcodecd did not start" | tee -a $S; tail -5 $OUT/$name.log | tee -a $S
     return 1
 }
-stop_daemon() { kill -TERM $DPID 2>/dev/null; wait $DPID 2>/dev/null; }
+# SIGTERM to wcodecd itself (under compute-sanitizer, its child: the tool then prints its summary)
+stop_daemon() { local k=$(pgrep -P $DPID -f wcodecd); kill -TERM ${k:-$DPID} 2>/dev/null; wait $DPID 2>/dev/null; }
 hwm() { grep -E 'VmHWM' /proc/$DPID/status | awk '{printf "%.1f", $2/1024}'; }
 for stage in "$@"; do
 case $stage in
+san)
+    $B/tools/wcodec encode -q -f examples/ppocrv4-rec/model.safetensors -o $T/example.wcodec
+    start_daemon san compute-sanitizer --tool memcheck --error-exitcode 9 $B/daemon/wcodecd --backend gpu &&
+    chk san_get $B/client/wcodecctl -s $T/san.sock get --device 0 $T/example.wcodec --all -- stats
+    stop_daemon; echo "daemon under memcheck: $(grep -E 'ERROR SUMMARY' $OUT/san.log | tail -1)" | tee -a $S
+    ;;
 tests)
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a $S
     $B/tools/wcodec encode -q -f examples/ppocrv4-rec/model.safetensors -o $T/example.wcodec
