@@ -1,0 +1,60 @@
+/* Tensor-parallel shards (docs/SHARDING.md): which part of a tensor's
+ * matrix a shard is, which tiles its values depend on, and its CPU decode.
+ * The GPU decoder (cuda/gpu_shard.c) uses the first two. */
+#ifndef WC_SHARD_H
+#define WC_SHARD_H
+
+#include "dsp.h"
+#include "format.h"
+#include "rec_reader.h"
+
+/* A shard as a rectangle of the tensor's matrix view (docs/FORMAT.md):
+ * rows [r0, r1), columns [c0, c1), in elements. */
+typedef struct wc_shard_rect {
+    uint64_t r0, r1, c0, c1;
+} wc_shard_rect;
+
+/* torch.tensor_split's share of len indices among n: rank's first index
+ * and count (the first len % n shards one more than the others). */
+void wc_shard_split(uint64_t len, uint32_t rank, uint32_t n, uint64_t *start, uint64_t *count);
+
+/* A part of a tensor along dim: the indices [start, start + len); a
+ * shard's rank and count (n 1: the whole tensor, whatever dim), or n 0 for
+ * a slice asked for as such. */
+typedef struct wc_part {
+    int dim;
+    uint64_t start, len;
+    uint32_t rank, n;
+} wc_part;
+
+/* Shard rank of n of entry e along dim (torch.tensor_split's sizes), or the
+ * slice [start, start + len): checked (WC_EINVAL with a message naming
+ * label, the tensor and the part). */
+int wc_part_shard(const wc_entry *e, int dim, uint32_t rank, uint32_t n, const char *label, wc_part *p, wc_err *err);
+int wc_part_slice(const wc_entry *e, int dim, uint64_t start, uint64_t len, const char *label, wc_part *p,
+                  wc_err *err);
+/* A checked part's shape, sizes and scales (info), and its rectangle. */
+void wc_part_resolve(const wc_entry *e, const wc_part *p, wc_shard_info *info, wc_shard_rect *rect);
+/* A part's full name for messages: "LABEL: tensor 'NAME': shard R of N
+ * along dim D" (or "slice [A, B) along dim D"). */
+void wc_part_what(char *buf, size_t size, const char *label, const wc_entry *e, const wc_part *p);
+
+/* Marks need[t] = 1 for every tile whose decoded values the rectangle's
+ * values depend on: the tiles it overlaps and, transitively, those their
+ * predictions read (left: the tile to the left; top, avg, planar: the
+ * tiles holding the rows top_distance up, planar's column to the left
+ * included). Every such tile has a lower number than the one that reads
+ * it, so one pass from the last tile down finds them all. need has
+ * n_tiles bytes, zeroed by the caller. */
+void wc_shard_tiles(const wc_rec *rec, const wc_shard_rect *s, uint8_t *need);
+
+/* wc_decode_tensor_shard with the routines of dsp; *bytes_read (if not
+ * NULL) receives the bytes it read from the file (tests check that a shard
+ * reads less than its record). */
+int wc_shard_decode(const wc_file *f, size_t i, int dim, uint32_t rank, uint32_t n, void *out, size_t out_size,
+                    float *scales, size_t n_scales, const wc_dsp *dsp, uint64_t *bytes_read, wc_err *err);
+/* The same for a checked part of tensor i (< the file's count). */
+int wc_part_decode(const wc_file *f, size_t i, const wc_part *p, void *out, size_t out_size, float *scales,
+                   size_t n_scales, const wc_dsp *dsp, uint64_t *bytes_read, wc_err *err);
+
+#endif
