@@ -125,6 +125,63 @@ void wc_shard_tiles(const wc_rec *rec, const wc_shard_rect *s, uint8_t *need)
     }
 }
 
+int wc_shard_tile_rows(const wc_rec *rec, const wc_shard_rect *s, uint64_t *tr0, uint64_t *tr1)
+{
+    const wc_entry *e = rec->e;
+    uint8_t *need = calloc(e->n_tiles, 1);
+    if (!need) return WC_ENOMEM;
+    wc_shard_tiles(rec, s, need);
+    *tr0 = UINT64_MAX, *tr1 = 0;
+    for (uint32_t t = 0; t < e->n_tiles; t++)
+        if (need[t]) {
+            const uint64_t tr = t / e->tiles_across;
+            if (tr < *tr0) *tr0 = tr;
+            if (tr > *tr1) *tr1 = tr;
+        }
+    free(need);
+    return 0;
+}
+
+static uint64_t align8(uint64_t n) { return (n + 7) & ~(uint64_t)7; }
+
+int wc_shard_rows_tensor(const wc_entry *e, const wc_rec *rec, const uint8_t *head, uint64_t tr0, uint64_t tr1,
+                         char *name, wc_entry *ve, uint8_t **vhead)
+{
+    const uint64_t R0 = tr0 * e->tile_rows, R1 = (tr1 + 1) * e->tile_rows < e->rows ? (tr1 + 1) * e->tile_rows : e->rows;
+    const uint64_t vrows = R1 - R0;
+    const uint32_t T0 = (uint32_t)(tr0 * e->tiles_across), T1 = (uint32_t)((tr1 + 1) * e->tiles_across);
+    const uint32_t nt = T1 - T0;
+    const uint64_t ss = e->flags & WC_ENTRY_HAS_SCALES ? 4 * vrows : 0, ms = e->n_tables > 1 ? vrows : 0;
+    const uint64_t tlen = e->index_off - e->tables_off, tables_off = align8(ss + ms);
+    const uint64_t index_off = tables_off + tlen, tiles_off = index_off + (uint64_t)WC_TILE_ENTRY * nt;
+    const uint64_t b0 = wc_rec_begin(rec, T0), b1 = wc_rec_begin(rec, T1);
+    uint8_t *h = calloc(tiles_off, 1);
+    if (!h) return WC_ENOMEM;
+    memcpy(h, head + 4 * R0, ss);
+    if (ms) memcpy(h + ss, head + wc_entry_scales_size(e) + R0, ms);
+    memcpy(h + tables_off, head + e->tables_off, tlen);
+    for (uint32_t k = 0; k < nt; k++) {
+        uint8_t *ent = h + index_off + (uint64_t)WC_TILE_ENTRY * k;
+        memcpy(ent, head + e->index_off + (uint64_t)WC_TILE_ENTRY * (T0 + k), WC_TILE_ENTRY);
+        wc_wr32(ent, (uint32_t)(wc_rd32(ent) - b0));
+    }
+    *ve = *e;
+    ve->name = name;
+    ve->ndim = 2;
+    memset(ve->shape, 0, sizeof ve->shape);
+    ve->shape[0] = ve->rows = vrows, ve->shape[1] = e->cols;
+    ve->numel = vrows * e->cols;
+    ve->tiles_down = (uint32_t)(tr1 + 1 - tr0), ve->n_tiles = nt;
+    ve->tables_off = tables_off, ve->index_off = index_off, ve->tiles_off = tiles_off;
+    ve->size = tiles_off + (b1 - b0);
+    /* e's head is at least as long as this one (more rows, more tiles, the same tables) */
+    ve->offset = e->offset + e->tiles_off + b0 - tiles_off;
+    ve->hash = 0;
+    if (ve->top_distance > vrows) ve->top_distance = (uint32_t)vrows;
+    *vhead = h;
+    return 0;
+}
+
 /* What a coded shard's decode works with: the tiles it needs are decoded
  * into a bounding box of them (rows [R0, R1), columns [C0, C1), row stride
  * W), which is the caller's output itself where it is exactly the shard. */

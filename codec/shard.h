@@ -48,6 +48,25 @@ void wc_part_what(char *buf, size_t size, const char *label, const wc_entry *e, 
  * n_tiles bytes, zeroed by the caller. */
 void wc_shard_tiles(const wc_rec *rec, const wc_shard_rect *s, uint8_t *need);
 
+/* The rows of tiles [tr0, tr1] that the rectangle's needed tiles span
+ * (wc_shard_tiles; the rectangle not empty): 0 or WC_ENOMEM. */
+int wc_shard_tile_rows(const wc_rec *rec, const wc_shard_rect *s, uint64_t *tr0, uint64_t *tr1);
+
+/* The rows of tiles [tr0, tr1] of the coded entry e (whose head `head` rec
+ * parses) as a tensor of their own, for decoders that decode whole tensors
+ * (the GPU's): *ve is e with its rows, tiles and sections, and an offset
+ * such that its tile streams are where e's are in the file; *vhead (owned
+ * by the caller, ve->tiles_off bytes) holds their rows' scales and row map,
+ * e's tables, and their index entries with offsets from the first of their
+ * streams. Its rows from the first are e's rows from tr0 x tile_rows, its
+ * tiles from 0 e's from tr0 x tiles_across. Rows above it read as 0, which
+ * only tiles a shard does not need read (their dependencies lie in these
+ * rows). A top distance beyond its rows becomes its row count (the same
+ * meaning: no row reads one of them). ve->name is `name`, ve->hash 0:
+ * the record's checksum does not apply. 0 or WC_ENOMEM. */
+int wc_shard_rows_tensor(const wc_entry *e, const wc_rec *rec, const uint8_t *head, uint64_t tr0, uint64_t tr1,
+                         char *name, wc_entry *ve, uint8_t **vhead);
+
 /* wc_decode_tensor_shard with the routines of dsp; *bytes_read (if not
  * NULL) receives the bytes it read from the file (tests check that a shard
  * reads less than its record). */

@@ -199,7 +199,7 @@ static int retire_slot(wc_gpu *g, slot *sl, const wc_file *f, const treq *rq, wc
                       sl->job_tensor, err);
 }
 
-static int run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_err *err)
+int wcg_run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_err *err)
 {
     int r = 0;
     piece *ps = NULL;
@@ -235,7 +235,7 @@ static int run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_e
          * piece: it only has to pass before the call returns (a tensor
          * whose record fails is then reported, whatever was decoded) */
         for (long i = 0; i < np && g->o.verify_checksums; i++) {
-            if (!ps[i].first) continue;
+            if (!ps[i].first || rq[ps[i].t].skip_hash) continue;
             const wc_entry *e = rq[ps[i].t].e;
             io_task h = {.kind = 1, .off = e->offset, .len = e->size, .hash = e->hash, .tensor = ps[i].t};
             if (wcg_io_queue(io, &h)) {
@@ -336,7 +336,7 @@ out:
     return r;
 }
 
-static int check_device_ptr(const void *p, const char *what, wc_err *err)
+int wcg_check_device_ptr(const void *p, const char *what, wc_err *err)
 {
     struct cudaPointerAttributes a;
     cudaError_t e = cudaPointerGetAttributes(&a, p);
@@ -356,12 +356,12 @@ int wcg_decode(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, const size_t 
     cudaError_t e = cudaSetDevice(g->device);
     if (e != cudaSuccess) return wcg_cuda_fail(err, e, "cudaSetDevice");
     for (size_t k = 0; k < n; k++) {
-        if (dst[k].out_size && (r = check_device_ptr(dst[k].out, "output", err))) return r;
-        if (dst[k].scales && (r = check_device_ptr(dst[k].scales, "scales", err))) return r;
+        if (dst[k].out_size && (r = wcg_check_device_ptr(dst[k].out, "output", err))) return r;
+        if (dst[k].scales && (r = wcg_check_device_ptr(dst[k].scales, "scales", err))) return r;
     }
     treq *rq;
     if ((r = wcg_prep_all(f, dst, which, n, g->o.verify_checksums, &rq, err))) return r;
-    r = run_pipeline(g, f, rq, n, err);
+    r = wcg_run_pipeline(g, f, rq, n, err);
     wcg_free_reqs(rq, n);
     return r;
 }
@@ -377,8 +377,8 @@ int wcg_dequant(wc_gpu *g, const int8_t *q, const float *scales, uint64_t rows, 
     int r;
     cudaError_t e = cudaSetDevice(g->device);
     if (e != cudaSuccess) return wcg_cuda_fail(err, e, "cudaSetDevice");
-    if ((r = check_device_ptr(q, "input", err)) || (r = check_device_ptr(out, "output", err)) ||
-        (scales && (r = check_device_ptr(scales, "scales", err))))
+    if ((r = wcg_check_device_ptr(q, "input", err)) || (r = wcg_check_device_ptr(out, "output", err)) ||
+        (scales && (r = wcg_check_device_ptr(scales, "scales", err))))
         return r;
     const int kind = dtype == WC_DT_BF16 ? 0 : dtype == WC_DT_F16 ? 1 : 2;
     e = (cudaError_t)wcg_dequant_launch(q, scales, rows, cols, kind, out, g->compute);

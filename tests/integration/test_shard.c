@@ -75,6 +75,59 @@ static bool no_top(const uint8_t *img, const wc_entry *e)
     return true;
 }
 
+typedef struct file_src {
+    const wc_file *f;
+    const wc_entry *e;
+} file_src;
+
+static int read_at(void *ctx, uint64_t off, uint64_t len, uint8_t *dst, wc_err *err)
+{
+    const file_src *s = ctx;
+    return wc_file_pread(s->f, s->e, s->e->offset + off, len, dst, err);
+}
+
+/* The GPU's way to a coded shard (cuda/gpu_shard.c), decoded here by the
+ * CPU decoder: the rows of tiles it needs as a tensor of their own
+ * (wc_shard_rows_tensor), decoded whole, the shard cropped out of them.
+ * Returns the crop (the caller frees it). */
+static uint8_t *rows_tensor_shard(const wc_file *f, size_t i, int dim, uint32_t rank, uint32_t n)
+{
+    const wc_entry *e = wc_file_entry(f, i);
+    wc_part p;
+    wc_shard_info si;
+    wc_shard_rect rc;
+    assert_int_equal(wc_part_shard(e, dim, rank, n, "t", &p, NULL), 0);
+    wc_part_resolve(e, &p, &si, &rc);
+    uint8_t *head = malloc(e->tiles_off), *vhead;
+    assert_int_equal(wc_file_pread(f, e, e->offset, e->tiles_off, head, NULL), 0);
+    wc_rec rec, vrec;
+    assert_int_equal(wc_rec_parse(&rec, e, head, "t", NULL), 0);
+    uint64_t tr0, tr1;
+    assert_int_equal(wc_shard_tile_rows(&rec, &rc, &tr0, &tr1), 0);
+    wc_entry ve;
+    assert_int_equal(wc_shard_rows_tensor(e, &rec, head, tr0, tr1, e->name, &ve, &vhead), 0);
+    wc_err err = {0};
+    int r = wc_rec_parse(&vrec, &ve, vhead, "rows tensor", &err);
+    if (r) fprintf(stderr, "%s\n", err.msg);
+    assert_int_equal(r, 0);
+    const uint64_t R0 = tr0 * e->tile_rows;
+    assert_true(R0 <= rc.r0 && rc.r1 <= R0 + ve.rows);
+    uint8_t *box = malloc(ve.rows * ve.cols), *crop = malloc(si.out_bytes + 1);
+    file_src fs = {f, &ve};
+    const wc_rec_src src = {read_at, &fs};
+    r = wc_record_decode(wc_dsp_get(true), &vrec, &src, NULL, box, NULL, 1, "rows tensor", &err);
+    if (r) fprintf(stderr, "%s\n", err.msg);
+    assert_int_equal(r, 0);
+    for (uint64_t y = rc.r0; y < rc.r1; y++)
+        memcpy(crop + (y - rc.r0) * (rc.c1 - rc.c0), box + (y - R0) * ve.cols + rc.c0, rc.c1 - rc.c0);
+    wc_rec_free(&vrec);
+    wc_rec_free(&rec);
+    free(vhead);
+    free(head);
+    free(box);
+    return crop;
+}
+
 typedef struct tally {
     size_t shards, partial_reads, exact_reads;
 } tally;
@@ -120,6 +173,11 @@ static void check_tensor_dim(const wc_file *f, const uint8_t *img, size_t i, int
             else assert_memory_equal(ps, want_scales, 4 * ti.rows);
         } else {
             assert_int_equal(si.n_scales, 0);
+        }
+        if (n >= 2 && count && ti.coding == WC_CODING_RANS_I8) {
+            uint8_t *crop = rows_tensor_shard(f, i, dim, r, n);
+            assert_memory_equal(crop, part, si.out_bytes);
+            free(crop);
         }
         ty->shards++;
         assert_true(nread <= e->size); /* never more than the record */
