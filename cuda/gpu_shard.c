@@ -170,7 +170,7 @@ static int run_batch(wc_gpu *g, const wc_file *f, sjob *jobs, size_t a, size_t b
         j->rq = (treq){0};
         j->in_pipeline = 0;
     }
-    if (!r) r = wcg_run_pipeline(g, f, rq, m, err);
+    if (!r && m) r = wcg_run_pipeline(g, f, rq, m, err);
     for (size_t k = a; k < b && !r; k++) {
         const sjob *j = &jobs[k];
         if (!j->tmp) continue;

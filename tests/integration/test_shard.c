@@ -130,6 +130,7 @@ static uint8_t *rows_tensor_shard(const wc_file *f, size_t i, int dim, uint32_t 
 
 typedef struct tally {
     size_t shards, partial_reads, exact_reads;
+    uint64_t read[2], records[2]; /* coded tensors, shards of 2 along dim 0 / 1: bytes read, record bytes */
 } tally;
 
 /* Shards of tensor i along dim, n of them, decoded with dsp (reference or
@@ -179,6 +180,7 @@ static void check_tensor_dim(const wc_file *f, const uint8_t *img, size_t i, int
             assert_memory_equal(crop, part, si.out_bytes);
             free(crop);
         }
+        if (n == 2 && ti.coding == WC_CODING_RANS_I8) ty->read[dim] += nread, ty->records[dim] += e->size;
         ty->shards++;
         assert_true(nread <= e->size); /* never more than the record */
         if (n >= 2 && nread < e->size) ty->partial_reads++;
@@ -266,8 +268,11 @@ static void test_real_files(void **state)
             tally ty = {0};
             check_file(th_path("real.wcodec"), &ty);
             printf("# %s, tiles of %u weights: %zu shards equal the reference decode; %zu of the split ones read "
-                   "less than their record (%zu exactly the tiles of their rows)\n",
-                   files[k], o.tile_weights, ty.shards, ty.partial_reads, ty.exact_reads);
+                   "less than their record (%zu exactly the tiles of their rows); a rank of 2 reads %.1f%% (dim 0) "
+                   "and %.1f%% (dim 1) of the coded records' bytes\n",
+                   files[k], o.tile_weights, ty.shards, ty.partial_reads, ty.exact_reads,
+                   100.0 * (double)ty.read[0] / (double)(ty.records[0] ? ty.records[0] : 1),
+                   100.0 * (double)ty.read[1] / (double)(ty.records[1] ? ty.records[1] : 1));
             assert_true(ty.partial_reads > 0);
         }
         done++;
