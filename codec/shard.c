@@ -413,6 +413,29 @@ int wc_decode_tensor_shard(const wc_file *f, size_t i, int dim, uint32_t rank, u
                            err);
 }
 
+/* Whether name is `suffix` or ends in "." suffix. */
+static bool named(const char *name, const char *suffix)
+{
+    const size_t n = strlen(name), k = strlen(suffix);
+    return n >= k && !strcmp(name + n - k, suffix) && (n == k || name[n - k - 1] == '.');
+}
+
+int wc_shard_layout_dim(const char *layout, const char *name, int *dim)
+{
+    static const char *const rows[] = {"q_proj.weight",    "k_proj.weight",  "v_proj.weight",
+                                       "q_proj.bias",      "k_proj.bias",    "v_proj.bias",
+                                       "gate_proj.weight", "up_proj.weight", "embed_tokens.weight",
+                                       "lm_head.weight"};
+    static const char *const cols[] = {"o_proj.weight", "down_proj.weight"};
+    if (!layout || strcmp(layout, "llama")) return WC_EINVAL;
+    *dim = -1;
+    for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++)
+        if (named(name, rows[k])) *dim = 0;
+    for (size_t k = 0; k < sizeof cols / sizeof cols[0]; k++)
+        if (named(name, cols[k])) *dim = 1;
+    return 0;
+}
+
 int wc_decode_tensor_slice(const wc_file *f, size_t i, int dim, uint64_t start, uint64_t len, void *out,
                            size_t out_size, float *scales, size_t n_scales, wc_err *err)
 {

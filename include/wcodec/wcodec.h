@@ -297,6 +297,16 @@ WC_API int wc_shard_info_get(const wc_file *f, size_t i, int dim, uint32_t rank,
 WC_API int wc_decode_tensor_shard(const wc_file *f, size_t i, int dim, uint32_t rank, uint32_t n_shards,
                                   void *out, size_t out_size, float *scales, size_t n_scales, wc_err *err);
 
+/* Where a tensor of a named layout is split: *dim = 0 or 1, or -1 for a
+ * tensor every rank takes whole (n_shards 1). Layout "llama" (Llama,
+ * Mistral, Qwen2 and most decoder-only models, by their Hugging Face
+ * names; docs/SHARDING.md, "The Llama layout"): q/k/v_proj weights and
+ * biases, gate_proj, up_proj, embed_tokens and lm_head along 0, o_proj and
+ * down_proj weights along 1, anything else whole. A rank shares KV heads
+ * with others where there are fewer than ranks: that is the caller's
+ * (docs/SHARDING.md). WC_EINVAL for a layout it does not know. */
+WC_API int wc_shard_layout_dim(const char *layout, const char *name, int *dim);
+
 /* The slice [start, start + len) of tensor i along dim (0 or 1, as for
  * shards), decoded as a shard is (never checked against the record's
  * checksum, even when whole): for splits that are not tensor_split's, such

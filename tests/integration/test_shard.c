@@ -550,6 +550,43 @@ static void test_slices(void **state)
     wc_file_close(f);
 }
 
+/* The Llama layout's table (docs/SHARDING.md), name by name. */
+static void test_llama_layout(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        int dim;
+    } t[] = {
+        {"model.embed_tokens.weight", 0},
+        {"model.layers.0.self_attn.q_proj.weight", 0},
+        {"model.layers.0.self_attn.k_proj.weight", 0},
+        {"model.layers.31.self_attn.v_proj.weight", 0},
+        {"model.layers.3.self_attn.q_proj.bias", 0},
+        {"model.layers.3.self_attn.v_proj.bias", 0},
+        {"model.layers.0.self_attn.o_proj.weight", 1},
+        {"model.layers.0.self_attn.o_proj.bias", -1},
+        {"model.layers.7.mlp.gate_proj.weight", 0},
+        {"model.layers.7.mlp.up_proj.weight", 0},
+        {"model.layers.7.mlp.down_proj.weight", 1},
+        {"model.layers.7.input_layernorm.weight", -1},
+        {"model.layers.7.post_attention_layernorm.weight", -1},
+        {"model.norm.weight", -1},
+        {"lm_head.weight", 0},
+        {"model.layers.0.self_attn.rotary_emb.inv_freq", -1},
+        {"model.layers.0.mlp.xup_proj.weight", -1}, /* a whole component only */
+        {"up_proj.weight", 0},
+    };
+    for (size_t k = 0; k < sizeof t / sizeof t[0]; k++) {
+        int dim = 7;
+        assert_int_equal(wc_shard_layout_dim("llama", t[k].name, &dim), 0);
+        if (dim != t[k].dim) fprintf(stderr, "%s: %d, want %d\n", t[k].name, dim, t[k].dim);
+        assert_int_equal(dim, t[k].dim);
+    }
+    int dim;
+    assert_int_equal(wc_shard_layout_dim("gpt2", "h.0.attn.c_attn.weight", &dim), WC_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -559,6 +596,7 @@ int main(void)
         cmocka_unit_test(test_other_tiles_destroyed),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_slices),
+        cmocka_unit_test(test_llama_layout),
         cmocka_unit_test(test_real_files),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
