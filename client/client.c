@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <wcodec/wcodec_client.h>
 #include "client_int.h"
+#include "device.h"
 
 int wc_client_open(wc_client *c, const char *path, wc_client_model *out, wc_err *err)
 {
@@ -91,7 +92,10 @@ void wc_client_list_free(wc_client_tensor_info *infos, size_t n)
     free(infos);
 }
 
-static int release_ids(wc_client *c, const uint64_t *ids, size_t n, wc_err *err)
+/* Ends leases ids[0..n); arenas[0..n_arenas) are the allocations of those
+ * the arena table counts, one per lease. */
+static int release_ids(wc_client *c, const uint64_t *ids, size_t n, const uint64_t *arenas, size_t n_arenas,
+                       wc_err *err)
 {
     Wcodec__V1__Release rl = WCODEC__V1__RELEASE__INIT;
     rl.n_lease_id = n;
@@ -101,10 +105,30 @@ static int release_ids(wc_client *c, const uint64_t *ids, size_t n, wc_err *err)
     q.release = &rl;
     frame *f;
     size_t nf;
-    int r = wcc_call(c, &q, "release", &f, &nf, err);
+    wcc_call_arenas ca = {.released = arenas, .n_released = n_arenas};
+    int r = wcc_call_ex(c, &q, "release", &ca, &f, &nf, err);
     if (!r) r = wcc_expect_body(f, nf, WCODEC__V1__REPLY__BODY_RELEASE, "release", err);
     if (!r) wcc_frames_free(f, nf);
     return r;
+}
+
+/* A tensor's public part from its info, its name after it; no location. */
+static wcc_tensor *new_tensor(const Wcodec__V1__Tensor *t, uint64_t model_id)
+{
+    size_t nl = strlen(t->info->name);
+    wcc_tensor *w = calloc(1, sizeof *w + nl + 1);
+    if (!w) return NULL;
+    wc_client_tensor *ct = &w->pub;
+    memcpy((char *)(w + 1), t->info->name, nl + 1);
+    ct->name = (const char *)(w + 1);
+    ct->model_id = model_id;
+    ct->lease_id = t->lease_id;
+    ct->dtype = (wc_dtype)t->info->dtype;
+    ct->out_dtype = (wc_dtype)t->info->out_dtype;
+    ct->ndim = (uint32_t)(t->info->n_shape > WC_MAX_DIMS ? WC_MAX_DIMS : t->info->n_shape);
+    for (uint32_t i = 0; i < ct->ndim; i++) ct->shape[i] = t->info->shape[i];
+    ct->device = -1;
+    return w;
 }
 
 /* Maps one tensor of a get reply; checks the daemon's numbers first so that
@@ -128,8 +152,7 @@ static int map_tensor(const Wcodec__V1__Tensor *t, const frame *f, uint64_t mode
     struct stat sb;
     if (fstat(fd, &sb) < 0 || (uint64_t)sb.st_size < l->map_length)
         return wc_fail(err, WC_EPROTO, "get: tensor %s: the shared memory is smaller than announced", name);
-    size_t nl = strlen(name);
-    wcc_tensor *w = calloc(1, sizeof *w + nl + 1);
+    wcc_tensor *w = new_tensor(t, model_id);
     if (!w) return wc_fail(err, WC_ENOMEM, "get: out of memory");
     void *p = mmap(NULL, (size_t)l->map_length, PROT_READ, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
@@ -138,14 +161,6 @@ static int map_tensor(const Wcodec__V1__Tensor *t, const frame *f, uint64_t mode
                     (unsigned long long)l->map_length, strerror(errno));
     }
     wc_client_tensor *ct = &w->pub;
-    memcpy((char *)(w + 1), name, nl + 1);
-    ct->name = (const char *)(w + 1);
-    ct->model_id = model_id;
-    ct->lease_id = t->lease_id;
-    ct->dtype = (wc_dtype)t->info->dtype;
-    ct->out_dtype = (wc_dtype)t->info->out_dtype;
-    ct->ndim = (uint32_t)(t->info->n_shape > WC_MAX_DIMS ? WC_MAX_DIMS : t->info->n_shape);
-    for (uint32_t i = 0; i < ct->ndim; i++) ct->shape[i] = t->info->shape[i];
     ct->data = (const char *)p + l->offset;
     ct->size = l->length;
     ct->scales = l->n_scales ? (const float *)((const char *)p + l->scales_offset) : NULL;
@@ -157,9 +172,41 @@ static int map_tensor(const Wcodec__V1__Tensor *t, const frame *f, uint64_t mode
     return 0;
 }
 
+/* A device tensor of a get reply: its allocation was imported when its
+ * frame was read (arenas.h); checks the location against it. `device` is
+ * the ordinal the caller asked for (-1: host memory, so a device tensor is
+ * the daemon's mistake). */
+static int device_tensor(wc_client *c, const Wcodec__V1__Tensor *t, uint64_t model_id, int device,
+                         wc_client_tensor **out, wc_err *err)
+{
+    const char *name = t->info && t->info->name ? t->info->name : "?";
+    if (!t->info || !t->location) return wc_fail(err, WC_EPROTO, "get: tensor %s: reply without info or location", name);
+    wcc_place pl;
+    pthread_mutex_lock(&c->mu);
+    int r = wcc_arenas_locate(&c->arenas, t, &pl, err);
+    pthread_mutex_unlock(&c->mu);
+    if (r) return r;
+    if (pl.device != device)
+        return wc_fail(err, WC_EPROTO, "get: tensor %s: wcodecd placed it on CUDA device %d of this process, not %d",
+                       name, pl.device, device);
+    wcc_tensor *w = new_tensor(t, model_id);
+    if (!w) return wc_fail(err, WC_ENOMEM, "get: out of memory");
+    wc_client_tensor *ct = &w->pub;
+    ct->data = (const void *)(uintptr_t)pl.data;
+    ct->size = t->location->length;
+    ct->scales = (const float *)(uintptr_t)pl.scales;
+    ct->n_scales = t->location->n_scales;
+    ct->location = t->location->kind == WCODEC__V1__LOCATION_KIND__LOCATION_CUDA_VMM ? WC_LOC_CUDA_VMM : WC_LOC_CUDA_IPC;
+    ct->device = pl.device;
+    memcpy(ct->device_uuid, pl.uuid, 16);
+    w->counted = wcc_loc_counts(t->location, &w->arena_id);
+    *out = ct;
+    return 0;
+}
+
 void wcc_tensor_free(wcc_tensor *t)
 {
-    munmap(t->map_base, t->map_len);
+    if (t->map_base) munmap(t->map_base, t->map_len);
     free(t);
 }
 
@@ -189,68 +236,138 @@ static void untrack_unmap(wc_client *c, wc_client_tensor *const *ts, size_t n)
     for (size_t i = 0; i < n; i++) wcc_tensor_free(wcc_tensor_of(ts[i]));
 }
 
-int wc_client_get(wc_client *c, uint64_t model_id, wc_client_select sel, const char *const *names,
-                  size_t n_names, wc_client_tensor ***out, size_t *n_out, wc_err *err)
+void wc_client_get_opts_default(wc_client_get_opts *o)
 {
-    *out = NULL;
-    *n_out = 0;
-    Wcodec__V1__GetTensors g = WCODEC__V1__GET_TENSORS__INIT;
-    Wcodec__V1__GetTensors__Names nm = WCODEC__V1__GET_TENSORS__NAMES__INIT;
-    g.model_id = model_id;
+    memset(o, 0, sizeof *o);
+    o->device = -1;
+}
+
+/* The selection of a get request; names must outlive the request. */
+static int select_tensors(Wcodec__V1__GetTensors *g, Wcodec__V1__GetTensors__Names *nm, wc_client_select sel,
+                          const char *const *names, size_t n_names, wc_err *err)
+{
     switch (sel) {
     case WC_SELECT_NAMES:
         if (!n_names) return wc_fail(err, WC_EINVAL, "get: no names");
-        nm.n_name = n_names;
-        nm.name = (char **)names;
-        g.select_case = WCODEC__V1__GET_TENSORS__SELECT_NAMES;
-        g.names = &nm;
-        break;
+        nm->n_name = n_names;
+        nm->name = (char **)names;
+        g->select_case = WCODEC__V1__GET_TENSORS__SELECT_NAMES;
+        g->names = nm;
+        return 0;
     case WC_SELECT_PREFIX:
         if (!names || !names[0]) return wc_fail(err, WC_EINVAL, "get: no prefix");
-        g.select_case = WCODEC__V1__GET_TENSORS__SELECT_PREFIX;
-        g.prefix = (char *)names[0];
-        break;
+        g->select_case = WCODEC__V1__GET_TENSORS__SELECT_PREFIX;
+        g->prefix = (char *)names[0];
+        return 0;
     case WC_SELECT_ALL:
-        g.select_case = WCODEC__V1__GET_TENSORS__SELECT_ALL;
-        g.all = 1;
-        break;
+        g->select_case = WCODEC__V1__GET_TENSORS__SELECT_ALL;
+        g->all = 1;
+        return 0;
     default:
         return wc_fail(err, WC_EINVAL, "get: unknown selection %d", (int)sel);
+    }
+}
+
+/* Every tensor of a get reply, in order, as the caller receives them: memfd
+ * ones mapped here, device ones placed in their imported allocation. All
+ * or none: on error the daemon's leases are handed back (and the arena
+ * table follows that release like any other). */
+static int take_tensors(wc_client *c, frame *f, size_t nf, uint64_t model_id, int device, wc_client_tensor ***out,
+                        size_t *n_out, wc_err *err)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < nf; i++) total += f[i].r->get->n_tensor;
+    wc_client_tensor **ts = calloc(total ? total : 1, sizeof *ts);
+    uint64_t *ids = calloc(total ? total : 1, sizeof *ids);
+    uint64_t *arenas = calloc(total ? total : 1, sizeof *arenas);
+    size_t k = 0, n_arenas = 0;
+    int r = 0;
+    if (!ts || !ids || !arenas) r = wc_fail(err, WC_ENOMEM, "get: out of memory");
+    for (size_t i = 0; !r && i < nf; i++)
+        for (size_t j = 0; !r && j < f[i].r->get->n_tensor; j++) {
+            const Wcodec__V1__Tensor *t = f[i].r->get->tensor[j];
+            if (!t->location || t->location->kind == WCODEC__V1__LOCATION_KIND__LOCATION_MEMFD)
+                r = map_tensor(t, &f[i], model_id, &ts[k], err);
+            else if (wcc_loc_counts(t->location, &(uint64_t){0}))
+                r = device_tensor(c, t, model_id, device, &ts[k], err);
+            else
+                r = wc_fail(err, WC_EUNSUPPORTED, "get: tensor %s: location kind %d is not supported by this client",
+                            t->info ? t->info->name : "?", (int)t->location->kind);
+            if (!r) k++;
+        }
+    if (r) {
+        /* the leases of every tensor of the reply, mapped here or not, and
+         * the allocation of each the arena table counted */
+        for (size_t i = 0, m = 0; ids && arenas && i < nf; i++)
+            for (size_t j = 0; j < f[i].r->get->n_tensor; j++, m++) {
+                ids[m] = f[i].r->get->tensor[j]->lease_id;
+                if (wcc_loc_counts(f[i].r->get->tensor[j]->location, &arenas[n_arenas])) n_arenas++;
+            }
+        for (size_t i = 0; i < k; i++) wcc_tensor_free(wcc_tensor_of(ts[i]));
+        if (ids && arenas && total) release_ids(c, ids, total, arenas, n_arenas, NULL);
+        free(ts);
+        ts = NULL;
+        total = 0;
+    }
+    free(ids);
+    free(arenas);
+    *out = ts;
+    *n_out = total;
+    return r;
+}
+
+int wc_client_get2(wc_client *c, uint64_t model_id, wc_client_select sel, const char *const *names,
+                   size_t n_names, const wc_client_get_opts *opts, wc_client_tensor ***out, size_t *n_out,
+                   wc_err *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    wc_client_get_opts dflt;
+    if (!opts) {
+        wc_client_get_opts_default(&dflt);
+        opts = &dflt;
+    }
+    Wcodec__V1__GetTensors g = WCODEC__V1__GET_TENSORS__INIT;
+    Wcodec__V1__GetTensors__Names nm = WCODEC__V1__GET_TENSORS__NAMES__INIT;
+    g.model_id = model_id;
+    int r = select_tensors(&g, &nm, sel, names, n_names, err);
+    if (r) return r;
+    /* Device memory: the kinds this library maps, on the device named by
+     * its UUID (the daemon's ordinals are not ours). */
+    Wcodec__V1__LocationKind accept[2] = {WCODEC__V1__LOCATION_KIND__LOCATION_CUDA_VMM,
+                                          WCODEC__V1__LOCATION_KIND__LOCATION_CUDA_IPC};
+    unsigned char uuid[16];
+    if (opts->device < -1) return wc_fail(err, WC_EINVAL, "get: device %d", opts->device);
+    if (opts->device >= 0) {
+        if ((r = wcc_device_uuid(opts->device, uuid, err))) return r;
+        g.n_accept = 2;
+        g.accept = accept;
+        g.device_uuid = (ProtobufCBinaryData){16, uuid};
     }
     Wcodec__V1__Request q = WCODEC__V1__REQUEST__INIT;
     q.body_case = WCODEC__V1__REQUEST__BODY_GET;
     q.get = &g;
     frame *f;
     size_t nf;
-    int r = wcc_call(c, &q, "get", &f, &nf, err);
+    wcc_call_arenas ca = {.device_ok = opts->device >= 0};
+    r = wcc_call_ex(c, &q, "get", &ca, &f, &nf, err);
     if (!r) r = wcc_expect_body(f, nf, WCODEC__V1__REPLY__BODY_GET, "get", err);
     if (r) return r;
-    size_t total = 0;
-    for (size_t i = 0; i < nf; i++) total += f[i].r->get->n_tensor;
-    wc_client_tensor **ts = calloc(total ? total : 1, sizeof *ts);
-    uint64_t *ids = calloc(total ? total : 1, sizeof *ids);
-    size_t k = 0;
-    if (!ts || !ids) r = wc_fail(err, WC_ENOMEM, "get: out of memory");
-    for (size_t i = 0; !r && i < nf; i++)
-        for (size_t j = 0; !r && j < f[i].r->get->n_tensor; j++) {
-            ids[k] = f[i].r->get->tensor[j]->lease_id;
-            r = map_tensor(f[i].r->get->tensor[j], &f[i], model_id, &ts[k], err);
-            if (!r) k++;
-        }
+    wc_client_tensor **ts;
+    size_t total;
+    r = take_tensors(c, f, nf, model_id, opts->device, &ts, &total, err);
     wcc_frames_free(f, nf);
-    if (r) {
-        /* All or none: hand back what the daemon leased us. */
-        for (size_t i = 0; i < k; i++) wcc_tensor_free(wcc_tensor_of(ts[i]));
-        if (ids && total) release_ids(c, ids, total, NULL);
-        free(ts);
-        free(ids);
-        return r;
-    }
-    free(ids);
+    if (r) return r;
     track(c, ts, total);
     *out = ts;
     *n_out = total;
     return 0;
+}
+
+int wc_client_get(wc_client *c, uint64_t model_id, wc_client_select sel, const char *const *names,
+                  size_t n_names, wc_client_tensor ***out, size_t *n_out, wc_err *err)
+{
+    return wc_client_get2(c, model_id, sel, names, n_names, NULL, out, n_out, err);
 }
 
 int wc_client_get_one(wc_client *c, uint64_t model_id, const char *name, wc_client_tensor **out, wc_err *err)
@@ -270,13 +387,20 @@ void wc_client_tensors_free(wc_client_tensor **tensors) { free(tensors); }
 int wc_client_release(wc_client *c, wc_client_tensor *const *tensors, size_t n, wc_err *err)
 {
     if (!n) return 0;
-    uint64_t stackids[64];
-    uint64_t *ids = n <= 64 ? stackids : malloc(n * sizeof *ids);
+    uint64_t stackids[128];
+    uint64_t *ids = n <= 64 ? stackids : malloc(2 * n * sizeof *ids);
     if (!ids) return wc_fail(err, WC_ENOMEM, "release: out of memory");
-    for (size_t i = 0; i < n; i++) ids[i] = tensors[i]->lease_id;
-    /* The mappings are ours: drop them whatever the daemon answers. */
+    uint64_t *arenas = ids + n;
+    size_t n_arenas = 0;
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = tensors[i]->lease_id;
+        const wcc_tensor *t = wcc_tensor_of(tensors[i]);
+        if (t->counted) arenas[n_arenas++] = t->arena_id;
+    }
+    /* The host mappings are ours: drop them whatever the daemon answers.
+     * Device allocations stay mapped until the reply (arenas.h). */
     untrack_unmap(c, tensors, n);
-    int r = release_ids(c, ids, n, err);
+    int r = release_ids(c, ids, n, arenas, n_arenas, err);
     if (ids != stackids) free(ids);
     return r;
 }

@@ -10,6 +10,7 @@
 
 #include <wcodec/wcodec_client.h>
 
+#include "arenas.h"
 #include "wc_fail.h"
 #include "wcodec.pb-c.h"
 
@@ -21,13 +22,16 @@
  * its name follows the struct in the same allocation. */
 typedef struct wcc_tensor {
     wc_client_tensor pub;
-    void *map_base;
+    void *map_base;            /* memfd tensors: their mapping; NULL for device tensors */
     size_t map_len;
+    bool counted;              /* device tensors: a lease the daemon counts in arena_id */
+    uint64_t arena_id;
     struct wcc_tensor *prev, *next;   /* the connection's mapped tensors */
 } wcc_tensor;
 
 static inline wcc_tensor *wcc_tensor_of(const wc_client_tensor *t) { return (wcc_tensor *)t; }
-/* Unmaps t and frees it (its lease is the caller's business). */
+/* Unmaps t (a memfd tensor; a device tensor's allocation is the arena
+ * table's) and frees it (its lease is the caller's business). */
 void wcc_tensor_free(wcc_tensor *t);
 
 typedef struct frame {
@@ -42,6 +46,9 @@ typedef struct waiter {
     bool done;
     frame *frames;
     size_t n_frames;
+    bool device_ok;            /* a get that asked for device memory: its frames may import */
+    const uint64_t *released;  /* a release: the arena of each counted lease it ends */
+    size_t n_released;
     struct waiter *next;
 } waiter;
 
@@ -64,6 +71,7 @@ struct wc_client {
     wc_client_server_info info;
     char path[108];
     wcc_tensor *tensors;         /* mapped and not yet released */
+    wcc_arenas arenas;           /* device allocations imported (under mu) */
 };
 
 /* Drops n reply frames: their descriptors are closed. */
@@ -71,6 +79,16 @@ void wcc_frames_free(frame *f, size_t n);
 /* One round trip. On success *frames holds the reply's frames (the caller
  * frees them with wcc_frames_free); every frame has status 0. */
 int wcc_call(wc_client *c, Wcodec__V1__Request *q, const char *what, frame **frames, size_t *n_frames, wc_err *err);
+/* wcc_call with what the arena table needs to follow the reply (arenas.h):
+ * device_ok for a get that asked for device memory; for a release, the
+ * arena of each counted lease it ends (released[0..n_released)). */
+typedef struct wcc_call_arenas {
+    bool device_ok;
+    const uint64_t *released;
+    size_t n_released;
+} wcc_call_arenas;
+int wcc_call_ex(wc_client *c, Wcodec__V1__Request *q, const char *what, const wcc_call_arenas *ca, frame **frames,
+                size_t *n_frames, wc_err *err);
 /* 0 when every frame has the reply body `body`; frees them otherwise. */
 int wcc_expect_body(frame *f, size_t n, int body, const char *what, wc_err *err);
 

@@ -21,6 +21,7 @@
 #include <wcodec/wcodec_client.h>
 
 #include "client_int.h"
+#include "device.h"
 
 static void frame_drop(frame *f)
 {
@@ -222,7 +223,14 @@ static void dispatch(wc_client *c)
         }
         nf[w->n_frames++] = f;
         w->frames = nf;
-        if (!r->more || r->status) w->done = true;
+        /* The arena table follows the daemon's lease counts in the order
+         * the frames come (arenas.h says why here). */
+        if (!r->status && r->body_case == WCODEC__V1__REPLY__BODY_GET && r->get)
+            wcc_arenas_get_frame(&c->arenas, r->get, fds, r->fd_count, w->device_ok);
+        if (!r->more || r->status) {
+            w->done = true;
+            wcc_arenas_released(&c->arenas, w->released, w->n_released);
+        }
     }
     if (pos) {
         memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
@@ -254,14 +262,25 @@ static int send_request(wc_client *c, Wcodec__V1__Request *q)
     return r;
 }
 
-/* One round trip. On success *frames holds the reply's frames (the caller
- * frees them with frames_free); every frame has status 0. */
 int wcc_call(wc_client *c, Wcodec__V1__Request *q, const char *what, frame **frames, size_t *n_frames,
                 wc_err *err)
+{
+    return wcc_call_ex(c, q, what, NULL, frames, n_frames, err);
+}
+
+/* One round trip. On success *frames holds the reply's frames (the caller
+ * frees them with frames_free); every frame has status 0. */
+int wcc_call_ex(wc_client *c, Wcodec__V1__Request *q, const char *what, const wcc_call_arenas *ca, frame **frames,
+                size_t *n_frames, wc_err *err)
 {
     *frames = NULL;
     *n_frames = 0;
     waiter w = {.what = what};
+    if (ca) {
+        w.device_ok = ca->device_ok;
+        w.released = ca->released;
+        w.n_released = ca->n_released;
+    }
     pthread_mutex_lock(&c->mu);
     if (c->broken) {
         int code = c->broken;
@@ -370,6 +389,7 @@ int wc_client_connect(wc_client **out, const char *socket_path, wc_err *err)
     pthread_mutex_init(&c->mu, NULL);
     pthread_mutex_init(&c->send_mu, NULL);
     pthread_cond_init(&c->cv, NULL);
+    wcc_arenas_init(&c->arenas, wcc_device_ops());
     c->timeout_ms = 30000;
     snprintf(c->path, sizeof c->path, "%s", socket_path);
     if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
@@ -415,6 +435,7 @@ void wc_client_close(wc_client *c)
         c->tensors = t->next;
         wcc_tensor_free(t);
     }
+    wcc_arenas_fini(&c->arenas);
     if (c->fd >= 0) close(c->fd);
     for (size_t i = 0; i < c->fdq_len; i++) close(c->fdq[i]);
     free(c->fdq);

@@ -1,9 +1,12 @@
 /* wc_encode_file: safetensors in, .wcodec out. Workers code tensors in
  * parallel; the calling thread writes finished records in input order, so at
- * most `window` coded records wait in memory at any time. */
+ * most `window` coded records wait in memory at any time, and each tensor's
+ * input pages leave the process once it is coded (drop_input): memory is
+ * bounded by the window, whatever the model's size. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "outfile.h"
@@ -44,6 +47,24 @@ void wc_encode_opts_default(wc_encode_opts *o)
                           .max_tables = 8, .force_pred = -1, .force_tx = -1};
 }
 
+/* Drops a tensor's input pages from this process once they are no longer
+ * needed (coded: once quantized or coded; raw: once written). The input is
+ * mapped whole (wc_st_open) and every page read stays resident, and counted
+ * in RSS, while mapped: without this the encoder's RSS grows to the input's
+ * size (7.5 GB for a 6.7 GB model). The mapping is private, read-only and
+ * never written, so MADV_DONTNEED only unmaps page-cache pages: a later read
+ * (a neighbour tensor on the shared boundary page, in flight on a worker)
+ * faults them back in unchanged. Hence the range is widened to whole pages.
+ * Advice only: a failure costs memory, not correctness, and is ignored. */
+static void drop_input(const wc_st_tensor *t)
+{
+    if (!t || !t->map || !t->size) return; /* the metadata record is malloc'd */
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t b = (uintptr_t)t->data & ~(page - 1);
+    uintptr_t e = ((uintptr_t)t->data + t->size + page - 1) & ~(page - 1);
+    (void)madvise((void *)b, e - b, MADV_DONTNEED);
+}
+
 static int quantize_job(job *j, const wc_code_params *p)
 {
     const wc_st_tensor *t = j->t;
@@ -68,6 +89,7 @@ static int quantize_job(job *j, const wc_code_params *p)
             goto out;
         }
     }
+    drop_input(t); /* q and s hold all that is needed of it */
     r = wc_record_encode(q, s, p, &j->e, &j->rec);
 out:
     free(q);
@@ -96,6 +118,8 @@ static int run_job(enc *x, job *j)
     case JOB_I8:
         r = wc_record_encode((const int8_t *)j->t->data, j->scale ? j->scale->data : NULL,
                              &p, &j->e, &j->rec);
+        drop_input(j->t);
+        drop_input(j->scale);
         if (r) return wc_fail(&j->err, r, "%s: tensor '%s': coding failed: %s", j->t->path,
                               j->t->name, wc_strerror(r));
         return 0;
@@ -209,6 +233,7 @@ static int write_all(enc *x, wc_outfile *out, wc_err *err)
         if (!r && wc_entry_write(&dir, &j->e))
             r = wc_fail(err, WC_ENOMEM, "out of memory");
         wc_buf_free(&j->rec);
+        if (j->kind == JOB_RAW) drop_input(j->t); /* coded ones dropped by run_job */
         pthread_mutex_lock(&x->mu);
         x->written = i + 1;
         pthread_cond_broadcast(&x->cv);

@@ -32,6 +32,7 @@ static const struct {
     SYM(MemcpyDtoH), SYM(MemcpyHtoD), SYM(MemsetD8), SYM(CtxSynchronize),
     SYM(DeviceGetName), SYM(DeviceTotalMem), SYM(MemGetInfo), SYM(MemAlloc), SYM(MemFree),
     SYM(IpcGetMemHandle), SYM(IpcOpenMemHandle), SYM(IpcCloseMemHandle),
+    SYM(CtxGetCurrent), SYM(MemGetAddressRange),
 #undef SYM
 };
 

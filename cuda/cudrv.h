@@ -57,6 +57,10 @@ typedef struct wcg_cudrv {
     CUresult (*IpcGetMemHandle)(CUipcMemHandle *h, CUdeviceptr p);
     CUresult (*IpcOpenMemHandle)(CUdeviceptr *p, CUipcMemHandle h, unsigned flags);
     CUresult (*IpcCloseMemHandle)(CUdeviceptr p);
+    /* the client: the caller's context, put back after an import; the
+     * true size of a legacy allocation it opened */
+    CUresult (*CtxGetCurrent)(CUcontext *ctx);
+    CUresult (*MemGetAddressRange)(CUdeviceptr *base, size_t *size, CUdeviceptr p);
 } wcg_cudrv;
 
 /* The table, or NULL when libcuda.so.1 or one of its calls is missing, or

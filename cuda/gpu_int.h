@@ -20,6 +20,7 @@
 #include "rans.h"
 #include "reader.h"
 #include "rec_reader.h"
+#include "gpu_trace.h"
 
 #define MiB (1024ull * 1024)
 #define RING_MAX (512 * MiB)
@@ -45,14 +46,26 @@ int wcg_cuda_fail(wc_err *err, cudaError_t e, const char *what);
 /* ---- io thread pool (gpu_io.c) ---- */
 
 typedef struct io_task {
-    int kind;                /* 0: read into dst, 1: check the record hash */
+    int kind;                /* 0: read into dst; 1: check the record hash, reading it;
+                              * 2: check it from memory: head, then src, then the file's [off, off + len) */
     uint64_t off, len;       /* file range */
     uint8_t *dst;
+    const uint8_t *head, *src; /* kind 2 */
+    uint64_t head_len, src_len;
+    unsigned *pending;       /* kind 2: decremented when done (the ring slot it reads) */
     uint64_t hash;
     size_t tensor;           /* the request it reads for (messages) */
     int result;              /* 0, or a WC_E* code: WC_ECHECKSUM, WC_EIO, WC_ENOMEM */
     int sys_errno;           /* errno of a failed read (0: the file ended early) */
 } io_task;
+
+/* A batch's reads: claimed in order, oldest job first. */
+typedef struct io_job {
+    io_task *tasks;
+    size_t n, next, done;
+} io_job;
+
+#define IO_JOBS 2
 
 typedef struct io_pool {
     pthread_t *th;
@@ -60,16 +73,22 @@ typedef struct io_pool {
     pthread_mutex_t mu;
     pthread_cond_t go, done;
     int quit;
-    io_task *tasks;          /* the batch: claimed in order, the caller waits for all */
-    size_t n_tasks, next, n_done;
+    io_job jobs[IO_JOBS];    /* submitted, not yet waited for: seq waited .. submitted-1 */
+    uint64_t submitted, waited;
     io_task *bg;             /* background tasks (record hashes), results kept */
     size_t bg_n, bg_cap, bg_next, bg_done;
     int fd;                  /* the wc_file's descriptor (wc_file_fd), borrowed for a call */
 } io_pool;
 
-/* Runs the n tasks on the pool's threads and the caller's, returns when all
- * are done (each task's result in it). Batch tasks go before background
- * ones. */
+/* Hands the n tasks to the pool's threads and returns at once: a ticket
+ * for wcg_io_wait. At most IO_JOBS batches are submitted and not waited
+ * for; the threads take the older one's tasks first, so the next batch's
+ * reads fill the time the last reads of this one leave threads idle.
+ * Batch tasks go before background ones. */
+uint64_t wcg_io_submit(io_pool *p, io_task *tasks, size_t n);
+/* Helps with and waits for the tasks of ticket (each task's result in it). */
+void wcg_io_wait(io_pool *p, uint64_t ticket);
+/* Both: returns when the n tasks are done. */
 void wcg_io_run(io_pool *p, io_task *tasks, size_t n);
 /* Queues a background task (a record hash): the threads take it when no
  * batch task is left, so hashing spreads over the whole pipeline instead of
@@ -79,6 +98,9 @@ int wcg_io_queue(io_pool *p, const io_task *t);
  * order is copied to *failed); with wait, the caller first helps with and
  * waits for all of them. */
 bool wcg_io_bg_failed(io_pool *p, bool wait, io_task *failed);
+/* Helps with background tasks until *pending (counted by tasks queued with
+ * it) is 0: a ring slot whose bytes hashes still read is not rewritten. */
+void wcg_io_wait_pending(io_pool *p, const unsigned *pending);
 /* Waits for the background tasks and forgets them. */
 void wcg_io_bg_clear(io_pool *p);
 /* Points the pool's reads at the file's own descriptor (wc_file_fd) for a
@@ -106,6 +128,7 @@ typedef struct slot {
     uint32_t n_jobs;
     size_t *job_tensor;
     size_t job_cap;
+    unsigned hashing;             /* record hashes that still read its pinned data */
 } slot;
 
 struct wc_gpu {
@@ -120,7 +143,14 @@ struct wc_gpu {
     uint64_t data_cap, desc_cap;
     slot slots[MAX_SLOTS];
     io_pool io;
+    wcg_trace trace;              /* WCODEC_GPU_TRACE: the pipeline's timeline */
 };
+
+/* ---- the pipeline (gpu_pipeline.c) ---- */
+struct treq;
+/* Decodes the n_rq requests through the ring; returns with nothing in
+ * flight. */
+int wcg_run_pipeline(wc_gpu *g, const wc_file *f, struct treq *rq, size_t n_rq, wc_err *err);
 
 /* ---- tensors, batches and descriptors (gpu_desc.c) ---- */
 
@@ -175,10 +205,7 @@ void wcg_free_reqs(treq *rq, size_t n);
 /* Checks t's head (read into t->head) with wc_rec_parse and notes what its
  * tiles and tables need (wcg_prep_all does this for each request). */
 int wcg_prep_tensor(const wc_file *f, treq *t, bool verify, wc_err *err);
-/* gpu_decoder.c: decodes the n_rq prepared requests through the pipeline
- * into their dst (device memory, checked by the caller); the check: 0, or
- * WC_EINVAL unless p is device (or managed) memory. */
-int wcg_run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_err *err);
+/* gpu_decoder.c: 0, or WC_EINVAL unless p is device (or managed) memory. */
 int wcg_check_device_ptr(const void *p, const char *what, wc_err *err);
 /* Fixed descriptor bytes of a coded piece of n tiles. */
 uint64_t wcg_piece_desc(const treq *t, uint32_t n, int first, int last);

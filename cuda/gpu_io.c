@@ -47,12 +47,48 @@ out:
     XXH3_freeState(st);
 }
 
+/* XXH3 of a record whose bytes are in memory already (task kind 2): its
+ * head, its tile streams in the pinned ring, and what follows them in the
+ * file, if anything. No second read of the record from the page cache. */
+static void hash_in_memory(io_pool *p, io_task *t)
+{
+    XXH3_state_t *st = XXH3_createState();
+    uint8_t *buf = t->len ? malloc(t->len) : NULL;
+    if (!st || (t->len && !buf)) {
+        t->result = WC_ENOMEM;
+        t->sys_errno = ENOMEM;
+        goto out;
+    }
+    XXH3_64bits_reset(st);
+    if (t->head_len) XXH3_64bits_update(st, t->head, (size_t)t->head_len);
+    if (t->src_len) XXH3_64bits_update(st, t->src, (size_t)t->src_len);
+    for (uint64_t a = 0; a < t->len;) {
+        ssize_t k = pread(p->fd, buf + a, t->len - a, (off_t)(t->off + a));
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            t->result = WC_EIO;
+            t->sys_errno = k < 0 ? errno : 0;
+            goto out;
+        }
+        a += (uint64_t)k;
+    }
+    if (t->len) XXH3_64bits_update(st, buf, (size_t)t->len);
+    t->result = XXH3_64bits_digest(st) != t->hash ? WC_ECHECKSUM : 0;
+out:
+    free(buf);
+    XXH3_freeState(st);
+}
+
 /* A read (task kind 0) into the pinned ring: a short one (the file shrank
  * after it was opened) is WC_EIO with errno 0. */
 static void io_do(io_pool *p, io_task *t)
 {
     if (t->kind == 1) {
         hash_record(p, t);
+        return;
+    }
+    if (t->kind == 2) {
+        hash_in_memory(p, t);
         return;
     }
     uint64_t done = 0;
@@ -68,18 +104,21 @@ static void io_do(io_pool *p, io_task *t)
     }
 }
 
-/* Claims the next task under p->mu, batch tasks first: a batch waits on
- * its reads, while a background hash only has to finish before the call
- * returns. Runs it unlocked; false when there is none (bg: whether the
- * caller takes background tasks too). */
-static bool io_work_one(io_pool *p, bool bg)
+/* Claims the next task under p->mu, batch tasks first (the oldest batch's
+ * first): a batch waits on its reads, while a background hash only has to
+ * finish before the call returns. Runs it unlocked; false when there is none
+ * (bg: whether the caller takes background tasks too; only: a ticket whose
+ * tasks alone the caller takes, or UINT64_MAX for any). */
+static bool io_work_one(io_pool *p, bool bg, uint64_t only)
 {
-    if (p->next < p->n_tasks) {
-        io_task *t = &p->tasks[p->next++];
+    for (uint64_t s = p->waited; s < p->submitted; s++) {
+        io_job *j = &p->jobs[s % IO_JOBS];
+        if ((only != UINT64_MAX && s != only) || j->next == j->n) continue;
+        io_task *t = &j->tasks[j->next++];
         pthread_mutex_unlock(&p->mu);
         io_do(p, t);
         pthread_mutex_lock(&p->mu);
-        if (++p->n_done == p->n_tasks) pthread_cond_broadcast(&p->done);
+        if (++j->done == j->n) pthread_cond_broadcast(&p->done);
         return true;
     }
     if (bg && p->bg_next < p->bg_n) {
@@ -89,6 +128,7 @@ static bool io_work_one(io_pool *p, bool bg)
         io_do(p, &t);
         pthread_mutex_lock(&p->mu);
         p->bg[i] = t;
+        if (t.pending && !--*t.pending) pthread_cond_broadcast(&p->done);
         if (++p->bg_done == p->bg_n) pthread_cond_broadcast(&p->done);
         return true;
     }
@@ -100,25 +140,40 @@ static void *io_worker(void *arg)
     io_pool *p = arg;
     pthread_mutex_lock(&p->mu);
     while (!p->quit)
-        if (!io_work_one(p, true)) pthread_cond_wait(&p->go, &p->mu);
+        if (!io_work_one(p, true, UINT64_MAX)) pthread_cond_wait(&p->go, &p->mu);
     pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
-/* Runs the tasks on the workers and the calling thread; returns when all are
+uint64_t wcg_io_submit(io_pool *p, io_task *tasks, size_t n)
+{
+    pthread_mutex_lock(&p->mu);
+    /* The caller keeps at most IO_JOBS in flight (the pipeline: two). */
+    while (p->submitted - p->waited >= IO_JOBS) pthread_cond_wait(&p->done, &p->mu);
+    uint64_t ticket = p->submitted++;
+    p->jobs[ticket % IO_JOBS] = (io_job){tasks, n, 0, 0};
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    return ticket;
+}
+
+void wcg_io_wait(io_pool *p, uint64_t ticket)
+{
+    pthread_mutex_lock(&p->mu);
+    io_job *j = &p->jobs[ticket % IO_JOBS];
+    while (io_work_one(p, false, ticket)) {}
+    while (j->done < j->n) pthread_cond_wait(&p->done, &p->mu);
+    /* Tickets are waited for in the order they were submitted. */
+    if (ticket + 1 > p->waited) p->waited = ticket + 1;
+    pthread_cond_broadcast(&p->done);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Runs the n tasks on the workers and the calling thread; returns when all are
  * done (background tasks may still be running). */
 void wcg_io_run(io_pool *p, io_task *tasks, size_t n)
 {
-    pthread_mutex_lock(&p->mu);
-    p->tasks = tasks;
-    p->n_tasks = n;
-    p->next = p->n_done = 0;
-    pthread_cond_broadcast(&p->go);
-    while (io_work_one(p, false)) {}
-    while (p->n_done < p->n_tasks) pthread_cond_wait(&p->done, &p->mu);
-    p->tasks = NULL;
-    p->n_tasks = p->next = p->n_done = 0;
-    pthread_mutex_unlock(&p->mu);
+    wcg_io_wait(p, wcg_io_submit(p, tasks, n));
 }
 
 int wcg_io_queue(io_pool *p, const io_task *t)
@@ -135,6 +190,7 @@ int wcg_io_queue(io_pool *p, const io_task *t)
         p->bg = nb, p->bg_cap = cap;
     }
     p->bg[p->bg_n++] = *t;
+    if (t->pending) ++*t->pending;
     pthread_cond_signal(&p->go);
 out:
     pthread_mutex_unlock(&p->mu);
@@ -146,7 +202,7 @@ bool wcg_io_bg_failed(io_pool *p, bool wait, io_task *failed)
     bool found = false;
     pthread_mutex_lock(&p->mu);
     if (wait) {
-        while (io_work_one(p, true)) {}
+        while (io_work_one(p, true, UINT64_MAX)) {}
         while (p->bg_done < p->bg_n) pthread_cond_wait(&p->done, &p->mu);
     }
     /* a task's result is written back when it is done (0 until then) */
@@ -154,6 +210,14 @@ bool wcg_io_bg_failed(io_pool *p, bool wait, io_task *failed)
         if (p->bg[i].result) *failed = p->bg[i], found = true;
     pthread_mutex_unlock(&p->mu);
     return found;
+}
+
+void wcg_io_wait_pending(io_pool *p, const unsigned *pending)
+{
+    pthread_mutex_lock(&p->mu);
+    while (*pending && io_work_one(p, true, UINT64_MAX)) {}
+    while (*pending) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
 }
 
 void wcg_io_bg_clear(io_pool *p)

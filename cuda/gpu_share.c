@@ -44,6 +44,11 @@ static int enter(int ordinal, CUdevice *dev, const wcg_cudrv **out, wc_err *err)
     return 0;
 }
 
+int wcg_share_enter(int ordinal, CUdevice *dev, const wcg_cudrv **out, wc_err *err)
+{
+    return enter(ordinal, dev, out, err);
+}
+
 static int granularity(const wcg_cudrv *d, CUdevice dev, size_t *out, wc_err *err)
 {
     CUmemAllocationProp p = alloc_prop(dev);

@@ -34,6 +34,10 @@ typedef struct wcg_arena {
     bool legacy;            /* cuMemAlloc'd, shared by a CUDA IPC handle */
 } wcg_arena;
 
+/* Makes device `ordinal`'s primary context current on this thread (it is
+ * retained once per process) and returns the driver table. */
+int wcg_share_enter(int ordinal, CUdevice *dev, const wcg_cudrv **out, wc_err *err);
+
 /* Granularity of device `ordinal`'s shareable allocations, in bytes. */
 int wcg_share_granularity(int ordinal, size_t *out, wc_err *err);
 

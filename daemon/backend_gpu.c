@@ -27,11 +27,25 @@
 
 typedef struct gpu_batch gpu_batch;
 
+/* A legacy arena whose last tensor went: freed a while later (see
+ * gpu_block_free). */
+typedef struct late_free {
+    wcg_arena *a;
+    uint64_t due_ms;
+    struct late_free *next;
+} late_free;
+
+#define LEGACY_FREE_DELAY_MS 2000
+
 typedef struct gpu_dev {
     wc_gpu *dec;
     bool legacy;
     gpu_batch *head, *tail;  /* queued; head runs when running */
     bool running;
+    late_free *late;         /* legacy arenas waiting to be freed, oldest first */
+    late_free **late_tail;
+    uv_timer_t late_timer;
+    bool timer_on;
 } gpu_dev;
 
 struct gpu_batch {
@@ -80,14 +94,45 @@ static int gpu_block_new(wcd_pool *p, wcd_block *b, uint64_t size, const wcd_ent
     return 0;
 }
 
+static void free_due(uv_timer_t *t)
+{
+    gpu_dev *d = t->data;
+    uint64_t now = uv_now(t->loop);
+    while (d->late && d->late->due_ms <= now) {
+        late_free *l = d->late;
+        d->late = l->next;
+        wcg_arena_destroy(l->a);
+        free(l->a);
+        free(l);
+    }
+    if (!d->late) {
+        d->late_tail = &d->late;
+        uv_timer_stop(t);
+    }
+}
+
 static void gpu_block_free(wcd_pool *p, wcd_block *b)
 {
-    (void)p;
+    gpu_dev *d = p->priv;
     if (b->fd >= 0) close(b->fd);
     b->fd = -1;
-    wcg_arena_destroy(b->priv);
-    free(b->priv);
+    wcg_arena *a = b->priv;
     b->priv = NULL;
+    late_free *l = d->legacy && d->timer_on ? malloc(sizeof *l) : NULL;
+    if (!l) {
+        wcg_arena_destroy(a);
+        free(a);
+        return;
+    }
+    /* A client closes a legacy handle when the reply to its last release
+     * arrives, after the daemon has handled that release; freeing memory
+     * whose IPC handle another process still has open is undefined in
+     * CUDA. So the arena goes a while later (VMM memory lives while any
+     * process holds it: no wait there). */
+    *l = (late_free){a, uv_now(p->cache->loop) + LEGACY_FREE_DELAY_MS, NULL};
+    *d->late_tail = l;
+    d->late_tail = &l->next;
+    uv_timer_start(&d->late_timer, free_due, LEGACY_FREE_DELAY_MS, LEGACY_FREE_DELAY_MS / 4);
 }
 
 /* On a pool thread: the batch through the device's pipeline. */
@@ -169,12 +214,30 @@ static int gpu_submit(wcd_pool *p, wcd_model *m, wcd_entry **es, uint32_t n, wc_
     return 0;
 }
 
+static void timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 static void gpu_close(wcd_pool *p)
 {
     gpu_dev *d = p->priv;
-    if (d) wc_gpu_destroy(d->dec);
-    free(d);
     free(p);
+    if (!d) return;
+    wc_gpu_destroy(d->dec);
+    /* At the daemon's end: the clients' handles go with it. */
+    for (late_free *l = d->late, *next; l; l = next) {
+        next = l->next;
+        wcg_arena_destroy(l->a);
+        free(l->a);
+        free(l);
+    }
+    if (!d->timer_on) {
+        free(d);
+        return;
+    }
+    d->late_timer.data = d;
+    uv_close((uv_handle_t *)&d->late_timer, timer_closed);
 }
 
 static const wcd_backend backend_vmm = {
@@ -211,7 +274,6 @@ int wcd_gpu_count(int *n, wc_err *err)
 
 int wcd_gpu_pool_open(wcd_cache *c, int ordinal, const wcd_config *cfg, wcd_pool **out, wc_err *err)
 {
-    (void)c;
     wcd_pool *p = calloc(1, sizeof *p);
     gpu_dev *d = calloc(1, sizeof *d);
     if (!p || !d) {
@@ -235,6 +297,11 @@ int wcd_gpu_pool_open(wcd_cache *c, int ordinal, const wcd_config *cfg, wcd_pool
         return r;
     }
     d->legacy = cfg->gpu_ipc == WCD_IPC_LEGACY;
+    d->late_tail = &d->late;
+    if (d->legacy && !uv_timer_init(c->loop, &d->late_timer)) {
+        d->late_timer.data = d;
+        d->timer_on = true;
+    }
     p->be = d->legacy ? &backend_legacy : &backend_vmm;
     p->priv = d;
     p->is_gpu = true;

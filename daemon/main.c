@@ -111,8 +111,14 @@ int main(int argc, char **argv)
         return 1;
     }
     if (check_only) {
-        printf("configuration ok: socket %s, %zu roots, budget %llu bytes\n", ctx.cfg.socket_path,
-               ctx.cfg.n_roots, (unsigned long long)ctx.cfg.budget);
+        static const char *const backends[] = {"auto", "cpu", "gpu"};
+        char gb[32];
+        if (ctx.cfg.gpu_budget) snprintf(gb, sizeof gb, "%llu bytes", (unsigned long long)ctx.cfg.gpu_budget);
+        else snprintf(gb, sizeof gb, "%u%%", ctx.cfg.gpu_budget_pct);
+        printf("configuration ok: socket %s, %zu roots, budget %llu bytes; backend %s, GPU budget %s a device, "
+               "%s hand-off, %s\n",
+               ctx.cfg.socket_path, ctx.cfg.n_roots, (unsigned long long)ctx.cfg.budget, backends[ctx.cfg.backend], gb,
+               ctx.cfg.gpu_ipc == WCD_IPC_LEGACY ? "legacy IPC" : "VMM", ctx.cfg.n_gpu_devices ? "listed devices" : "all devices");
         wcd_config_free(&ctx.cfg);
         free(cli);
         return 0;

@@ -12,10 +12,19 @@
 static const char encode_help[] =
     "usage: wcodec encode [options] MODEL.safetensors [-o OUT.wcodec]\n"
     "       wcodec encode [options] HF_FOLDER [-o OUT.wcodec]\n"
+    "       wcodec encode --shards [options] HF_FOLDER [-o OUT_DIR]\n"
     "\n"
     "A Hugging Face model folder gives config.json and generation_config.json to the\n"
     "file's metadata and its tensors from model.safetensors, or from the shards that\n"
     "model.safetensors.index.json names; tokenizer files are not read (keep them beside).\n"
+    "\n"
+    "With --shards, each shard of a sharded folder is encoded to a .wcodec of its own\n"
+    "(model-00001-of-00015.safetensors to OUT_DIR/model-00001-of-00015.wcodec, no\n"
+    "metadata record), one after the other, and OUT_DIR (default HF_FOLDER) gets\n"
+    "model.wcodec.index.json (\"weight_map\": each tensor of the .wcodec files to its\n"
+    "file) and a copy of config.json and generation_config.json: the layout for models\n"
+    "whose single .wcodec would not fit beside its source (docs/OPERATIONS.md, \"Models\n"
+    "larger than the disk\"). Encoded shards stay if a later one fails.\n"
     "\n"
     "Quantizes float matrices to INT8 (one fp32 scale per row: max|w|/127, round half to\n"
     "even) and codes them losslessly. INT8 tensors with an N_scale beside them are taken as\n"
@@ -38,6 +47,11 @@ static const char encode_help[] =
     "      --tx T            force one transform: none, haar, wht4 (default: chosen)\n"
     "      --top-distance D  rows between a value and its top prediction (default:\n"
     "                        searched per tensor)\n"
+    "  -v, --verbose         a last line on stdout: the input's tensor bytes (INT8\n"
+    "                        scales travel in their tensor's record), the output's bytes,\n"
+    "                        seconds, and peak_rss_kb, the peak resident memory (VmHWM:\n"
+    "                        the heap and the input's mapped, file-backed pages alike;\n"
+    "                        each tensor's pages are released once it is coded)\n"
     "  -q, --quiet           no progress bar\n"
     "  -h, --help            this text\n";
 
@@ -83,12 +97,66 @@ static char *folder_output(const char *dir)
     return out;
 }
 
-static int check_output(const char *out, bool force)
+/* A field of /proc/self/status in kB, or -1 where it cannot be read. */
+static long status_kb(const char *field)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    size_t n = strlen(field);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, field, n) && line[n] == ':') kb = strtol(line + n + 1, NULL, 10);
+    if (f) fclose(f);
+    return kb;
+}
+
+/* The progress bar, and the input's tensor bytes for the --verbose line. */
+typedef struct encode_progress {
+    wct_progress bar;
+    uint64_t total;
+} encode_progress;
+
+static void encode_progress_cb(void *user, uint64_t done, uint64_t total)
+{
+    encode_progress *p = user;
+    p->total = total;
+    wct_progress_cb(&p->bar, done, total);
+}
+
+/* The --verbose line: input tensor bytes, output bytes, time and the peak
+ * RSS of the whole process. */
+static void print_summary(const char *in, const char *out, uint64_t in_bytes, double secs)
+{
+    struct stat so;
+    long long ob = stat(out, &so) == 0 ? (long long)so.st_size : -1;
+    printf("encoded %s -> %s: tensor_bytes=%llu out_bytes=%lld seconds=%.2f peak_rss_kb=%ld\n",
+           in, out, (unsigned long long)in_bytes, ob, secs, status_kb("VmHWM"));
+}
+
+int wct_check_output(const char *out, bool force)
 {
     if (!force && access(out, F_OK) == 0) {
         fprintf(stderr, "wcodec: %s exists; use -f to replace it\n", out);
         return 1;
     }
+    return 0;
+}
+
+int wct_encode_one(const char *in, const char *out, bool folder, wc_encode_opts *o,
+                   const char *label, bool quiet, bool verbose)
+{
+    encode_progress p = {0};
+    wct_progress_init(&p.bar, label, quiet);
+    o->progress = encode_progress_cb;
+    o->progress_user = &p;
+    wc_err e = {0};
+    double t0 = wct_now();
+    int r = folder ? wc_encode_hf_folder(in, out, o, &e) : wc_encode_file(in, out, o, &e);
+    wct_progress_end(&p.bar);
+    o->progress = NULL;
+    o->progress_user = NULL;
+    if (r) return wct_report(&e, r);
+    if (verbose) print_summary(in, out, p.total, wct_now() - t0);
     return 0;
 }
 
@@ -99,14 +167,14 @@ int wct_encode(int argc, char **argv)
         {"min-weights", 1, 0, 'M'}, {"tile-weights", 1, 0, 'T'}, {"prob-bits", 1, 0, 'P'},
         {"ints-as-float", 0, 0, 'I'}, {"quiet", 0, 0, 'q'},      {"help", 0, 0, 'h'},
         {"max-tables", 1, 0, 'K'},  {"pred", 1, 0, 'R'},         {"tx", 1, 0, 'X'},
-        {"top-distance", 1, 0, 'D'},
+        {"top-distance", 1, 0, 'D'}, {"verbose", 0, 0, 'v'},  {"shards", 0, 0, 'S'},
         {0, 0, 0, 0}};
     wc_encode_opts o;
     wc_encode_opts_default(&o);
     const char *out = NULL;
-    bool force = false, quiet = false;
+    bool force = false, quiet = false, verbose = false, shards = false;
     int c;
-    while ((c = getopt_long(argc, argv, "o:j:fqh", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "o:j:fqvh", lo, NULL)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
         case 'j': o.threads = (int)wct_parse_long("-j", optarg, 1, 1024); break;
@@ -120,6 +188,8 @@ int wct_encode(int argc, char **argv)
         case 'X': o.force_tx = wct_parse_name("--tx", optarg, wct_tx_names); break;
         case 'D': o.top_distance = (uint32_t)wct_parse_long("--top-distance", optarg, 1, 1L << 31); break;
         case 'q': quiet = true; break;
+        case 'v': verbose = true; break;
+        case 'S': shards = true; break;
         case 'h': fputs(encode_help, stdout); return 0;
         default: fputs(encode_help, stderr); return 2;
         }
@@ -131,19 +201,17 @@ int wct_encode(int argc, char **argv)
     const char *in = argv[optind];
     struct stat sb;
     bool folder = stat(in, &sb) == 0 && S_ISDIR(sb.st_mode);
+    if (shards) {
+        if (!folder) {
+            fprintf(stderr, "wcodec: --shards: %s is not a folder\n", in);
+            return 2;
+        }
+        return wct_encode_shards(in, out ? out : in, &o, force, quiet, verbose);
+    }
     char *def = out ? NULL : folder ? folder_output(in) : swap_suffix(in, ".safetensors", ".wcodec");
     if (!out) out = def;
-    int ret = check_output(out, force);
-    if (!ret) {
-        wct_progress p;
-        wct_progress_init(&p, "encode", quiet);
-        o.progress = wct_progress_cb;
-        o.progress_user = &p;
-        wc_err e = {0};
-        int r = folder ? wc_encode_hf_folder(in, out, &o, &e) : wc_encode_file(in, out, &o, &e);
-        wct_progress_end(&p);
-        ret = r ? wct_report(&e, r) : 0;
-    }
+    int ret = wct_check_output(out, force);
+    if (!ret) ret = wct_encode_one(in, out, folder, &o, "encode", quiet, verbose);
     free(def);
     return ret;
 }
@@ -185,7 +253,7 @@ int wct_decode(int argc, char **argv)
     }
     char *def = out ? NULL : swap_suffix(in, ".wcodec", ".safetensors");
     if (!out) out = def;
-    int ret = check_output(out, force);
+    int ret = wct_check_output(out, force);
     if (!ret) {
         wct_progress p;
         wct_progress_init(&p, "decode", quiet);

@@ -8,9 +8,19 @@ the same GPU. Each load runs in a process of its own (torch, transformers with
 its Llama model module, and wcodec imported before the clock starts), twice; the files are in the page cache (just written).
 Every figure is of a synthetic model: say so where it is quoted.
 
+Through wcodecd (--wcodecd PATH): a daemon started here with `[daemon] backend =
+gpu` (socket and roots in WORKDIR); cold: the first from_pretrained(via="daemon")
+after the daemon started (it decodes the file onto the GPU), warm: a second
+process, the model resident (mapped, no decode); and the mapping alone, warm
+(load_wcodec_checkpoint(via="daemon"), INT8 kept: the get and the wrapping of
+every tensor). Each daemon run starts a fresh daemon and stops it after.
+
 Usage (GPU machine, from the source tree):
-  WCODEC_LIBRARY=build/libwcodec.so.1 WCODEC_BIN=build/tools/wcodec PYTHONPATH=python \\
-      python3 bench/python/bench_hf_load.py WORKDIR [--layers N] [--reuse]"""
+  WCODEC_LIBRARY=build/libwcodec.so.1 WCODEC_CLIENT_LIBRARY=build/client/libwcodec-client.so.1 \\
+  WCODEC_BIN=build/tools/wcodec PYTHONPATH=python \\
+      python3 bench/python/bench_hf_load.py WORKDIR [--layers N] [--reuse] [--wcodecd build/daemon/wcodecd]
+(--help works anywhere: torch and transformers are imported where they are used)"""
+import argparse
 import json
 import os
 import subprocess
@@ -24,9 +34,19 @@ import transformers, wcodec  # imported before the clock starts, as in a serving
 # 5-7 s of Python imports on first use (profiled), paid by both loaders; done before the clock
 transformers.LlamaForCausalLM, transformers.AutoModelForCausalLM
 kind, path = sys.argv[1], sys.argv[2]
+sock = sys.argv[3] if len(sys.argv) > 3 else None
 ids = torch.arange(1, 17, device="cuda").view(1, 16)
 torch.cuda.synchronize()
 t0 = time.perf_counter()
+if kind == "daemon-map":  # the mapping alone: one get, every tensor wrapped, INT8 kept
+    sd = wcodec.load_wcodec_checkpoint(path, device="cuda", via="daemon", socket=sock)
+    torch.cuda.synchronize()
+    t1 = time.perf_counter()
+    on_gpu = sum(1 for v in sd.values() if v.is_cuda)
+    # zero copy: the tensors are the daemon's memory, not torch's allocator's
+    print("RESULT %s map_s=%.4f tensors=%d on_cuda=%d torch_alloc_GB=%.2f" % (
+        kind, t1 - t0, len(sd), on_gpu, torch.cuda.memory_allocated() / 1e9))
+    sys.exit(0)
 if kind == "hf":
     m = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16, device_map="cuda")
 elif kind == "wcodec-sd":  # the state_dict alone: the decode's share of from_pretrained
@@ -35,9 +55,12 @@ elif kind == "wcodec-sd":  # the state_dict alone: the decode's share of from_pr
     print("RESULT %s load_s=%.3f first_logits_s=%.3f tensors=%d mem_GB=%.2f" % (
         kind, time.perf_counter() - t0, 0.0, len(sd), torch.cuda.max_memory_allocated() / 1e9))
     sys.exit(0)
+elif kind.startswith("daemon-"):  # daemon-bf16 / daemon-int8: through wcodecd
+    m = wcodec.WCodecModel.from_pretrained(path, device_map="cuda", torch_dtype=torch.bfloat16,
+                                           keep_int8=(kind == "daemon-int8"), via="daemon", socket=sock)
 else:
     m = wcodec.WCodecModel.from_pretrained(path, device_map="cuda", torch_dtype=torch.bfloat16,
-                                           keep_int8=(kind == "wcodec-int8"))
+                                           keep_int8=(kind == "wcodec-int8"), via="local")
 t1 = time.perf_counter()
 with torch.no_grad():
     logits = m(ids).logits
@@ -111,11 +134,112 @@ def make_folder(d, layers):
                    "weight_map": index}, fh)
 
 
+def run_load(kind, path, sock=None):
+    """Runs LOAD in a process of its own; its RESULT line as a dict (None on failure)."""
+    args = [sys.executable, "-c", LOAD, kind, path] + ([sock] if sock else [])
+    out = subprocess.run(args, capture_output=True, text=True)
+    line = [x for x in out.stdout.splitlines() if x.startswith("RESULT")]
+    if out.returncode or not line:
+        print(kind, "failed:", out.stderr[-2000:])
+        return None
+    fields = dict(f.split("=", 1) for f in line[0].split()[2:])
+    fields["line"] = line[0][7:]
+    return fields
+
+
+class Daemon:
+    """wcodecd from `binary` with `[daemon] backend = gpu` (or `backend`),
+    serving `work`; ready when its socket accepts a connection."""
+
+    def __init__(self, binary, work, backend, budget, extra):
+        import socket as pysocket
+        self.sock = os.path.join(work, "wcodecd.sock")
+        self.conf = os.path.join(work, "wcodecd.conf")
+        self.log = os.path.join(work, "wcodecd.log")
+        with open(self.conf, "w") as f:
+            f.write("[daemon]\nsocket = %s\n%s[security]\nroots = %s\n[cache]\nbudget = %s\n%s\n"
+                    % (self.sock, "backend = %s\n" % backend if backend else "", os.path.abspath(work), budget,
+                       extra))
+        t0 = time.perf_counter()
+        self.p = subprocess.Popen([binary, "--config", self.conf], stderr=open(self.log, "w"))
+        while True:
+            if self.p.poll() is not None:
+                raise SystemExit("wcodecd exited %d; %s:\n%s" % (self.p.returncode, self.log, open(self.log).read()))
+            try:
+                with pysocket.socket(pysocket.AF_UNIX) as s:
+                    s.connect(self.sock)
+                break
+            except OSError:
+                if time.perf_counter() - t0 > 60:
+                    self.stop()
+                    raise SystemExit("wcodecd did not listen on %s within 60 s" % self.sock)
+                time.sleep(0.02)
+        self.ready_s = time.perf_counter() - t0
+
+    def stats(self):
+        import wcodec
+        return wcodec.daemon_stats(self.sock)
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.terminate()
+        return self.p.wait(60)
+
+
+def bench_daemon(args, wc, hf_best):
+    """Cold and warm from_pretrained through a fresh daemon for each of bf16
+    (dequantized on the device) and INT8 kept, and the mapping alone (warm)."""
+    res = {}
+    for kind in ("daemon-bf16", "daemon-int8"):
+        d = Daemon(args.wcodecd, args.workdir, args.backend, args.budget, args.daemon_config)
+        try:
+            print("%s: wcodecd (backend %s) ready in %.2f s" % (kind, args.backend, d.ready_s))
+            for phase in ("cold", "warm"):
+                r = run_load(kind, wc, d.sock)
+                if r:
+                    print("%s %s" % (phase, r["line"]))
+                    res[(kind, phase)] = float(r["first_logits_s"])
+            if kind == "daemon-int8":  # resident and unleased now: the mapping alone, twice
+                for _ in range(2):
+                    r = run_load("daemon-map", wc, d.sock)
+                    if r:
+                        print("warm %s" % r["line"])
+                        res[("map", "warm")] = min(res.get(("map", "warm"), 1e9), float(r["map_s"]))
+            st = d.stats()
+            print("daemon stats: cached %.2f GB in %d tensors, %d decodes, %d hits, leased %d" % (
+                st["cached_bytes"] / 1e9, st["cached_tensors"], st["decodes"], st["hits"], st["leased_tensors"]))
+        finally:
+            print("wcodecd stopped: exit status %d (log %s)" % (d.stop(), d.log))
+    for (kind, phase), t in sorted(res.items()):
+        if kind == "map":
+            print("mapping alone, warm: %.1f ms (one get of every tensor, INT8 kept)" % (t * 1e3))
+        elif hf_best:
+            print("%s %s: first logits in %.3f s against transformers' %.3f s: %.2fx (synthetic model)" % (
+                kind, phase, t, hf_best, hf_best / t))
+        else:
+            print("%s %s: first logits in %.3f s" % (kind, phase, t))
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("workdir", help="where the synthetic folder, the .wcodec, and the daemon's socket go")
+    ap.add_argument("--layers", type=int, default=32, help="decoder layers of the synthetic model (default 32: 7B)")
+    ap.add_argument("--reuse", action="store_true", help="reuse WORKDIR's folder and .wcodec when there")
+    ap.add_argument("--wcodecd", metavar="PATH", help="the wcodecd binary: also measure through the daemon")
+    ap.add_argument("--daemon-only", action="store_true", help="skip the in-process and transformers runs "
+                    "(no ratio to transformers then)")
+    ap.add_argument("--backend", default="gpu", help="[daemon] backend of the daemon started (default gpu; "
+                    "empty: the daemon's default)")
+    ap.add_argument("--budget", default="64G", help="[cache] budget of the daemon started (default 64G)")
+    ap.add_argument("--daemon-config", default="", metavar="INI", help="more ini text for the daemon's config")
+    return ap.parse_args(argv)
+
+
 def main():
-    work = sys.argv[1]
-    layers = int(sys.argv[sys.argv.index("--layers") + 1]) if "--layers" in sys.argv else 32
+    args = parse_args()
+    work, layers = args.workdir, args.layers
     folder, wc = os.path.join(work, "hf7b"), os.path.join(work, "hf7b.wcodec")
-    if "--reuse" in sys.argv and os.path.exists(wc):
+    if args.reuse and os.path.exists(wc):
         print("reusing %s and %s" % (folder, wc))
     else:
         t0 = time.time()
@@ -126,21 +250,21 @@ def main():
         subprocess.run([os.environ["WCODEC_BIN"], "encode", "-q", "-f", folder, "-o", wc], check=True)
         print("wcodec encode DIR: %.1f s, %.2f GB" % (time.time() - t0, os.path.getsize(wc) / 1e9))
     res = {}
-    for rnd in (1, 2):
+    for rnd in ((1, 2) if not args.daemon_only else ()):
         for kind, path in (("hf", folder), ("wcodec-bf16", wc), ("wcodec-int8", wc), ("wcodec-sd", wc)):
-            out = subprocess.run([sys.executable, "-c", LOAD, kind, path], capture_output=True, text=True)
-            line = [x for x in out.stdout.splitlines() if x.startswith("RESULT")]
-            if out.returncode or not line:
-                print(kind, "failed:", out.stderr[-2000:])
+            r = run_load(kind, path)
+            if r is None:
                 continue
-            print("round %d %s" % (rnd, line[0][7:]))
+            print("round %d %s" % (rnd, r["line"]))
             if kind != "wcodec-sd":
-                res.setdefault(kind, []).append(float(line[0].split("first_logits_s=")[1].split()[0]))
+                res.setdefault(kind, []).append(float(r["first_logits_s"]))
     if "hf" in res:
         for k in ("wcodec-bf16", "wcodec-int8"):
             if k in res:
                 print("%s: first logits in %.3f s against transformers' %.3f s: %.2fx (best of 2 each; "
                       "synthetic model)" % (k, min(res[k]), min(res["hf"]), min(res["hf"]) / min(res[k])))
+    if args.wcodecd:
+        bench_daemon(args, wc, min(res["hf"]) if "hf" in res else None)
 
 
 if __name__ == "__main__":

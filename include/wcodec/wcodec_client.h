@@ -167,7 +167,11 @@ WC_CLIENT_API void wc_client_tensors_free(wc_client_tensor **tensors);
 WC_CLIENT_API int wc_client_get_one(wc_client *c, uint64_t model_id, const char *name,
                                     wc_client_tensor **out, wc_err *err);
 
-/* Unmaps the tensors, frees them and ends their leases (one round trip). */
+/* Unmaps the tensors, frees them and ends their leases (one round trip).
+ * Device tensors share their daemon's allocations: an allocation stays
+ * mapped until the reply shows that the connection holds no lease in it
+ * (docs/PROTOCOL.md, "Device memory"); pointers into it must not be used
+ * after the release all the same. */
 WC_CLIENT_API int wc_client_release(wc_client *c, wc_client_tensor *const *tensors, size_t n,
                                     wc_err *err);
 
@@ -186,6 +190,48 @@ typedef struct wc_client_stats {
 } wc_client_stats;
 
 WC_CLIENT_API int wc_client_stats_get(wc_client *c, wc_client_stats *out, wc_err *err);
+
+/* One memory pool of the daemon: the host (memfds) or one GPU. */
+typedef struct wc_client_pool {
+    unsigned char uuid[16];     /* the GPU's; zeros for the host */
+    char name[64];              /* "host", or the GPU's name and ordinal in the daemon */
+    wc_location_kind kind;      /* WC_LOC_MEMFD, WC_LOC_CUDA_VMM or WC_LOC_CUDA_IPC */
+    int failed;                 /* the device failed: the daemon serves from the others */
+    char status[256];           /* why it failed or is not used; "" when it is */
+    uint64_t budget_bytes;
+    uint64_t used_bytes;        /* memory held: memfds, or arenas (whole granules) */
+    uint64_t tensor_bytes;      /* of which tensors take */
+    uint64_t leased_bytes;
+    uint32_t cached_tensors, leased_tensors, arenas;
+    uint64_t decodes, evictions;
+    uint64_t total_bytes, free_bytes; /* the device's memory, and free at the time (0 for the host) */
+    uint64_t reserved[8];
+} wc_client_pool;
+
+/* One device allocation of the daemon: tensors of one model on one GPU. */
+typedef struct wc_client_arena {
+    uint64_t id;
+    unsigned char device_uuid[16];
+    uint64_t model_id;
+    uint64_t size, used_bytes;
+    uint32_t tensors, leased_tensors;
+    uint64_t reserved[8];
+} wc_client_arena;
+
+typedef struct wc_client_pools {
+    char backend[16];           /* "cpu", or "gpu" (with the host for what no device serves) */
+    size_t n_pools;
+    wc_client_pool *pools;
+    size_t n_arenas;
+    wc_client_arena *arenas;
+    uint64_t reserved[8];
+} wc_client_pools;
+
+/* The daemon's backend, pools and arenas (one Stats round trip). A daemon
+ * that predates them answers with backend "" and none of either. Free the
+ * result with wc_client_pools_free(). */
+WC_CLIENT_API int wc_client_pools_get(wc_client *c, wc_client_pools **out, wc_err *err);
+WC_CLIENT_API void wc_client_pools_free(wc_client_pools *p);
 
 /* Evicts the unleased cached tensors of a model (0: of every model). */
 WC_CLIENT_API int wc_client_evict(wc_client *c, uint64_t model_id, uint32_t *evicted_tensors,

@@ -3,6 +3,7 @@
     import wcodec
     sd = wcodec.load_wcodec_checkpoint('model.wcodec', device='cpu')       # INT8 + scales
     sd = wcodec.load_wcodec_checkpoint('model.wcodec', dtype=torch.bfloat16)  # dequantized
+    sd = wcodec.load_wcodec_checkpoint('model.wcodec', via='daemon')  # mapped from wcodecd
     with wcodec.safe_open('model.wcodec', framework='pt') as f:
         w = f.get_slice('lm_head.weight')[:, :128]
     model = wcodec.WCodecModel.from_pretrained('model.wcodec', device_map='cuda')
@@ -23,10 +24,19 @@ Only wcodec._lib needs nothing but the standard library; the PyTorch parts
 import torch when first used, and WCodecModel.from_pretrained needs
 transformers.
 """
+from ._client import DaemonError, DaemonUnavailable
 from ._lib import File, TensorInfo, WCodecError
 
-__all__ = ['File', 'TensorInfo', 'WCodecError', 'load_wcodec_checkpoint', 'safe_open',
-           'WCodecModel', 'Int8Linear']
+__all__ = ['File', 'TensorInfo', 'WCodecError', 'DaemonError', 'DaemonUnavailable',
+           'daemon_stats', 'load_wcodec_checkpoint', 'safe_open', 'WCodecModel', 'Int8Linear']
+
+
+def daemon_stats(socket=None):
+    """wcodecd's counters (a dict: leased_tensors, leases, cached_bytes, ...),
+    over a connection of its own; socket None: $WCODECD_SOCKET, else
+    /run/wcodecd/wcodecd.sock. DaemonUnavailable when nothing answers."""
+    from ._client import Connection
+    return Connection(socket).stats()
 
 
 def __getattr__(name):

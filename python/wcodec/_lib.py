@@ -16,8 +16,12 @@ from . import _paths
 # wc_status (wcodec.h)
 E_NAMES = {-1: 'EINVAL', -2: 'EIO', -3: 'ENOMEM', -4: 'EFORMAT', -5: 'ECHECKSUM', -6: 'EVERSION',
            -7: 'ERANGE', -8: 'ENOTFOUND', -9: 'EUNSUPPORTED', -10: 'ECORRUPT', -11: 'ECUDA',
-           -12: 'ENODEV', -13: 'ECANCELED'}
+           -12: 'ENODEV', -13: 'ECANCELED',
+           # wc_client_status (wcodec_client.h)
+           -64: 'EDENIED', -65: 'EPROTO', -66: 'EDISCONNECTED', -67: 'EBUDGET', -68: 'ETIMEDOUT',
+           -69: 'ELIMIT'}
 ENOTFOUND = -8
+ENODEV = -12
 
 # wc_dtype (wcodec.h): numeric value -> safetensors name; the values never change
 DTYPES = {1: 'BOOL', 2: 'U8', 3: 'I8', 4: 'I16', 5: 'U16', 6: 'F16', 7: 'BF16', 8: 'I32', 9: 'U32',
@@ -73,9 +77,9 @@ class _GpuDst(ctypes.Structure):
 
 class _GpuOpts(ctypes.Structure):
     # mirrors the leading fields of struct wc_gpu_opts (wcodec_gpu.h); filled
-    # by wc_gpu_opts_default in a larger buffer, only `device` and
-    # `require_gpu` are set here
-    _fields_ = [('device', ctypes.c_int), ('require_gpu', ctypes.c_bool)]
+    # by wc_gpu_opts_default in a larger buffer, only `device`,
+    # `require_gpu` and `force_cpu` are set here
+    _fields_ = [('device', ctypes.c_int), ('require_gpu', ctypes.c_bool), ('force_cpu', ctypes.c_bool)]
 
 
 def _candidates():
@@ -273,16 +277,18 @@ class Gpu:
     """The in-process GPU decoder of wcodec_gpu.h (wc_gpu) on CUDA device
     `device`, default options otherwise. With require_gpu (the default) a
     library that cannot use the device raises WCodecError (ENODEV/ECUDA);
-    without, it falls back to the CPU and says why in `fallback_reason`."""
+    without, it falls back to the CPU and says why in `fallback_reason`.
+    force_cpu (with require_gpu False): the CPU backend, whose dequant works
+    on host memory and may be called from many threads at once."""
     _g = None
 
-    def __init__(self, device=-1, require_gpu=True):
+    def __init__(self, device=-1, require_gpu=True, force_cpu=False):
         if not HAVE_GPU:
             raise WCodecError(-12, 'this libwcodec was built without the GPU decoder')
         opts = (ctypes.c_char * _ROOM)()
         _lib.wc_gpu_opts_default(opts)
         o = _GpuOpts.from_buffer(opts)
-        o.device, o.require_gpu = device, require_gpu
+        o.device, o.require_gpu, o.force_cpu = device, require_gpu, force_cpu
         g, err = ctypes.c_void_p(), _err()
         _check(_lib.wc_gpu_create(ctypes.byref(g), opts, err), err)
         self._g = g

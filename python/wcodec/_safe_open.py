@@ -12,16 +12,22 @@ What a call decodes:
   rows asked for are read from the file; these reads skip the record hash
   (as safetensors reads any file), get_tensor checks it.
 - get_slice(name)[...] on a coded tensor: the whole tensor is decoded and then
-  sliced. Its values are predicted from the rows above (up to D rows up) and
+  sliced (get_tensor, so through the daemon where get_tensor goes there). Its values are predicted from the rows above (up to D rows up) and
   the columns to the left, across tiles (docs/FORMAT.md), so no row or column
   range decodes alone.
+
+via="daemon" (or "auto" when wcodecd answers and accepts the path): each
+get_tensor is one get from the daemon of that tensor (with its scales), mapped
+without a copy as load_wcodec_checkpoint's daemon path maps it (read-only
+shared memory on the CPU, holding its lease until freed). keys(), metadata()
+and get_slice of raw tensors read the file's directory and bytes here.
 """
 import mmap
 
 import torch
 
 from . import _lib
-from .torch_io import _decode_cpu, _torch_dtype
+from .torch_io import _check_via, _decode_cpu, _torch_dtype
 
 
 class _Entry:
@@ -40,16 +46,27 @@ class _Entry:
 
 
 class safe_open:
-    """safe_open(path, framework="pt", device="cpu"): keys(), get_tensor(),
-    get_slice(), metadata(); a context manager. framework "pt" (or "torch")
-    only. device: where get_tensor/get_slice put their tensors (decoded on
-    the CPU, then moved)."""
+    """safe_open(path, framework="pt", device="cpu", via="auto", socket=None):
+    keys(), get_tensor(), get_slice(), metadata(); a context manager.
+    framework "pt" (or "torch") only. device: where get_tensor/get_slice put
+    their tensors (decoded on the CPU, then moved; through the daemon, mapped
+    there when it serves that device). via/socket: as load_wcodec_checkpoint's;
+    the connection is closed with the last tensor it leased, after close()."""
 
-    def __init__(self, filename, framework='pt', device='cpu'):
+    def __init__(self, filename, framework='pt', device='cpu', via='auto', socket=None):
         if framework not in ('pt', 'torch'):
             raise ValueError(f'framework {framework!r}: wcodec.safe_open supports "pt" only')
+        via = _check_via(via)
         self._device = torch.device(device)
         self._f = _lib.File(filename)
+        self._daemon = None  # (Connection, model id) when tensors come from wcodecd
+        if via != 'local':
+            from . import _daemon
+            try:
+                self._daemon = _daemon.open_model(filename, socket, required=via == 'daemon')
+            except BaseException:
+                self._f.close()
+                raise
         self._map = None
         self._entries = {}
         for t in self._f.tensors():
@@ -70,6 +87,7 @@ class safe_open:
             self._map = None
         self._f.close()
         self._scales = (None, None)
+        self._daemon = None  # the connection goes with the last tensor it leased
 
     def _entry(self, name):
         try:
@@ -85,14 +103,22 @@ class safe_open:
         """The file's metadata, a dict of str to str, or None."""
         return self._f.metadata()
 
+    def _decode(self, e):
+        """{name: tensor} of the tensor of entry e (and its scales)."""
+        if self._daemon is None:
+            return dict(_decode_cpu(self._f, e.info, None))
+        from . import _daemon
+        conn, model_id = self._daemon
+        return _daemon.state_dict(conn, model_id, self._f.path, self._device, None, [e.info.name])
+
     def get_tensor(self, name):
         e = self._entry(name)
         if e.is_scale:
             held, scales = self._scales
             if held != name:
-                scales = dict(_decode_cpu(self._f, e.info, None))[name]
+                scales = self._decode(e)[name]
         else:
-            parts = dict(_decode_cpu(self._f, e.info, None))
+            parts = self._decode(e)
             if e.info.n_scales:
                 self._scales = (name + '_scale', parts[name + '_scale'])
             scales = parts[name]

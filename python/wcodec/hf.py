@@ -152,14 +152,15 @@ def _state_for(model, sd, dtype, keep_int8):
     return out
 
 
-def load_into(model, path, device='cpu', torch_dtype=torch.float32, keep_int8=False, via='auto'):
+def load_into(model, path, device='cpu', torch_dtype=torch.float32, keep_int8=False, via='auto',
+              socket=None):
     """Fills `model` (parameters on the meta device or anywhere) from the
     .wcodec at path, on `device`; returns the names left unset (on meta).
     The part of from_pretrained that needs no transformers."""
     # INT8 for keep_int8 (the Linear weights stay INT8, the rest is dequantized
     # here by the same rule); otherwise dequantized by the decoder
     sd = load_wcodec_checkpoint(path, device=device, dtype=None if keep_int8 else torch_dtype,
-                                via=via)
+                                via=via, socket=socket)
     for name, mod, attr, t in _state_for(model, sd, torch_dtype, keep_int8):
         if attr is None:  # INT8 linear
             prefix = name.rpartition('.')[0]
@@ -179,8 +180,9 @@ def load_into(model, path, device='cpu', torch_dtype=torch.float32, keep_int8=Fa
 
 
 class WCodecModel:
-    """from_pretrained(path, device_map=None, torch_dtype=None, keep_int8=False, via="auto"):
-    the transformers model of a .wcodec encoded from a Hugging Face folder.
+    """from_pretrained(path, device_map=None, torch_dtype=None, keep_int8=False, via="auto",
+    socket=None): the transformers model of a .wcodec encoded from a Hugging
+    Face folder.
 
     device_map: one device ("cpu", "cuda", "cuda:1", an int, {"": device},
     or "auto": cuda where there is one); a model spread over devices is not
@@ -189,11 +191,14 @@ class WCodecModel:
     nn.Linear weight as an Int8Linear (weight int8, weight_scale float32)
     whose forward dequantizes on the fly; otherwise weights are dequantized
     (q * scale rounded to nearest even). Embeddings and norms are always
-    torch_dtype. Without transformers: ImportError naming it."""
+    torch_dtype. via/socket: as load_wcodec_checkpoint's ("daemon": the
+    weights mapped from wcodecd; with keep_int8 on a daemon serving the
+    device, the INT8 weights stay the daemon's memory, leased while the model
+    lives). Without transformers: ImportError naming it."""
 
     @classmethod
     def from_pretrained(cls, path, device_map=None, torch_dtype=None, keep_int8=False, via='auto',
-                        **kwargs):
+                        socket=None, **kwargs):
         transformers = _transformers()
         if kwargs.get('dtype') is not None and torch_dtype is None:
             torch_dtype = kwargs.pop('dtype')  # transformers 5 spells it dtype
@@ -220,7 +225,7 @@ class WCodecModel:
                 model = transformers.AutoModelForCausalLM.from_config(config, **kw)
             else:
                 model = model_cls._from_config(config, **kw)
-        missing = load_into(model, path, device, dtype, keep_int8, via)
+        missing = load_into(model, path, device, dtype, keep_int8, via, socket)
         if missing and getattr(config, 'tie_word_embeddings', False):
             model.tie_weights()
             missing = [n for n, p in model.named_parameters() if p.device.type == 'meta']

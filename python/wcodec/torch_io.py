@@ -25,7 +25,6 @@ TORCH_DTYPES = {k: getattr(torch, v, None) for k, v in {
     'F8_E5M2': 'float8_e5m2'}.items()}
 _DEQUANT = {torch.bfloat16: 'BF16', torch.float16: 'F16', torch.float32: 'F32'}
 _FLOATS = ('F32', 'F16', 'BF16')
-DAEMON_ISSUE = 'issue 19, "GPU daemon: wcodecd on the GPU ... CUDA IPC hand-off"'
 
 
 def _torch_dtype(path, t, name):
@@ -59,13 +58,15 @@ def _check_dtype(dtype):
                          f'or torch.float32, not {dtype!r}')
 
 
+_VIAS = {'auto': 'auto', 'daemon': 'daemon', 'local': 'local', 'inprocess': 'local'}
+
+
 def _check_via(via):
-    if via == 'daemon':
-        raise NotImplementedError(
-            f'via="daemon": the wcodecd path needs the GPU daemon ({DAEMON_ISSUE}), which has not '
-            'landed; use via="inprocess" (what via="auto" does for now)')
-    if via not in ('auto', 'inprocess'):
-        raise ValueError(f'via must be "auto", "inprocess" or "daemon", not {via!r}')
+    """The canonical name of via: "auto", "daemon" or "local" ("inprocess" is "local")."""
+    try:
+        return _VIAS[via]
+    except (KeyError, TypeError):
+        raise ValueError(f'via must be "auto", "daemon" or "local" ("inprocess"), not {via!r}') from None
 
 
 def _decode_all_cpu(f, infos, dtype, threads):
@@ -140,7 +141,7 @@ def _dequant_cuda(g, t, q, s, dtype):
     return w.to(dtype).view(t.shape)
 
 
-def load_wcodec_checkpoint(path, device='cpu', dtype=None, via='auto', threads=None):
+def load_wcodec_checkpoint(path, device='cpu', dtype=None, via='auto', threads=None, socket=None):
     """Loads a .wcodec file as a state_dict {name: torch.Tensor}.
 
     dtype=None: a coded tensor X.weight comes as torch.int8 (its shape) beside
@@ -157,17 +158,38 @@ def load_wcodec_checkpoint(path, device='cpu', dtype=None, via='auto', threads=N
     device, leaves the work to the CPU decoder and the tensors are copied to
     the device.
 
-    via: "inprocess" decodes in this process; "daemon" (tensors mapped from
-    wcodecd) raises NotImplementedError until the GPU daemon has landed;
-    "auto" is "inprocess" for now.
+    via: "local" (or "inprocess") decodes in this process. "daemon" maps the
+    tensors that wcodecd decoded and keeps resident, without a copy: all in
+    one request over the socket (`socket`; None: $WCODECD_SOCKET, else
+    /run/wcodecd/wcodecd.sock). Those tensors are valid while they live: each
+    holds the get's leases, which end (and the connection closes) when the
+    last of them is freed. On the CPU they are read-only shared memory
+    (a memfd mapping; torch has no read-only tensors, so writing into one, an
+    in-place op, kills the process with SIGSEGV: clone() first). With
+    device="cuda:N" and a daemon with a GPU backend they are device memory
+    on that GPU; where the daemon answers with host memory (its CPU backend,
+    or a libwcodec-client without wc_client_get2) they are copied to the
+    device and the leases end at once. dtype set: dequantized where the
+    tensors are (wc_gpu_dequant: on the device, or libwcodec's CPU dequant
+    for host memory) into new tensors, and the leases end before this
+    returns.
+    A daemon that is down is a wcodec.DaemonUnavailable (a ConnectionError)
+    naming the socket; a path outside the daemon's roots a
+    wcodec.DaemonError (EDENIED). "auto": the daemon when its socket answers
+    and it accepts the path, else in-process.
 
-    threads: CPU decode threads (default: one per CPU).
+    threads: CPU decode threads of the in-process path (default: one per CPU).
     Raises FileNotFoundError, wcodec.WCodecError (a corrupt or truncated file,
     naming file and tensor), TypeError (a dtype this torch lacks).
     """
-    _check_via(via)
+    via = _check_via(via)
     _check_dtype(dtype)
     device = torch.device(device)
+    if via != 'local':
+        from . import _daemon
+        sd = _daemon.load(path, device, dtype, socket, required=via == 'daemon')
+        if sd is not None:
+            return sd
     with _lib.File(path) as f:
         infos = f.tensors()
         if device.type == 'cuda':

@@ -117,8 +117,10 @@ int wdt_daemon_start(wdt_daemon *d, const wdt_env *e, const char *config, const 
     snprintf(d->notify_path, sizeof d->notify_path, "%s/d%d.notify", e->dir, seq);
     FILE *f = fopen(d->conf, "w");
     if (!f) return perror(d->conf), -1;
-    fprintf(f, "[daemon]\nsocket = %s\nthreads = 2\nlog_level = debug\n[security]\nroots = %s\n%s\n", d->sock,
-            e->models, config ? config : "");
+    /* The CPU backend unless the test's config says otherwise (later keys
+     * win): the memfd tests mean the same on a host with a GPU. */
+    fprintf(f, "[daemon]\nsocket = %s\nthreads = 2\nlog_level = debug\nbackend = cpu\n[security]\nroots = %s\n%s\n",
+            d->sock, e->models, config ? config : "");
     fclose(f);
     d->notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -144,11 +146,13 @@ int wdt_daemon_start(wdt_daemon *d, const wdt_env *e, const char *config, const 
             prctl(PR_CAPBSET_DROP, CAP_SYS_RESOURCE, 0, 0, 0);
         }
         for (size_t i = 0; env_extra && env_extra[i]; i++) putenv((char *)env_extra[i]);
-        const char *argv[32] = {WDT_WCODECD, "--config", d->conf};
+        /* $WDT_WCODECD: a daemon elsewhere than this build tree (the GPU machine's copy) */
+        const char *exe = getenv("WDT_WCODECD") ? getenv("WDT_WCODECD") : WDT_WCODECD;
+        const char *argv[32] = {exe, "--config", d->conf};
         size_t n = 3;
         for (size_t i = 0; args && args[i] && n < 31; i++) argv[n++] = args[i];
         argv[n] = NULL;
-        execv(WDT_WCODECD, (char **)argv);
+        execv(exe, (char **)argv);
         _exit(127);
     }
     if (!wdt_notify_wait(d, "READY=1", 20000, NULL, 0)) {

@@ -153,9 +153,83 @@ static void test_interleaved(void **state)
     free(got);
 }
 
+/* The pipeline's overlap: batch k+1's reads are submitted before batch
+ * k's are waited for, two jobs always in flight, waited for in order; every
+ * read of both must land in its own buffer, whichever thread ran it. */
+static void test_two_jobs_in_flight(void **state)
+{
+    (void)state;
+    io_pool p;
+    assert_int_equal(wcg_io_start(&p, 3), 0);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    p.fd = fd;
+    enum { ROUNDS = 60, READS = 7, CHUNK = 64 * 1024 };
+    uint8_t *got[2] = {malloc(READS * CHUNK), malloc(READS * CHUNK)};
+    io_task rd[2][READS];
+    uint64_t base[2], ticket[2];
+    for (int round = 0; round <= ROUNDS; round++) {
+        const int cur = round & 1, prev = cur ^ 1;
+        if (round < ROUNDS) {
+            base[cur] = (uint64_t)round * 7919 % (FILE_BYTES - READS * CHUNK);
+            for (int k = 0; k < READS; k++)
+                rd[cur][k] = (io_task){.kind = 0, .off = base[cur] + (uint64_t)k * CHUNK, .len = CHUNK,
+                                       .dst = got[cur] + k * CHUNK};
+            memset(got[cur], 0, READS * CHUNK);
+            ticket[cur] = wcg_io_submit(&p, rd[cur], READS);
+        }
+        if (round) {
+            wcg_io_wait(&p, ticket[prev]);
+            for (int k = 0; k < READS; k++) assert_int_equal(rd[prev][k].result, 0);
+            assert_memory_equal(got[prev], data + base[prev], READS * CHUNK);
+        }
+    }
+    wcg_io_stop(&p);
+    close(fd);
+    free(got[0]);
+    free(got[1]);
+}
+
+/* A record hashed from memory (kind 2): its head and its streams already
+ * in buffers, the rest read from the file; each task counts down the ring
+ * slot it reads, and a wrong hash is WC_ECHECKSUM. */
+static void test_hash_in_memory(void **state)
+{
+    (void)state;
+    io_pool p;
+    assert_int_equal(wcg_io_start(&p, 2), 0);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    p.fd = fd;
+    unsigned pending = 0;
+    enum { N = 12 };
+    for (int k = 0; k < N; k++) {
+        /* a "record" at off of len bytes: head, streams (a copy, as in the ring), tail from the file */
+        const uint64_t off = (uint64_t)k * 200003 % (FILE_BYTES / 2), len = 65536 + (uint64_t)k * 40009;
+        const uint64_t head = 100 + k, tail = k % 3 ? 0 : 777;
+        uint8_t *copy = malloc(len);
+        memcpy(copy, data + off + head, len - head - tail);
+        io_task h = {.kind = 2, .head = data + off, .head_len = head, .src = copy, .src_len = len - head - tail,
+                     .off = off + len - tail, .len = tail, .hash = XXH3_64bits(data + off, len) ^ (k == 5),
+                     .tensor = (size_t)k, .pending = &pending};
+        assert_int_equal(wcg_io_queue(&p, &h), 0);
+        wcg_io_wait_pending(&p, &pending);
+        assert_int_equal(pending, 0);
+        free(copy); /* nothing reads it once the count is down */
+    }
+    io_task bad;
+    assert_true(wcg_io_bg_failed(&p, true, &bad));
+    assert_int_equal(bad.tensor, 5);
+    assert_int_equal(bad.result, WC_ECHECKSUM);
+    wcg_io_stop(&p);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_pread),
-                                       cmocka_unit_test(test_interleaved)};
+                                       cmocka_unit_test(test_interleaved),
+                                       cmocka_unit_test(test_two_jobs_in_flight),
+                                       cmocka_unit_test(test_hash_in_memory)};
     return cmocka_run_group_tests(tests, setup, teardown) ? 1 : 0;
 }

@@ -42,8 +42,6 @@ def check_errors(enc, tmp, device):
             return e
         raise AssertionError(f'no {exc.__name__}')
     load = wcodec.load_wcodec_checkpoint
-    raises(NotImplementedError, lambda: load(enc, device=device, via='daemon'), 'GPU daemon',
-           'inprocess')
     raises(ValueError, lambda: load(enc, via='socket'), 'via')
     raises(ValueError, lambda: load(enc, dtype=torch.int8), 'dtype')
     raises(FileNotFoundError, lambda: load(os.path.join(tmp, 'absent.wcodec'), device=device))
@@ -64,7 +62,7 @@ def check_errors(enc, tmp, device):
         raises(TypeError, lambda: load(enc16, device=device), "'u'", 'U16')
     else:
         assert load(enc16)['u'].tolist() == list(range(5))
-    print('daemon path, bad via/dtype, missing file, corrupt record, U16: Python exceptions')
+    print('bad via/dtype, missing file, corrupt record, U16: Python exceptions')
 
 
 def main():

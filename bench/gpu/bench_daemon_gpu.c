@@ -1,0 +1,166 @@
+/* wcodecd on the GPU, from a client's side (issue 19).
+ *
+ *   bench_daemon_gpu cold|warm SOCKET MODEL.wcodec [DEVICE]
+ *   bench_daemon_gpu single SOCKET MODEL.wcodec ITERS [DEVICE]
+ *
+ * cold: connect, open, one get of every tensor on DEVICE (default 0), until
+ *   every tensor's device pointer is in hand: what a first inference process
+ *   waits for when the daemon has to decode the model.
+ * warm: the same against a resident model, split: connect + Hello, open, the
+ *   first get (round trip, the arenas' import and map, the client's own
+ *   work), and a second get of the same tensors on the same connection (no
+ *   import: the connection maps the arenas already); imports = first -
+ *   second.
+ * single: ITERS gets of one cached tensor (the model's largest), each
+ *   followed by its release: p50 and p99 of the get; first while the
+ *   connection holds the whole model (its arenas stay imported: an inference
+ *   process asking for one more tensor), then holding nothing (each get
+ *   imports the arena again, each release unmaps it).
+ * One key=value line each, for scripts. Timings only: bytes are checked by
+ * the gpu suite (tests/gpu/test_daemon_gpu.c). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <wcodec/wcodec_client.h>
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void die(int r, const wc_err *e, const char *what)
+{
+    if (!r) return;
+    fprintf(stderr, "bench_daemon_gpu: %s: %s (%s)\n", what, e->msg, wc_client_strerror(r));
+    exit(1);
+}
+
+static int cmpd(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int get_all(wc_client *c, uint64_t model, int device, wc_client_tensor ***ts, size_t *n, wc_err *e)
+{
+    wc_client_get_opts o;
+    wc_client_get_opts_default(&o);
+    o.device = device;
+    return wc_client_get2(c, model, WC_SELECT_ALL, NULL, 0, &o, ts, n, e);
+}
+
+static const char *kind_name(wc_location_kind k)
+{
+    return k == WC_LOC_MEMFD ? "memfd" : k == WC_LOC_CUDA_VMM ? "cuda_vmm" : "cuda_ipc";
+}
+
+static int bench_load(const char *mode, const char *sock, const char *path, int device)
+{
+    wc_err e = {0};
+    double t0 = now();
+    wc_client *c;
+    die(wc_client_connect(&c, sock, &e), &e, "connect");
+    double t1 = now();
+    wc_client_model m;
+    die(wc_client_open(c, path, &m, &e), &e, "open");
+    double t2 = now();
+    wc_client_tensor **ts, **ts2;
+    size_t n, n2;
+    die(get_all(c, m.id, device, &ts, &n, &e), &e, "get");
+    double t3 = now();
+    die(get_all(c, m.id, device, &ts2, &n2, &e), &e, "second get");
+    double t4 = now();
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < n; i++) bytes += ts[i]->size + ts[i]->n_scales * 4;
+    printf("daemon_%s model=%s tensors=%zu bytes=%llu kind=%s total_ms=%.3f connect_ms=%.3f open_ms=%.3f "
+           "get_ms=%.3f get_again_ms=%.3f imports_ms=%.3f GBps=%.1f\n",
+           mode, path, n, (unsigned long long)bytes, n ? kind_name(ts[0]->location) : "none", (t3 - t0) * 1e3,
+           (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, (t4 - t3) * 1e3, ((t3 - t2) - (t4 - t3)) * 1e3,
+           bytes / (t3 - t0) / 1e9);
+    die(wc_client_release(c, ts2, n2, &e), &e, "release");
+    die(wc_client_release(c, ts, n, &e), &e, "release");
+    wc_client_tensors_free(ts);
+    wc_client_tensors_free(ts2);
+    wc_client_stats s;
+    die(wc_client_stats_get(c, &s, &e), &e, "stats");
+    printf("daemon_stats rss_MB=%.1f cached_MB=%.1f decodes=%llu hits=%llu\n", s.rss_bytes / 1048576.0,
+           s.cached_bytes / 1048576.0, (unsigned long long)s.decodes, (unsigned long long)s.hits);
+    wc_client_close(c);
+    return 0;
+}
+
+static void single_loop(wc_client *c, uint64_t model, const char *name, int iters, int device, const char *mode,
+                        uint64_t bytes)
+{
+    wc_err e = {0};
+    wc_client_get_opts o;
+    wc_client_get_opts_default(&o);
+    o.device = device;
+    double *t = malloc(sizeof *t * (size_t)iters);
+    wc_location_kind kind = 0;
+    for (int k = -1; k < iters; k++) {
+        wc_client_tensor **ts;
+        size_t nt;
+        double a = now();
+        die(wc_client_get2(c, model, WC_SELECT_NAMES, &name, 1, &o, &ts, &nt, &e), &e, "get");
+        double b = now();
+        if (k >= 0) t[k] = b - a; /* the first decodes it, if needed */
+        kind = ts[0]->location;
+        die(wc_client_release(c, ts, nt, &e), &e, "release");
+        wc_client_tensors_free(ts);
+    }
+    qsort(t, (size_t)iters, sizeof *t, cmpd);
+    printf("daemon_single mode=%s tensor=%s bytes=%llu kind=%s iters=%d p50_us=%.1f p99_us=%.1f max_us=%.1f\n", mode,
+           name, (unsigned long long)bytes, kind_name(kind), iters, t[iters / 2] * 1e6, t[(int)(iters * 0.99)] * 1e6,
+           t[iters - 1] * 1e6);
+    free(t);
+}
+
+static int bench_single(const char *sock, const char *path, int iters, int device)
+{
+    wc_err e = {0};
+    wc_client *c;
+    die(wc_client_connect(&c, sock, &e), &e, "connect");
+    wc_client_model m;
+    die(wc_client_open(c, path, &m, &e), &e, "open");
+    wc_client_tensor_info *in;
+    size_t n;
+    die(wc_client_list(c, m.id, NULL, &in, &n, &e), &e, "list");
+    size_t big = 0;
+    for (size_t i = 1; i < n; i++)
+        if (in[i].out_bytes > in[big].out_bytes) big = i;
+    wc_client_tensor **all;
+    size_t n_all;
+    die(get_all(c, m.id, device, &all, &n_all, &e), &e, "get all");
+    single_loop(c, m.id, in[big].name, iters, device, "model_held", in[big].out_bytes);
+    die(wc_client_release(c, all, n_all, &e), &e, "release");
+    wc_client_tensors_free(all);
+    single_loop(c, m.id, in[big].name, iters / 4 > 0 ? iters / 4 : 1, device, "nothing_held", in[big].out_bytes);
+    wc_client_list_free(in, n);
+    wc_client_close(c);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        printf("usage: bench_daemon_gpu cold|warm SOCKET MODEL.wcodec [DEVICE]\n"
+               "       bench_daemon_gpu single SOCKET MODEL.wcodec ITERS [DEVICE]\n"
+               "Times a whole model or one tensor mapped from wcodecd's GPU backend (see the file's head).\n");
+        return 0;
+    }
+    if (argc < 4) {
+        fprintf(stderr, "usage: bench_daemon_gpu cold|warm|single SOCKET MODEL.wcodec [ITERS] [DEVICE]\n");
+        return 2;
+    }
+    if (!strcmp(argv[1], "cold") || !strcmp(argv[1], "warm"))
+        return bench_load(argv[1], argv[2], argv[3], argc > 4 ? atoi(argv[4]) : 0);
+    if (!strcmp(argv[1], "single") && argc > 4)
+        return bench_single(argv[2], argv[3], atoi(argv[4]), argc > 5 ? atoi(argv[5]) : 0);
+    fprintf(stderr, "bench_daemon_gpu: unknown mode %s\n", argv[1]);
+    return 2;
+}

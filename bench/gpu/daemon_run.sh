@@ -1,0 +1,89 @@
+#!/bin/bash
+# wcodecd on the GPU (issue 19), run on the GPU machine (the `device` tool) from the checkout's root.
+# Stages:
+#   tests   the daemon's GPU tests (both hand-off modes) and the daemon's decode under compute-sanitizer
+#   bench   the synthetic 7B-class model (SYNTHETIC: made by make_synth.py) in one call: the floor
+#           (bench_floor), the in-process load (bench_gpu e2e), safetensors INT8 and bf16, and through
+#           wcodecd: cold (3 times, the model evicted between), the daemon's peak RSS, warm (a new
+#           process each, 5 times; VMM and legacy hand-off), single cached tensors (p50/p99)
+# Carry: build-run (stripped binaries of a `build-gpu` release build in the build folder's layout:
+# libwcodec.so*, client/libwcodec-client.so*, client/wcodecctl, daemon/wcodecd, tools/wcodec,
+# bench/gpu/{bench_gpu,bench_floor,bench_daemon_gpu}, tests/gpu/*), .devdeps (the Debian runtime
+# libraries: libuv1 libprotobuf-c1 libcmocka0 libjson-c5 libxxhash0 libinih1 libsystemd0).
+# Logs go to $OUT, a table last in $OUT/summary.txt.
+set -u
+OUT=${OUT:-/tmp/out}
+mkdir -p /tmp/deps "$OUT"
+for f in .devdeps/*.deb; do dpkg -x "$f" /tmp/deps; done
+B=build-run
+export LD_LIBRARY_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu:$PWD/$B:$PWD/$B/client
+T=/tmp/wcb; mkdir -p $T; S=$OUT/summary.txt
+chk() { local n=$1; shift; SECONDS=0; "$@" > $OUT/$n.log 2>&1; local rc=$?; echo "$n rc=$rc ${SECONDS}s" | tee -a $S; [ $rc = 0 ] || [ $rc = 77 ] || tail -25 $OUT/$n.log | tee -a $S; }
+# start_daemon NAME ARGS...: wcodecd on $T/NAME.sock serving $T, ready when wcodecctl status answers
+start_daemon() {
+    local name=$1; shift
+    rm -f $T/$name.sock
+    "$@" -s $T/$name.sock -r $T -u '*' -l notice > $OUT/$name.log 2>&1 &
+    DPID=$!
+    for i in $(seq 1 300); do
+        $B/client/wcodecctl -s $T/$name.sock status > /dev/null 2>&1 && return 0
+        kill -0 $DPID 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "$name: wcodecd did not start" | tee -a $S; tail -5 $OUT/$name.log | tee -a $S
+    return 1
+}
+stop_daemon() { kill -TERM $DPID 2>/dev/null; wait $DPID 2>/dev/null; }
+hwm() { grep -E 'VmHWM' /proc/$DPID/status | awk '{printf "%.1f", $2/1024}'; }
+for stage in "$@"; do
+case $stage in
+tests)
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a $S
+    $B/tools/wcodec encode -q -f examples/ppocrv4-rec/model.safetensors -o $T/example.wcodec
+    export WDT_WCODECD=$PWD/$B/daemon/wcodecd WDT_MODEL=$PWD/examples/ppocrv4-rec/model.safetensors
+    chk test_daemon_gpu timeout 400 $B/tests/daemon/test_daemon_gpu
+    grep -E "^ok|FAIL|map" $OUT/test_daemon_gpu.log | head -20 | tee -a $S
+    chk test_gpu_share $B/tests/gpu/test_gpu_share $T/example.wcodec
+    # the same inside wcodecd.service's seccomp rules, and with the PTX JIT forced
+    chk gpu_share_unit_sandbox env ASAN_OPTIONS=detect_leaks=0 $B/tests/gpu/unit_sandbox $B/tests/gpu/test_gpu_share $T/example.wcodec
+    chk gpu_share_unit_sandbox_jit env ASAN_OPTIONS=detect_leaks=0 CUDA_FORCE_PTX_JIT=1 $B/tests/gpu/unit_sandbox $B/tests/gpu/test_gpu_share $T/example.wcodec
+    # the daemon's decode under memcheck: a whole model through it, compared by a client
+    start_daemon san compute-sanitizer --tool memcheck --error-exitcode 9 $B/daemon/wcodecd --backend gpu &&
+    chk san_get $B/client/wcodecctl -s $T/san.sock get --device 0 $T/example.wcodec --all -- stats
+    grep -E "cuda|backend|GPU" $OUT/san_get.log | head -4 | tee -a $S
+    stop_daemon; echo "daemon under memcheck: $(grep -E 'ERROR SUMMARY' $OUT/san.log | tail -1)" | tee -a $S
+    ;;
+bench)
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a $S
+    SECONDS=0
+    [ -f $T/synth7b_int8.safetensors ] || PYTHONUNBUFFERED=1 python3 bench/gpu/make_synth.py $T --bf16 > $OUT/synth.log 2>&1
+    echo "synth (SYNTHETIC 7B-class) made in ${SECONDS}s" | tee -a $S
+    [ -f $T/synth7b.wcodec ] || /usr/bin/time -f "encode_s=%e encode_rss_MB=%M" $B/tools/wcodec encode -q -f $T/synth7b_int8.safetensors -o $T/synth7b.wcodec 2>&1 | tee -a $S
+    F=$T/synth7b.wcodec
+    ls -l $F | tee -a $S
+    $B/bench/gpu/bench_floor $F 14 3 | tee -a $S
+    $B/bench/gpu/bench_gpu e2e $F 3 | tee -a $S
+    python3 bench/gpu/st_load.py $T/synth7b_int8.safetensors 3 | tee -a $S
+    # wcodecd on the GPU: cold 3 times (the model evicted between: the daemon stays warm)
+    for ipc in vmm legacy; do
+        start_daemon d_$ipc $B/daemon/wcodecd --backend gpu --set gpu.ipc=$ipc --set gpu.budget=60G || continue
+        if [ $ipc = vmm ]; then
+            for k in 1 2 3; do
+                $B/bench/gpu/bench_daemon_gpu cold $T/d_$ipc.sock $F | tee -a $S
+                echo "daemon peak RSS after cold $k: VmHWM_MB=$(hwm)" | tee -a $S
+                [ $k = 3 ] || $B/client/wcodecctl -s $T/d_$ipc.sock evict > /dev/null
+            done
+        else
+            $B/bench/gpu/bench_daemon_gpu cold $T/d_$ipc.sock $F | tee -a $S
+        fi
+        for k in 1 2 3 4 5; do $B/bench/gpu/bench_daemon_gpu warm $T/d_$ipc.sock $F | tee -a $S; done
+        $B/bench/gpu/bench_daemon_gpu single $T/d_$ipc.sock $F 2000 | tee -a $S
+        $B/client/wcodecctl -s $T/d_$ipc.sock stats > $OUT/stats_$ipc.txt 2>&1
+        echo "daemon $ipc VmHWM_MB=$(hwm)" | tee -a $S
+        stop_daemon
+    done
+    python3 bench/gpu/st_load.py $T/synth7b_bf16.safetensors 3 | tee -a $S
+    ;;
+esac
+done
+echo "==== summary"; cat $S

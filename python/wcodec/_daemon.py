@@ -1,0 +1,256 @@
+"""via="daemon": state_dicts over tensors that wcodecd decoded and keeps
+resident, mapped into this process without a copy (libwcodec-client).
+
+Lifetime: every tensor mapped from a get holds (through the object that
+carries its array interface) the get's Lease, which holds the Connection.
+When the last of those tensors is freed the Lease ends its leases
+(wc_client_release) and the Connection, once no Lease of it remains, is
+closed. Tensors that were copied (to another device, or dequantized) hold
+nothing: when every output of a get is a copy the leases end before the
+state_dict is returned.
+
+Memory kinds (wc_client_tensor.location):
+- memfd: a read-only shared mapping. The tensors are CPU tensors over it,
+  made through numpy (torch.from_numpy of an array over the mapping): torch
+  1.13 warns for read-only numpy arrays and buffers, and has no read-only
+  tensors, so the array is declared writable. Writing into such a tensor
+  (an in-place op) kills the process with SIGSEGV: clone() it first.
+- CUDA VMM / IPC: device pointers valid in the device's primary context,
+  PyTorch's; wrapped through __cuda_array_interface__ (torch.as_tensor),
+  which keeps the carrier object, and so the Lease, alive.
+"""
+import concurrent.futures
+import logging
+import os
+
+import numpy as np
+import torch
+
+from . import _client, _lib
+from .torch_io import _DEQUANT, _FLOATS, _torch_dtype
+
+log = logging.getLogger('wcodec')
+
+# An integer type of each element size carries the bytes; the torch dtype is
+# a view of it (bf16 has no numpy or array-interface type string).
+_CARRIER = {1: '|u1', 2: '<i2', 4: '<i4', 8: '<i8'}
+
+
+class _Mapped:
+    """Carries the array interface of leased memory, and the Lease: numpy
+    (base of the array) or torch (its deleter) keeps this object alive as
+    long as the tensor, and so the lease."""
+    __slots__ = ('__array_interface__', '__cuda_array_interface__', 'lease')
+
+    def __init__(self, lease, ptr, count, typestr, cuda):
+        iface = {'shape': (count,), 'typestr': typestr, 'data': (ptr, False), 'strides': None}
+        if cuda:
+            iface['version'] = 2  # no stream: the daemon's memory is complete when it answers
+            self.__cuda_array_interface__ = iface
+        else:
+            iface['version'] = 3
+            self.__array_interface__ = iface
+        self.lease = lease
+
+
+def _wrap(lease, ptr, nbytes, shape, dtype, device, what):
+    """A tensor of `dtype` and `shape` over nbytes of leased memory at ptr."""
+    item = torch.empty((), dtype=dtype).element_size()
+    count = 1
+    for d in shape:
+        count *= d
+    if count * item != nbytes:
+        raise _client.DaemonError(-65, f'{what}: the daemon mapped {nbytes} bytes for '
+                                       f'{list(shape)} of {dtype}')
+    if count == 0:
+        return torch.empty(shape, dtype=dtype, device=device)
+    holder = _Mapped(lease, ptr, count, _CARRIER[item], device.type == 'cuda')
+    if device.type == 'cuda':
+        t = torch.as_tensor(holder, device=device)
+    else:
+        t = torch.from_numpy(np.asarray(holder))
+    if t.dtype != dtype:
+        t = t.view(dtype)
+    return t.view(shape)
+
+
+def _dequant(g, q, s, dtype):
+    """q x s[row] as dtype, a new tensor on q's device: wc_gpu_dequant (a
+    wc_gpu of q's kind: CUDA for device memory, CPU for host memory) where
+    libwcodec has it, else the same rule in PyTorch ((q.float() * s[:, None])
+    .to(dtype): docs/FORMAT.md, "Dequantized output")."""
+    rows = q.shape[0] if q.dim() else 1
+    cols = q.numel() // rows if rows else 0
+    if g is not None and q.numel():
+        w = torch.empty(q.shape, dtype=dtype, device=q.device)
+        g.dequant(q.data_ptr(), s.data_ptr() if s is not None else None, rows, cols, _DEQUANT[dtype],
+                  w.data_ptr())
+        return w
+    w = q.reshape(rows, cols).to(torch.float32)
+    if s is not None:
+        w = w * s[:, None]
+    return w.to(dtype).reshape(q.shape)
+
+
+class _Builder:
+    """Turns the TensorViews of one Lease into (name, tensor) pairs on
+    `device`, dequantized when dtype is set; knows whether any output still
+    maps the lease."""
+
+    def __init__(self, path, lease, device, dtype, codings):
+        self.path, self.lease, self.device, self.dtype = path, lease, device, dtype
+        self.codings = codings  # {name: coded} where it had to be asked, else None
+        self.kept = False       # an output maps leased memory
+        self.cuda_devices = set()
+        self._gpu = {}
+
+    def close(self):
+        for g in self._gpu.values():
+            g.close()
+
+    def _gpu_for(self, dev):
+        """The wc_gpu that dequantizes memory of dev (None: PyTorch does):
+        the CUDA backend on that device, the CPU backend for host memory
+        (libwcodec's CPU dequant, safe from many threads; made before any
+        thread asks, by cpu_pool)."""
+        if not _lib.HAVE_GPU_DEQUANT:
+            return None
+        key = dev.index if dev.type == 'cuda' else 'cpu'
+        if key not in self._gpu:
+            if dev.type == 'cuda':
+                torch.cuda.synchronize(dev)  # wc_gpu works on its own streams
+                self._gpu[key] = _lib.Gpu(device=dev.index)
+            else:
+                self._gpu[key] = _lib.Gpu(require_gpu=False, force_cpu=True)
+        return self._gpu[key]
+
+    def _coded(self, v):
+        if v.n_scales or (v.out_dtype == 'I8' and v.dtype != 'I8'):
+            return True
+        if v.out_dtype != 'I8' or self.codings is None:
+            return False
+        return self.codings.get(v.name, False)  # an INT8 source coded without scales
+
+    def tensors(self, v):
+        where = torch.device('cuda', v.device) if v.on_cuda else torch.device('cpu')
+        if v.on_cuda:
+            self.cuda_devices.add(where)
+        what = f'{self.path}: tensor {v.name!r}'
+        q = _wrap(self.lease, v.data, v.size, v.shape, _torch_dtype(self.path, v, v.out_dtype), where,
+                  what)
+        s = (_wrap(self.lease, v.scales, 4 * v.n_scales, (v.n_scales,), torch.float32, where,
+                   what + ' scales') if v.n_scales else None)
+        if self.dtype is not None:
+            # new tensors: the leases can end once all are made
+            if self._coded(v):
+                out = [(v.name, _dequant(self._gpu_for(where), q, s, self.dtype))]
+            elif v.dtype in _FLOATS:
+                out = [(v.name, q.to(self.dtype, copy=True))]
+            else:
+                out = [(v.name, q.clone())]
+            return [(k, t.to(self.device)) for k, t in out]
+        out = [(v.name, q)] + ([(v.name + '_scale', s)] if s is not None else [])
+        if where == self.device or (where.type == self.device.type == 'cpu'):
+            self.kept = True
+            return out
+        # the daemon answered memfd for a device: copied there
+        return [(k, t.to(self.device)) for k, t in out]
+
+
+def _device_index(device):
+    if device.type != 'cuda':
+        return -1
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+def state_dict(conn, model_id, path, device, dtype, names=None):
+    """{name: tensor} of one get from the daemon (all tensors, or `names`),
+    laid out as load_wcodec_checkpoint's; see the module's docstring for
+    what the tensors hold."""
+    if device.type == 'cuda' and device.index is None:
+        device = torch.device('cuda', torch.cuda.current_device())
+    index = _device_index(device)
+    try:
+        lease = conn.get(model_id, names, device=index)
+    except _client.DaemonError as e:
+        if index < 0 or e.code != _lib.ENODEV:
+            raise
+        # this client cannot map device memory (built without CUDA, no
+        # libcuda): host memory, copied to the device below
+        log.debug('%s: %s: mapping host memory and copying to %s', path, e, device)
+        lease = conn.get(model_id, names, device=-1)
+    views = [v for v in lease.tensors if v.name != _lib.METADATA_NAME]
+    codings = None
+    if dtype is not None and any(v.out_dtype == 'I8' and v.dtype == 'I8' and not v.n_scales
+                                 for v in views):
+        codings = conn.codings(model_id)
+    b = _Builder(path, lease, device, dtype, codings)
+    try:
+        if dtype is not None and not any(v.on_cuda for v in views) and len(views) > 1:
+            # host memory dequantized on the CPU: one tensor a thread (ctypes
+            # and torch drop the GIL), as the in-process CPU path decodes
+            b._gpu_for(torch.device('cpu'))
+            with concurrent.futures.ThreadPoolExecutor(min(len(views), os.cpu_count() or 1)) as pool:
+                items = [kv for part in pool.map(b.tensors, views) for kv in part]
+        else:
+            items = [kv for v in views for kv in b.tensors(v)]
+    except BaseException:
+        lease.release()  # what was built goes with the exception
+        raise
+    finally:
+        b.close()
+    # a kernel may still read device memory of the lease when it ends
+    for dev in b.cuda_devices:
+        lease.hooks.append(lambda dev=dev: torch.cuda.synchronize(dev))
+    if not b.kept:
+        lease.release()
+    return dict(items)
+
+
+def check_path(path):
+    """The absolute path the daemon is to open; the errors the in-process
+    path gives for a missing file or a folder."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(2, 'No such file', path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(21, 'a .wcodec file is needed, not a folder', path)
+    return os.path.abspath(path)
+
+
+def open_model(path, socket, required):
+    """(Connection, model id) for `path`, or None where via="auto" decodes
+    in-process instead: nothing answers on the socket, or the daemon refuses
+    the path (outside its roots). With required, those raise
+    DaemonUnavailable / DaemonError naming the socket or the path."""
+    apath = check_path(path)
+    try:
+        conn = _client.Connection(socket)
+    except _client.DaemonUnavailable as e:
+        if required:
+            raise
+        log.debug('via="auto": no daemon (%s): decoding in-process', e)
+        return None
+    try:
+        model_id, _ = conn.open(apath)
+    except _client.DaemonError as e:
+        conn.close()  # nothing leased: an exception kept by the caller must not keep it open
+        if required or e.code != _client.EDENIED:
+            raise
+        log.info('via="auto": the daemon at %s refuses %s (%s): decoding in-process', conn.socket,
+                 apath, e)
+        return None
+    return conn, model_id
+
+
+def load(path, device, dtype, socket, required):
+    """load_wcodec_checkpoint through the daemon, or None (see open_model)."""
+    opened = open_model(path, socket, required)
+    if opened is None:
+        return None
+    conn, model_id = opened
+    try:
+        return state_dict(conn, model_id, os.fspath(path), device, dtype)
+    except BaseException:
+        conn.close()  # the get failed or was released: no lease of conn is alive
+        raise
