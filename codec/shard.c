@@ -38,11 +38,9 @@ static int check_dim(const wc_entry *e, const wc_part *p, const char *label, wc_
 int wc_part_shard(const wc_entry *e, int dim, uint32_t rank, uint32_t n, const char *label, wc_part *p, wc_err *err)
 {
     *p = (wc_part){.dim = dim, .rank = rank, .n = n};
-    if (n == 0 || rank >= n) {
-        char what[WC_MAX_NAME + 256];
-        wc_part_what(what, sizeof what, label, e, p);
-        return wc_fail(err, WC_EINVAL, "%s: rank %u is not below the number of shards %u", what, rank, n);
-    }
+    if (n == 0 || rank >= n) /* not wc_part_what's: n 0 is a slice there */
+        return wc_fail(err, WC_EINVAL, "%s: tensor '%s': shard %u of %u along dim %d: rank %u is not below the number "
+                       "of shards %u", label, e->name, rank, n, dim, rank, n);
     int r = check_dim(e, p, label, err);
     if (r) return r;
     if (n == 1) p->len = e->ndim && dim >= 0 && (uint32_t)dim < e->ndim ? e->shape[dim] : 1;

@@ -486,6 +486,7 @@ static void test_bad_requests(void **state)
     assert_int_equal(wc_decode_tensor_shard(f, m, 0, 2, 2, buf, sizeof buf, NULL, 0, &err), WC_EINVAL);
     assert_true(th_msg_has(err.msg, "args.wcodec", "'noise.weight'", "shard 2 of 2", "rank", NULL));
     assert_int_equal(wc_shard_info_get(f, m, 0, 0, 0, &si, &err), WC_EINVAL);
+    assert_true(th_msg_has(err.msg, "'noise.weight'", "shard 0 of 0 along dim 0", "number of shards 0", NULL));
     assert_int_equal(wc_shard_info_get(f, m, 2, 0, 2, &si, &err), WC_EINVAL);
     assert_true(th_msg_has(err.msg, "'noise.weight'", "along dim 2", "dim 0 or 1", NULL));
     assert_int_equal(wc_shard_info_get(f, m, -1, 0, 2, &si, &err), WC_EINVAL);
