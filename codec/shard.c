@@ -123,36 +123,54 @@ void wc_shard_tiles(const wc_rec *rec, const wc_shard_rect *s, uint8_t *need)
     }
 }
 
-int wc_shard_tile_rows(const wc_rec *rec, const wc_shard_rect *s, uint64_t *tr0, uint64_t *tr1)
+int wc_shard_plan_subs(const wc_rec *rec, const wc_shard_rect *s, wc_shard_plan *p)
 {
     const wc_entry *e = rec->e;
     uint8_t *need = calloc(e->n_tiles, 1);
     if (!need) return WC_ENOMEM;
     wc_shard_tiles(rec, s, need);
-    *tr0 = UINT64_MAX, *tr1 = 0;
-    for (uint32_t t = 0; t < e->n_tiles; t++)
-        if (need[t]) {
-            const uint64_t tr = t / e->tiles_across;
-            if (tr < *tr0) *tr0 = tr;
-            if (tr > *tr1) *tr1 = tr;
-        }
+    uint64_t tr0 = UINT64_MAX, tr1 = 0, tc0 = UINT64_MAX, tc1 = 0;
+    bool top = false;
+    for (uint32_t t = 0; t < e->n_tiles; t++) {
+        if (!need[t]) continue;
+        const uint64_t tr = t / e->tiles_across, tc = t % e->tiles_across;
+        if (tr < tr0) tr0 = tr;
+        if (tr > tr1) tr1 = tr;
+        if (tc < tc0) tc0 = tc;
+        if (tc > tc1) tc1 = tc;
+        top |= uses_top(WC_MODE_PRED(wc_rec_mode(rec, t)));
+    }
     free(need);
+    /* part of the columns, and nothing reads a row above: a tensor per row
+     * of tiles, whose tiles are contiguous in the record */
+    const bool per_row = (tc0 > 0 || tc1 + 1 < e->tiles_across) && !top;
+    if (!per_row) tc0 = 0, tc1 = e->tiles_across - 1;
+    *p = (wc_shard_plan){.tr0 = tr0, .tr1 = tr1, .tc0 = tc0, .tc1 = tc1, .per_row = per_row,
+                         .n_subs = per_row ? tr1 - tr0 + 1 : 1};
     return 0;
+}
+
+void wc_shard_plan_sub(const wc_shard_plan *p, uint64_t k, uint64_t *tr0, uint64_t *tr1)
+{
+    *tr0 = p->per_row ? p->tr0 + k : p->tr0;
+    *tr1 = p->per_row ? p->tr0 + k : p->tr1;
 }
 
 static uint64_t align8(uint64_t n) { return (n + 7) & ~(uint64_t)7; }
 
-int wc_shard_rows_tensor(const wc_entry *e, const wc_rec *rec, const uint8_t *head, uint64_t tr0, uint64_t tr1,
-                         char *name, wc_entry *ve, uint8_t **vhead)
+int wc_shard_sub_tensor(const wc_entry *e, const wc_rec *rec, const uint8_t *head, uint64_t tr0, uint64_t tr1,
+                        uint64_t tc0, uint64_t tc1, char *name, wc_entry *ve, uint8_t **vhead)
 {
     const uint64_t R0 = tr0 * e->tile_rows, R1 = (tr1 + 1) * e->tile_rows < e->rows ? (tr1 + 1) * e->tile_rows : e->rows;
-    const uint64_t vrows = R1 - R0;
-    const uint32_t T0 = (uint32_t)(tr0 * e->tiles_across), T1 = (uint32_t)((tr1 + 1) * e->tiles_across);
-    const uint32_t nt = T1 - T0;
+    const uint64_t C0 = tc0 * e->tile_cols, C1 = (tc1 + 1) * e->tile_cols < e->cols ? (tc1 + 1) * e->tile_cols : e->cols;
+    const uint64_t vrows = R1 - R0, across = tc1 + 1 - tc0;
+    const uint32_t nt = (uint32_t)((tr1 + 1 - tr0) * across);
+    const uint32_t T0 = (uint32_t)(tr0 * e->tiles_across + tc0), Tend = (uint32_t)(tr1 * e->tiles_across + tc1 + 1);
     const uint64_t ss = e->flags & WC_ENTRY_HAS_SCALES ? 4 * vrows : 0, ms = e->n_tables > 1 ? vrows : 0;
     const uint64_t tlen = e->index_off - e->tables_off, tables_off = align8(ss + ms);
     const uint64_t index_off = tables_off + tlen, tiles_off = index_off + (uint64_t)WC_TILE_ENTRY * nt;
-    const uint64_t b0 = wc_rec_begin(rec, T0), b1 = wc_rec_begin(rec, T1);
+    const uint64_t b0 = wc_rec_begin(rec, T0), b1 = wc_rec_begin(rec, Tend);
+    if (Tend - T0 != nt) return WC_EINVAL; /* tiles not contiguous in the record */
     uint8_t *h = calloc(tiles_off, 1);
     if (!h) return WC_ENOMEM;
     memcpy(h, head + 4 * R0, ss);
@@ -167,9 +185,9 @@ int wc_shard_rows_tensor(const wc_entry *e, const wc_rec *rec, const uint8_t *he
     ve->name = name;
     ve->ndim = 2;
     memset(ve->shape, 0, sizeof ve->shape);
-    ve->shape[0] = ve->rows = vrows, ve->shape[1] = e->cols;
-    ve->numel = vrows * e->cols;
-    ve->tiles_down = (uint32_t)(tr1 + 1 - tr0), ve->n_tiles = nt;
+    ve->shape[0] = ve->rows = vrows, ve->shape[1] = ve->cols = C1 - C0;
+    ve->numel = vrows * ve->cols;
+    ve->tiles_down = (uint32_t)(tr1 + 1 - tr0), ve->tiles_across = (uint32_t)across, ve->n_tiles = nt;
     ve->tables_off = tables_off, ve->index_off = index_off, ve->tiles_off = tiles_off;
     ve->size = tiles_off + (b1 - b0);
     /* e's head is at least as long as this one (more rows, more tiles, the same tables) */

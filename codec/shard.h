@@ -4,6 +4,8 @@
 #ifndef WC_SHARD_H
 #define WC_SHARD_H
 
+#include <stdbool.h>
+
 #include "dsp.h"
 #include "format.h"
 #include "rec_reader.h"
@@ -48,24 +50,40 @@ void wc_part_what(char *buf, size_t size, const char *label, const wc_entry *e, 
  * n_tiles bytes, zeroed by the caller. */
 void wc_shard_tiles(const wc_rec *rec, const wc_shard_rect *s, uint8_t *need);
 
-/* The rows of tiles [tr0, tr1] that the rectangle's needed tiles span
- * (wc_shard_tiles; the rectangle not empty): 0 or WC_ENOMEM. */
-int wc_shard_tile_rows(const wc_rec *rec, const wc_shard_rect *s, uint64_t *tr0, uint64_t *tr1);
+/* How a decoder of whole tensors (the GPU's) decodes a shard: as tensors of
+ * their own made of tiles contiguous in the record (wc_shard_sub_tensor).
+ * Normally one: the rows of tiles [tr0, tr1] from the first the needed
+ * tiles (wc_shard_tiles) lie in to the last, every tile column. Where the
+ * needed tiles leave columns out and none reads a row above (top, avg,
+ * planar), one per row of tiles instead (per_row), of the tile columns
+ * [tc0, tc1]: a column shard of a tensor in tiles narrower than its rows
+ * then decodes only its columns (and those left of them that its tiles'
+ * left predictions reach). */
+typedef struct wc_shard_plan {
+    uint64_t tr0, tr1, tc0, tc1;
+    bool per_row;
+    uint64_t n_subs;
+} wc_shard_plan;
+/* The plan of the rectangle s (not empty): 0 or WC_ENOMEM. */
+int wc_shard_plan_subs(const wc_rec *rec, const wc_shard_rect *s, wc_shard_plan *p);
+/* Sub-tensor k's rows of tiles (its columns: [p->tc0, p->tc1]). */
+void wc_shard_plan_sub(const wc_shard_plan *p, uint64_t k, uint64_t *tr0, uint64_t *tr1);
 
-/* The rows of tiles [tr0, tr1] of the coded entry e (whose head `head` rec
- * parses) as a tensor of their own, for decoders that decode whole tensors
- * (the GPU's): *ve is e with its rows, tiles and sections, and an offset
- * such that its tile streams are where e's are in the file; *vhead (owned
- * by the caller, ve->tiles_off bytes) holds their rows' scales and row map,
- * e's tables, and their index entries with offsets from the first of their
- * streams. Its rows from the first are e's rows from tr0 x tile_rows, its
- * tiles from 0 e's from tr0 x tiles_across. Rows above it read as 0, which
- * only tiles a shard does not need read (their dependencies lie in these
- * rows). A top distance beyond its rows becomes its row count (the same
- * meaning: no row reads one of them). ve->name is `name`, ve->hash 0:
- * the record's checksum does not apply. 0 or WC_ENOMEM. */
-int wc_shard_rows_tensor(const wc_entry *e, const wc_rec *rec, const uint8_t *head, uint64_t tr0, uint64_t tr1,
-                         char *name, wc_entry *ve, uint8_t **vhead);
+/* The tiles [tr0, tr1] x [tc0, tc1] of the coded entry e (whose head `head`
+ * rec parses) as a tensor of their own: *ve is e with their rows, columns,
+ * tiles and sections, and an offset such that their streams are where e's
+ * are in the file; *vhead (owned by the caller, ve->tiles_off bytes) holds
+ * their rows' scales and row map, e's tables, and their index entries with
+ * offsets from the first of their streams. Its rows and columns from the
+ * first are e's from tr0 x tile_rows and tc0 x tile_cols. Values above it
+ * and left of it read as 0, which only tiles a shard does not need read
+ * (wc_shard_plan_subs). A top distance beyond its rows becomes its row
+ * count (the same meaning: no row reads one of them). ve->name is `name`,
+ * ve->hash 0: the record's checksum does not apply. The tiles must be
+ * contiguous in the record (every tile column, or one row of tiles):
+ * WC_EINVAL otherwise; WC_ENOMEM. */
+int wc_shard_sub_tensor(const wc_entry *e, const wc_rec *rec, const uint8_t *head, uint64_t tr0, uint64_t tr1,
+                        uint64_t tc0, uint64_t tc1, char *name, wc_entry *ve, uint8_t **vhead);
 
 /* wc_decode_tensor_shard with the routines of dsp; *bytes_read (if not
  * NULL) receives the bytes it read from the file (tests check that a shard

@@ -105,8 +105,9 @@ WC_API int wc_gpu_decode_file(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst
  * decoder): shard rank of n_shards along dim, n_shards 1 the whole tensor.
  * On the device a coded tensor's shard reads and decodes the rows of tiles
  * from the first its values depend on to the last it overlaps (every tile
- * of those rows), into out directly when they are exactly the shard, else
- * into a device buffer of the call from which the shard is copied. Like
+ * of those rows; only the columns it needs where its tiles read no row
+ * above), into out directly where they are the shard's columns, else into
+ * a device buffer of the call from which the shard is copied. Like
  * the CPU's, a shard (n_shards >= 2) is not checked against its record's
  * checksum; a whole tensor is where opts.verify_checksums says so. A raw
  * tensor's shard is read on the host and copied. */

@@ -87,10 +87,11 @@ static int read_at(void *ctx, uint64_t off, uint64_t len, uint8_t *dst, wc_err *
 }
 
 /* The GPU's way to a coded shard (cuda/gpu_shard.c), decoded here by the
- * CPU decoder: the rows of tiles it needs as a tensor of their own
- * (wc_shard_rows_tensor), decoded whole, the shard cropped out of them.
- * Returns the crop (the caller frees it). */
-static uint8_t *rows_tensor_shard(const wc_file *f, size_t i, int dim, uint32_t rank, uint32_t n)
+ * CPU decoder: the tensors of wc_shard_plan_subs (rows of tiles, or a row
+ * of tiles each, of some columns: wc_shard_sub_tensor), each decoded whole,
+ * the shard cropped out of them. Returns the crop (the caller frees it);
+ * *per_row: whether the plan took a tensor per row of tiles. */
+static uint8_t *sub_tensors_shard(const wc_file *f, size_t i, int dim, uint32_t rank, uint32_t n, bool *per_row)
 {
     const wc_entry *e = wc_file_entry(f, i);
     wc_part p;
@@ -98,38 +99,52 @@ static uint8_t *rows_tensor_shard(const wc_file *f, size_t i, int dim, uint32_t 
     wc_shard_rect rc;
     assert_int_equal(wc_part_shard(e, dim, rank, n, "t", &p, NULL), 0);
     wc_part_resolve(e, &p, &si, &rc);
-    uint8_t *head = malloc(e->tiles_off), *vhead;
+    uint8_t *head = malloc(e->tiles_off), *crop = malloc(si.out_bytes + 1);
+    memset(crop, 0xa5, si.out_bytes);
     assert_int_equal(wc_file_pread(f, e, e->offset, e->tiles_off, head, NULL), 0);
-    wc_rec rec, vrec;
+    wc_rec rec;
     assert_int_equal(wc_rec_parse(&rec, e, head, "t", NULL), 0);
-    uint64_t tr0, tr1;
-    assert_int_equal(wc_shard_tile_rows(&rec, &rc, &tr0, &tr1), 0);
-    wc_entry ve;
-    assert_int_equal(wc_shard_rows_tensor(e, &rec, head, tr0, tr1, e->name, &ve, &vhead), 0);
-    wc_err err = {0};
-    int r = wc_rec_parse(&vrec, &ve, vhead, "rows tensor", &err);
-    if (r) fprintf(stderr, "%s\n", err.msg);
-    assert_int_equal(r, 0);
-    const uint64_t R0 = tr0 * e->tile_rows;
-    assert_true(R0 <= rc.r0 && rc.r1 <= R0 + ve.rows);
-    uint8_t *box = malloc(ve.rows * ve.cols), *crop = malloc(si.out_bytes + 1);
-    file_src fs = {f, &ve};
-    const wc_rec_src src = {read_at, &fs};
-    r = wc_record_decode(wc_dsp_get(true), &vrec, &src, NULL, box, NULL, 1, "rows tensor", &err);
-    if (r) fprintf(stderr, "%s\n", err.msg);
-    assert_int_equal(r, 0);
-    for (uint64_t y = rc.r0; y < rc.r1; y++)
-        memcpy(crop + (y - rc.r0) * (rc.c1 - rc.c0), box + (y - R0) * ve.cols + rc.c0, rc.c1 - rc.c0);
-    wc_rec_free(&vrec);
+    wc_shard_plan plan;
+    assert_int_equal(wc_shard_plan_subs(&rec, &rc, &plan), 0);
+    *per_row = plan.per_row;
+    const uint64_t w = rc.c1 - rc.c0;
+    uint64_t covered = 0;
+    for (uint64_t k = 0; k < plan.n_subs; k++) {
+        uint64_t tr0, tr1;
+        wc_shard_plan_sub(&plan, k, &tr0, &tr1);
+        wc_entry ve;
+        uint8_t *vhead;
+        assert_int_equal(wc_shard_sub_tensor(e, &rec, head, tr0, tr1, plan.tc0, plan.tc1, e->name, &ve, &vhead), 0);
+        wc_rec vrec;
+        wc_err err = {0};
+        int r = wc_rec_parse(&vrec, &ve, vhead, "sub tensor", &err);
+        if (r) fprintf(stderr, "%s\n", err.msg);
+        assert_int_equal(r, 0);
+        uint8_t *box = malloc(ve.rows * ve.cols);
+        file_src fs = {f, &ve};
+        const wc_rec_src src = {read_at, &fs};
+        r = wc_record_decode(wc_dsp_get(true), &vrec, &src, NULL, box, NULL, 1, "sub tensor", &err);
+        if (r) fprintf(stderr, "%s\n", err.msg);
+        assert_int_equal(r, 0);
+        /* its part of the shard: the rows and columns both cover */
+        const uint64_t R0 = tr0 * e->tile_rows, C0 = plan.tc0 * e->tile_cols;
+        const uint64_t ra = R0 > rc.r0 ? R0 : rc.r0, rb = R0 + ve.rows < rc.r1 ? R0 + ve.rows : rc.r1;
+        const uint64_t ca = C0 > rc.c0 ? C0 : rc.c0, cb = C0 + ve.cols < rc.c1 ? C0 + ve.cols : rc.c1;
+        for (uint64_t y = ra; y < rb && ca < cb; y++)
+            memcpy(crop + (y - rc.r0) * w + (ca - rc.c0), box + (y - R0) * ve.cols + (ca - C0), cb - ca);
+        covered += rb > ra && cb > ca ? (rb - ra) * (cb - ca) : 0;
+        wc_rec_free(&vrec);
+        free(vhead);
+        free(box);
+    }
+    assert_int_equal(covered, (rc.r1 - rc.r0) * w); /* every value of the shard, once */
     wc_rec_free(&rec);
-    free(vhead);
     free(head);
-    free(box);
     return crop;
 }
 
 typedef struct tally {
-    size_t shards, partial_reads, exact_reads;
+    size_t shards, partial_reads, exact_reads, per_row;
     uint64_t read[2], records[2]; /* coded tensors, shards of 2 along dim 0 / 1: bytes read, record bytes */
 } tally;
 
@@ -176,8 +191,10 @@ static void check_tensor_dim(const wc_file *f, const uint8_t *img, size_t i, int
             assert_int_equal(si.n_scales, 0);
         }
         if (n >= 2 && count && ti.coding == WC_CODING_RANS_I8) {
-            uint8_t *crop = rows_tensor_shard(f, i, dim, r, n);
+            bool per_row;
+            uint8_t *crop = sub_tensors_shard(f, i, dim, r, n, &per_row);
             assert_memory_equal(crop, part, si.out_bytes);
+            ty->per_row += per_row;
             free(crop);
         }
         if (n == 2 && ti.coding == WC_CODING_RANS_I8) ty->read[dim] += nread, ty->records[dim] += e->size;
@@ -349,6 +366,8 @@ static void test_forced_modes(void **state)
                 tally ty = {0};
                 check_file(th_path("forced.wcodec"), &ty);
                 if (tiles[k] < 65536) assert_true(ty.partial_reads > 0);
+                /* tiles of one row and 37 columns, no look up: column shards take a tensor per row of tiles */
+                if (tiles[k] == 37 && pred <= 1) assert_true(ty.per_row > 0);
             }
 }
 
