@@ -142,8 +142,9 @@ int wc_shard_plan_subs(const wc_rec *rec, const wc_shard_rect *s, wc_shard_plan 
     }
     free(need);
     /* part of the columns, and nothing reads a row above: a tensor per row
-     * of tiles, whose tiles are contiguous in the record */
-    const bool per_row = (tc0 > 0 || tc1 + 1 < e->tiles_across) && !top;
+     * of tiles, whose tiles are contiguous in the record; not too many of
+     * them, as each costs a GPU job with its own copy of the tables */
+    const bool per_row = (tc0 > 0 || tc1 + 1 < e->tiles_across) && !top && tr1 - tr0 < WC_SHARD_MAX_SUBS;
     if (!per_row) tc0 = 0, tc1 = e->tiles_across - 1;
     *p = (wc_shard_plan){.tr0 = tr0, .tr1 = tr1, .tc0 = tc0, .tc1 = tc1, .per_row = per_row,
                          .n_subs = per_row ? tr1 - tr0 + 1 : 1};

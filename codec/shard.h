@@ -55,10 +55,13 @@ void wc_shard_tiles(const wc_rec *rec, const wc_shard_rect *s, uint8_t *need);
  * Normally one: the rows of tiles [tr0, tr1] from the first the needed
  * tiles (wc_shard_tiles) lie in to the last, every tile column. Where the
  * needed tiles leave columns out and none reads a row above (top, avg,
- * planar), one per row of tiles instead (per_row), of the tile columns
+ * planar), one per row of tiles instead (per_row; at most
+ * WC_SHARD_MAX_SUBS of them, as each is a GPU job with its own copy of the
+ * tables), of the tile columns
  * [tc0, tc1]: a column shard of a tensor in tiles narrower than its rows
  * then decodes only its columns (and those left of them that its tiles'
  * left predictions reach). */
+#define WC_SHARD_MAX_SUBS 256 /* rows of tiles of the per-row form at most */
 typedef struct wc_shard_plan {
     uint64_t tr0, tr1, tc0, tc1;
     bool per_row;
