@@ -13,6 +13,7 @@
 #include "quant.h"
 #include "record.h"
 #include "safetensors.h"
+#include "tiles.h"
 
 #define RECORD_ALIGN 64
 
@@ -42,8 +43,9 @@ typedef struct enc {
 void wc_encode_opts_default(wc_encode_opts *o)
 {
     /* the smallest files; 12-bit tables, at most 4, decode ~10% faster on a
-     * GPU at 0.3-1.5% more bits (docs/FORMAT.md, "Why these parameters") */
-    *o = (wc_encode_opts){.min_weights = 4096, .tile_weights = 262144, .prob_bits = 13,
+     * GPU at 0.3-1.5% more bits (docs/FORMAT.md, "Why these parameters");
+     * tile_weights 0: from the model's size (codec/tiles.c) */
+    *o = (wc_encode_opts){.min_weights = 4096, .tile_weights = 0, .prob_bits = 13,
                           .max_tables = 8, .force_pred = -1, .force_tx = -1};
 }
 
@@ -207,6 +209,16 @@ static int plan(enc *x, wc_err *err)
     return r;
 }
 
+/* Weights of the tensors plan() decided to code: the model's size, for the
+ * default tile size. */
+static uint64_t coded_weights(const enc *x)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < x->n_jobs; i++)
+        if (x->jobs[i].kind != JOB_RAW) n += x->jobs[i].e.numel;
+    return n;
+}
+
 static int write_all(enc *x, wc_outfile *out, wc_err *err)
 {
     static const uint8_t zeros[RECORD_ALIGN];
@@ -260,7 +272,7 @@ static int check_opts(const wc_encode_opts *opts, wc_encode_opts *o, wc_err *err
     if (o->prob_bits < WC_RANS_MIN_PROB_BITS || o->prob_bits > WC_RANS_MAX_PROB_BITS)
         return wc_fail(err, WC_EINVAL, "table precision %u bits: must be %d to %d", o->prob_bits,
                        WC_RANS_MIN_PROB_BITS, WC_RANS_MAX_PROB_BITS);
-    if (o->tile_weights < WC_RANS_LANES || o->tile_weights > WC_MAX_TILE_WEIGHTS)
+    if (o->tile_weights && (o->tile_weights < WC_RANS_LANES || o->tile_weights > WC_MAX_TILE_WEIGHTS))
         return wc_fail(err, WC_EINVAL, "tile size %u weights: must be %d to %u", o->tile_weights,
                        WC_RANS_LANES, WC_MAX_TILE_WEIGHTS);
     if (o->max_tables < 1 || o->max_tables > WC_MAX_TABLES || o->force_pred < -1 ||
@@ -290,6 +302,7 @@ static int encode_input(const wc_st_file *in, const char *out_path, const wc_enc
         goto out;
     }
     if ((r = plan(&x, err)) || (r = wc_outfile_open(&out, out_path, err))) goto out;
+    if (!o.tile_weights) o.tile_weights = wc_auto_tile_weights(coded_weights(&x));
     for (; started < o.threads; started++)
         if (pthread_create(&th[started], NULL, worker, &x)) break;
     if (!started) {

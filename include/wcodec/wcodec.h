@@ -212,7 +212,9 @@ typedef void (*wc_progress_fn)(void *user, uint64_t done, uint64_t total);
 typedef struct wc_encode_opts {
     int threads;              /* 0: one per online CPU */
     uint64_t min_weights;     /* smaller tensors are stored raw; default 4096 */
-    uint32_t tile_weights;    /* target weights per tile; default 262144 */
+    uint32_t tile_weights;    /* target weights per tile, 32..2^24; 0 (default): from the
+                                 model's coded weights, 16384..262144 (262144 from
+                                 4.3 G weights; docs/FORMAT.md, "Why these parameters") */
     uint32_t prob_bits;       /* rANS table precision in bits; default 13 */
     bool ints_as_float;       /* quantize I16/I32 matrices like floats */
     uint32_t max_tables;      /* frequency tables per tensor, 1..16; default 8 */

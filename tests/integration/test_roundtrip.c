@@ -374,6 +374,45 @@ static void test_version1_still_decodes(void **state)
     free(img);
 }
 
+/* The most weights a tile of the file at `path` holds, over its coded
+ * tensors, and how many tensors have more than one tile. */
+static uint64_t largest_tile(const char *path, size_t *multi)
+{
+    wc_file *f;
+    assert_int_equal(wc_file_open(&f, path, NULL), 0);
+    uint64_t most = 0;
+    *multi = 0;
+    for (size_t i = 0; i < wc_file_tensor_count(f); i++) {
+        wc_tensor_info t;
+        assert_int_equal(wc_file_tensor_info(f, i, &t), 0);
+        if (t.coding != WC_CODING_RANS_I8) continue;
+        if ((uint64_t)t.tile_rows * t.tile_cols > most) most = (uint64_t)t.tile_rows * t.tile_cols;
+        *multi += t.n_tiles > 1;
+    }
+    wc_file_close(f);
+    return most;
+}
+
+/* By default the tile follows the model's size (codec/tiles.c): the example
+ * model (2.7 M coded weights) gets the floor, 16 K weights, so its larger
+ * tensors are cut into several tiles; an explicit size is kept. Both files
+ * decode to the source's values (encode_decode_opts). */
+static void test_default_tiles_follow_the_model(void **state)
+{
+    (void)state;
+    wc_encode_opts o;
+    wc_encode_opts_default(&o);
+    assert_int_equal(o.tile_weights, 0);
+    o.threads = 2;
+    encode_decode_opts(WCT_EXAMPLE_MODEL, &o);
+    size_t multi;
+    assert_true(largest_tile(th_path("m.wcodec"), &multi) <= 16384);
+    assert_true(multi >= 10);
+    o.tile_weights = 262144;
+    encode_decode_opts(WCT_EXAMPLE_MODEL, &o);
+    assert_true(largest_tile(th_path("m.wcodec"), &multi) > 65536);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -383,6 +422,7 @@ int main(void)
         cmocka_unit_test(test_forced_modes),
         cmocka_unit_test(test_free_choice_finds_structure),
         cmocka_unit_test(test_version1_still_decodes),
+        cmocka_unit_test(test_default_tiles_follow_the_model),
     };
     int fails = cmocka_run_group_tests(tests, NULL, NULL);
     th_cleanup();
