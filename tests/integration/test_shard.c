@@ -260,8 +260,9 @@ static void encode(const char *src, const char *dst, const wc_encode_opts *o)
     assert_int_equal(r, 0);
 }
 
-/* The example model and the real weights, at the default tile size and at
- * tiles of 4096 weights (more tiles a tensor: shards that cut tiles). */
+/* The example model and the real weights, at the default tile size (from
+ * the model's size), at the largest (256K weights, what 7B-class models
+ * get) and at 4096 weights (more tiles a tensor: shards that cut tiles). */
 static void test_real_files(void **state)
 {
     (void)state;
@@ -276,15 +277,16 @@ static void test_real_files(void **state)
             continue;
         }
         fclose(fp);
-        for (int small = 0; small < 2; small++) {
+        const uint32_t sizes[] = {0, 262144, 4096}; /* the default (from the model's size), the largest, small */
+        for (size_t z = 0; z < 3; z++) {
             wc_encode_opts o;
             wc_encode_opts_default(&o);
             o.threads = 2;
-            if (small) o.tile_weights = 4096;
+            if (sizes[z]) o.tile_weights = sizes[z];
             encode(files[k], th_path("real.wcodec"), &o);
             tally ty = {0};
             check_file(th_path("real.wcodec"), &ty);
-            printf("# %s, tiles of %u weights: %zu shards equal the reference decode; %zu of the split ones read "
+            printf("# %s, tiles of %u weights (0: the default): %zu shards equal the reference decode; %zu of the split ones read "
                    "less than their record (%zu exactly the tiles of their rows); a rank of 2 reads %.1f%% (dim 0) "
                    "and %.1f%% (dim 1) of the coded records' bytes\n",
                    files[k], o.tile_weights, ty.shards, ty.partial_reads, ty.exact_reads,
