@@ -57,6 +57,46 @@ out:
     return r;
 }
 
+int wcg_decode_shards_cpu(const wc_file *f, const wc_gpu_shard_dst *dst, const size_t *which, size_t n, wc_err *err)
+{
+    int r;
+    for (size_t k = 0; k < n; k++) {
+        const wc_gpu_shard_dst *d = &dst[k];
+        if ((r = wc_decode_tensor_shard(f, which[k], d->dim, d->rank, d->n_shards, d->out, d->out_size, d->scales,
+                                        d->n_scales, err)))
+            return r;
+    }
+    return 0;
+}
+
+int wc_gpu_decode_shard(wc_gpu *g, const wc_file *f, size_t i, int dim, uint32_t rank, uint32_t n_shards, void *out,
+                        size_t out_size, float *scales, size_t n_scales, wc_err *err)
+{
+    if (i >= wc_file_tensor_count(f)) return wc_fail(err, WC_EINVAL, "%s: no tensor %zu", wc_file_label(f), i);
+    const wc_gpu_shard_dst d = {.out = out, .out_size = out_size, .scales = scales, .n_scales = n_scales,
+                                .dim = dim, .rank = rank, .n_shards = n_shards};
+    return wcg_decode_shards(g, f, &d, &i, 1, err);
+}
+
+int wc_gpu_decode_file_shards(wc_gpu *g, const wc_file *f, const wc_gpu_shard_dst *dst, wc_err *err)
+{
+    size_t n = wc_file_tensor_count(f), m = 0;
+    size_t *which = malloc((n ? n : 1) * sizeof *which);
+    wc_gpu_shard_dst *d = malloc((n ? n : 1) * sizeof *d);
+    int r = 0;
+    if (!which || !d) {
+        r = wc_fail(err, WC_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (dst[i].out) which[m] = i, d[m++] = dst[i];
+    r = wcg_decode_shards(g, f, d, which, m, err);
+out:
+    free(which);
+    free(d);
+    return r;
+}
+
 int wc_gpu_dequant(wc_gpu *g, const void *q, const float *scales, uint64_t rows, uint64_t cols, wc_dtype dtype,
                    void *out, wc_err *err)
 {

@@ -17,6 +17,14 @@ int wcg_decode(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, const size_t 
 /* The CPU backend's wcg_decode: wc_decode_tensor on each, in host memory. */
 int wcg_decode_cpu(const wc_file *f, const wc_gpu_dst *dst, const size_t *which, size_t n, wc_err *err);
 
+/* Decodes the shards dst[k] of the n tensors which[k] (gpu_shard.c with
+ * CUDA, gpu_nocuda.c without); the tensor indices are checked by the
+ * caller, the rest by the callee. */
+int wcg_decode_shards(wc_gpu *g, const wc_file *f, const wc_gpu_shard_dst *dst, const size_t *which, size_t n,
+                      wc_err *err);
+/* The CPU backend's: wc_decode_tensor_shard on each, in host memory. */
+int wcg_decode_shards_cpu(const wc_file *f, const wc_gpu_shard_dst *dst, const size_t *which, size_t n, wc_err *err);
+
 /* Dequantizes (wc_gpu_dequant; arguments checked by the caller):
  * gpu_decoder.c with CUDA, gpu_nocuda.c without. */
 int wcg_dequant(wc_gpu *g, const int8_t *q, const float *scales, uint64_t rows, uint64_t cols, wc_dtype dtype,

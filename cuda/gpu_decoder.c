@@ -178,7 +178,7 @@ fail:
     return r;
 }
 
-static int check_device_ptr(const void *p, const char *what, wc_err *err)
+int wcg_check_device_ptr(const void *p, const char *what, wc_err *err)
 {
     struct cudaPointerAttributes a;
     cudaError_t e = cudaPointerGetAttributes(&a, p);
@@ -198,8 +198,8 @@ int wcg_decode(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, const size_t 
     cudaError_t e = cudaSetDevice(g->device);
     if (e != cudaSuccess) return wcg_cuda_fail(err, e, "cudaSetDevice");
     for (size_t k = 0; k < n; k++) {
-        if (dst[k].out_size && (r = check_device_ptr(dst[k].out, "output", err))) return r;
-        if (dst[k].scales && (r = check_device_ptr(dst[k].scales, "scales", err))) return r;
+        if (dst[k].out_size && (r = wcg_check_device_ptr(dst[k].out, "output", err))) return r;
+        if (dst[k].scales && (r = wcg_check_device_ptr(dst[k].scales, "scales", err))) return r;
     }
     treq *rq;
     if ((r = wcg_prep_all(f, dst, which, n, g->o.verify_checksums, &rq, err))) return r;
@@ -219,8 +219,8 @@ int wcg_dequant(wc_gpu *g, const int8_t *q, const float *scales, uint64_t rows, 
     int r;
     cudaError_t e = cudaSetDevice(g->device);
     if (e != cudaSuccess) return wcg_cuda_fail(err, e, "cudaSetDevice");
-    if ((r = check_device_ptr(q, "input", err)) || (r = check_device_ptr(out, "output", err)) ||
-        (scales && (r = check_device_ptr(scales, "scales", err))))
+    if ((r = wcg_check_device_ptr(q, "input", err)) || (r = wcg_check_device_ptr(out, "output", err)) ||
+        (scales && (r = wcg_check_device_ptr(scales, "scales", err))))
         return r;
     const int kind = dtype == WC_DT_BF16 ? 0 : dtype == WC_DT_F16 ? 1 : 2;
     e = (cudaError_t)wcg_dequant_launch(q, scales, rows, cols, kind, out, g->compute);

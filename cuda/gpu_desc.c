@@ -16,7 +16,7 @@
  * CPU decoder's reader, and notes what its tiles and tables need. As on the
  * CPU, a record that fails its checksum (with verify) is the cause of a
  * head that breaks the format. */
-static int prep_tensor(const wc_file *f, treq *t, bool verify, wc_err *err)
+int wcg_prep_tensor(const wc_file *f, treq *t, bool verify, wc_err *err)
 {
     const wc_entry *e = t->e;
     t->coded = e->coding == WC_CODING_RANS_I8;
@@ -496,7 +496,7 @@ int wcg_prep_all(const wc_file *f, const wc_gpu_dst *dst, const size_t *which, s
         rq[k].dst = dst[k];
         r = wc_entry_check_dst(f, rq[k].e, dst[k].out_size, dst[k].scales, dst[k].n_scales, err);
         if (!r) r = read_head(f, &rq[k], err);
-        if (!r) r = prep_tensor(f, &rq[k], verify, err);
+        if (!r) r = wcg_prep_tensor(f, &rq[k], verify, err);
     }
     if (r) {
         wcg_free_reqs(rq, n);

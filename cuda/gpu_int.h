@@ -163,6 +163,7 @@ typedef struct treq {
     int coded, has_pred, any_tx, general;
     int packed;               /* its tables may take the packed layout (kernels.cuh) */
     uint64_t scales_size;
+    int skip_hash;            /* a shard's rows of tiles (gpu_shard.c): e is not a whole record */
 } treq;
 
 typedef struct piece {
@@ -201,6 +202,11 @@ void wcg_expand_table(const wc_rans_table *tab, uint8_t *dst);
 int wcg_prep_all(const wc_file *f, const wc_gpu_dst *dst, const size_t *which, size_t n, bool verify, treq **out,
                  wc_err *err);
 void wcg_free_reqs(treq *rq, size_t n);
+/* Checks t's head (read into t->head) with wc_rec_parse and notes what its
+ * tiles and tables need (wcg_prep_all does this for each request). */
+int wcg_prep_tensor(const wc_file *f, treq *t, bool verify, wc_err *err);
+/* gpu_decoder.c: 0, or WC_EINVAL unless p is device (or managed) memory. */
+int wcg_check_device_ptr(const void *p, const char *what, wc_err *err);
 /* Fixed descriptor bytes of a coded piece of n tiles. */
 uint64_t wcg_piece_desc(const treq *t, uint32_t n, int first, int last);
 /* Fills pieces for one batch from the cursor within the data and descriptor

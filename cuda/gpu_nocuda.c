@@ -59,6 +59,13 @@ int wcg_decode(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, const size_t 
     return wcg_decode_cpu(f, dst, which, n, err);
 }
 
+int wcg_decode_shards(wc_gpu *g, const wc_file *f, const wc_gpu_shard_dst *dst, const size_t *which, size_t n,
+                      wc_err *err)
+{
+    (void)g;
+    return wcg_decode_shards_cpu(f, dst, which, n, err);
+}
+
 int wc_gpu_resident_create(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, wc_gpu_resident **out, wc_err *err)
 {
     (void)f, (void)dst;

@@ -77,7 +77,7 @@ static bool ring_hashed(const piece *p, const treq *t)
 static int queue_hashes(wc_gpu *g, const treq *rq, const stage *st, wc_err *err)
 {
     for (long i = 0; i < st->np && g->o.verify_checksums; i++) {
-        if (!st->ps[i].first || ring_hashed(&st->ps[i], &rq[st->ps[i].t])) continue;
+        if (!st->ps[i].first || ring_hashed(&st->ps[i], &rq[st->ps[i].t]) || rq[st->ps[i].t].skip_hash) continue;
         const wc_entry *e = rq[st->ps[i].t].e;
         io_task h = {.kind = 1, .off = e->offset, .len = e->size, .hash = e->hash, .tensor = st->ps[i].t};
         if (wcg_io_queue(&g->io, &h)) return wc_fail(err, WC_ENOMEM, "out of memory");
@@ -134,7 +134,7 @@ static int hash_from_ring(wc_gpu *g, const treq *rq, stage *st, wc_err *err)
     for (long i = 0; i < st->np && g->o.verify_checksums; i++) {
         const piece *p = &st->ps[i];
         const treq *t = &rq[p->t];
-        if (!ring_hashed(p, t)) continue;
+        if (!ring_hashed(p, t) || t->skip_hash) continue;
         const wc_entry *e = t->e;
         io_task h = {.kind = 2, .hash = e->hash, .tensor = p->t, .src = st->sl->h_data + p->data_off,
                      .src_len = p->b1 - p->b0, .pending = &st->sl->hashing};

@@ -257,6 +257,67 @@ WC_API int wc_decode_file(const char *in_path, const char *out_path,
 WC_API int wc_decode_tensor_dequant(const wc_file *f, size_t i, wc_dtype dtype, void *out,
                                     size_t out_size, wc_err *err);
 
+/* ---- tensor-parallel shards (docs/SHARDING.md) ----
+ * Shard `rank` of `n_shards` of a tensor along dimension `dim`: dim 0 cuts
+ * rows (column-parallel layers), dim 1 columns (row-parallel layers; for a
+ * tensor of more than two dimensions, the slices of shape[1], each with all
+ * of the dimensions after it). Sizes follow torch.tensor_split(x, n, dim):
+ * with len = shape[dim], the first len % n shards have len / n + 1 indices
+ * and the others len / n (empty ones where n > len); where n divides len
+ * (what vLLM requires of most layers) every shard has len / n. n_shards 1
+ * is the whole tensor, whatever dim and ndim (a replicated tensor). */
+typedef struct wc_shard_info {
+    int dim;                      /* the dimension split */
+    uint64_t start, len;          /* the shard's indices [start, start + len) along dim */
+    uint32_t ndim;
+    uint64_t shape[WC_MAX_DIMS];  /* the shard's shape: the tensor's, shape[dim] = len */
+    uint64_t out_bytes;           /* bytes a shard decode writes (INT8 for coded tensors) */
+    uint64_t n_scales;            /* fp32 scales it returns, 0 if none: the shard's rows for
+                                     dim 0 of a matrix, every row otherwise (scales are per row) */
+    uint64_t scale_row0;          /* the tensor row of the first of them */
+    uint64_t reserved[8];
+} wc_shard_info;
+
+/* Fills *out for shard rank of n_shards of tensor i along dim: WC_EINVAL
+ * (with a message naming the file, tensor and shard) for a rank >= n_shards,
+ * n_shards 0, or a dim other than 0 or 1 or beyond the tensor's (but for
+ * n_shards 1). */
+WC_API int wc_shard_info_get(const wc_file *f, size_t i, int dim, uint32_t rank, uint32_t n_shards,
+                             wc_shard_info *out, wc_err *err);
+
+/* Decodes shard rank of n_shards of tensor i along dim on the CPU: its
+ * values row-major in the shard's shape into out (out_bytes of
+ * wc_shard_info) and, for coded tensors with scales, its n_scales scales
+ * into scales (may be NULL). A coded tensor's record is read in part: its
+ * head (scales, row map, tables, tile index) and the streams of the tiles
+ * the shard's values depend on (the tiles it overlaps, and those their
+ * predictions reach: docs/SHARDING.md), which are checked as in a whole
+ * decode (rANS end states, scales finite) but, the record not being read
+ * whole, not against its checksum: wc_file_verify checks that. A raw
+ * tensor's shard is read straight from its record. n_shards 1 is
+ * wc_decode_tensor (checksum included). */
+WC_API int wc_decode_tensor_shard(const wc_file *f, size_t i, int dim, uint32_t rank, uint32_t n_shards,
+                                  void *out, size_t out_size, float *scales, size_t n_scales, wc_err *err);
+
+/* Where a tensor of a named layout is split: *dim = 0 or 1, or -1 for a
+ * tensor every rank takes whole (n_shards 1). Layout "llama" (Llama,
+ * Mistral, Qwen2 and most decoder-only models, by their Hugging Face
+ * names; docs/SHARDING.md, "The Llama layout"): q/k/v_proj weights and
+ * biases, gate_proj, up_proj, embed_tokens and lm_head along 0, o_proj and
+ * down_proj weights along 1, anything else whole. A rank shares KV heads
+ * with others where there are fewer than ranks: that is the caller's
+ * (docs/SHARDING.md). WC_EINVAL for a layout it does not know. */
+WC_API int wc_shard_layout_dim(const char *layout, const char *name, int *dim);
+
+/* The slice [start, start + len) of tensor i along dim (0 or 1, as for
+ * shards), decoded as a shard is (never checked against the record's
+ * checksum, even when whole): for splits that are not tensor_split's, such
+ * as vLLM's padded vocabulary or KV heads shared by several ranks
+ * (docs/SHARDING.md). Its size is the shard's rule with len for shape[dim];
+ * a start or len beyond the dimension is WC_EINVAL. */
+WC_API int wc_decode_tensor_slice(const wc_file *f, size_t i, int dim, uint64_t start, uint64_t len, void *out,
+                                  size_t out_size, float *scales, size_t n_scales, wc_err *err);
+
 /* ---- metadata and Hugging Face folders ----
  * A file's metadata is a RAW U8 tensor of this name holding a JSON object of
  * strings (safetensors' "__metadata__" rule: no safetensors tensor can have

@@ -99,6 +99,40 @@ typedef struct wc_gpu_dst {
  * wc_file_tensor_count(f) entries) through the pipeline. */
 WC_API int wc_gpu_decode_file(wc_gpu *g, const wc_file *f, const wc_gpu_dst *dst, wc_err *err);
 
+/* ---- tensor-parallel shards (docs/SHARDING.md) ----
+ * What wc_decode_tensor_shard gives on the CPU, into device memory on
+ * WC_BACKEND_CUDA (host memory on WC_BACKEND_CPU, through the CPU
+ * decoder): shard rank of n_shards along dim, n_shards 1 the whole tensor.
+ * On the device a coded tensor's shard reads and decodes the rows of tiles
+ * from the first its values depend on to the last it overlaps (every tile
+ * of those rows; only the columns it needs where its tiles read no row
+ * above), into out directly where they are the shard's columns, else into
+ * a device buffer of the call from which the shard is copied. Like
+ * the CPU's, a shard (n_shards >= 2) is not checked against its record's
+ * checksum; a whole tensor is where opts.verify_checksums says so. A raw
+ * tensor's shard is read on the host and copied. */
+WC_API int wc_gpu_decode_shard(wc_gpu *g, const wc_file *f, size_t i, int dim, uint32_t rank, uint32_t n_shards,
+                               void *out, size_t out_size, float *scales, size_t n_scales, wc_err *err);
+
+/* One tensor of a whole-file sharded decode; out == NULL skips it. */
+typedef struct wc_gpu_shard_dst {
+    void *out;
+    size_t out_size;      /* at least wc_shard_info's out_bytes */
+    float *scales;        /* may be NULL */
+    size_t n_scales;
+    int dim;              /* 0 or 1; any with n_shards 1 */
+    uint32_t rank, n_shards;
+    uint64_t reserved[4]; /* zero */
+} wc_gpu_shard_dst;
+
+/* Decodes, for every tensor i with dst[i].out != NULL (dst has
+ * wc_file_tensor_count(f) entries), its shard dst[i].rank of
+ * dst[i].n_shards along dst[i].dim: a rank's whole model in one call, the
+ * tensors batched through the pipeline as wc_gpu_decode_file batches them
+ * (with the device buffers of the shards that need one bounded: a batch
+ * holds at most 1 GiB of them, or one tensor's). */
+WC_API int wc_gpu_decode_file_shards(wc_gpu *g, const wc_file *f, const wc_gpu_shard_dst *dst, wc_err *err);
+
 /* Dequantizes decoded INT8 values where they are: out[r][c] = q[r][c] x
  * scales[r], the product in float32 rounded to dtype (WC_DT_BF16, WC_DT_F16
  * or WC_DT_F32) to nearest, ties to even: wc_decode_tensor_dequant's rule,
