@@ -59,6 +59,12 @@ typedef struct io_task {
     int sys_errno;           /* errno of a failed read (0: the file ended early) */
 } io_task;
 
+/* Background tasks, claimed in order; each result is written back. */
+typedef struct io_queue {
+    io_task *v;
+    size_t n, cap, next, done;
+} io_queue;
+
 /* A batch's reads: claimed in order, oldest job first. */
 typedef struct io_job {
     io_task *tasks;
@@ -75,8 +81,10 @@ typedef struct io_pool {
     int quit;
     io_job jobs[IO_JOBS];    /* submitted, not yet waited for: seq waited .. submitted-1 */
     uint64_t submitted, waited;
-    io_task *bg;             /* background tasks (record hashes), results kept */
-    size_t bg_n, bg_cap, bg_next, bg_done;
+    /* Background tasks (record hashes), results kept: hashes from memory
+     * (kind 2) are taken before batch reads, since a ring slot waits for
+     * them; hashes that re-read the file (kind 1) only when no read is left. */
+    io_queue urgent, bg;
     int fd;                  /* the wc_file's descriptor (wc_file_fd), borrowed for a call */
 } io_pool;
 

@@ -104,13 +104,30 @@ static void io_do(io_pool *p, io_task *t)
     }
 }
 
-/* Claims the next task under p->mu, batch tasks first (the oldest batch's
- * first): a batch waits on its reads, while a background hash only has to
- * finish before the call returns. Runs it unlocked; false when there is none
+/* Runs the next task of q, if any (under p->mu, the task unlocked). */
+static bool take(io_pool *p, io_queue *q)
+{
+    if (q->next == q->n) return false;
+    const size_t i = q->next++;
+    io_task t = q->v[i]; /* q->v may move while the task runs */
+    pthread_mutex_unlock(&p->mu);
+    io_do(p, &t);
+    pthread_mutex_lock(&p->mu);
+    q->v[i] = t;
+    if (t.pending && !--*t.pending) pthread_cond_broadcast(&p->done);
+    if (++q->done == q->n) pthread_cond_broadcast(&p->done);
+    return true;
+}
+
+/* Claims the next task under p->mu and runs it unlocked: hashes from memory
+ * first (a ring slot waits for them), then batch reads (the oldest batch's
+ * first: a batch waits on its reads), then hashes that read the file (they
+ * only have to finish before the call returns). False when there is none
  * (bg: whether the caller takes background tasks too; only: a ticket whose
  * tasks alone the caller takes, or UINT64_MAX for any). */
 static bool io_work_one(io_pool *p, bool bg, uint64_t only)
 {
+    if (bg && take(p, &p->urgent)) return true;
     for (uint64_t s = p->waited; s < p->submitted; s++) {
         io_job *j = &p->jobs[s % IO_JOBS];
         if ((only != UINT64_MAX && s != only) || j->next == j->n) continue;
@@ -121,18 +138,7 @@ static bool io_work_one(io_pool *p, bool bg, uint64_t only)
         if (++j->done == j->n) pthread_cond_broadcast(&p->done);
         return true;
     }
-    if (bg && p->bg_next < p->bg_n) {
-        const size_t i = p->bg_next++;
-        io_task t = p->bg[i]; /* p->bg may move while the task runs */
-        pthread_mutex_unlock(&p->mu);
-        io_do(p, &t);
-        pthread_mutex_lock(&p->mu);
-        p->bg[i] = t;
-        if (t.pending && !--*t.pending) pthread_cond_broadcast(&p->done);
-        if (++p->bg_done == p->bg_n) pthread_cond_broadcast(&p->done);
-        return true;
-    }
-    return false;
+    return bg && take(p, &p->bg);
 }
 
 static void *io_worker(void *arg)
@@ -180,16 +186,17 @@ int wcg_io_queue(io_pool *p, const io_task *t)
 {
     int r = 0;
     pthread_mutex_lock(&p->mu);
-    if (p->bg_n == p->bg_cap) {
-        const size_t cap = p->bg_cap ? 2 * p->bg_cap : 64;
-        io_task *nb = realloc(p->bg, cap * sizeof *nb);
-        if (!nb) {
+    io_queue *q = t->kind == 2 ? &p->urgent : &p->bg;
+    if (q->n == q->cap) {
+        const size_t cap = q->cap ? 2 * q->cap : 64;
+        io_task *nv = realloc(q->v, cap * sizeof *nv);
+        if (!nv) {
             r = WC_ENOMEM;
             goto out;
         }
-        p->bg = nb, p->bg_cap = cap;
+        q->v = nv, q->cap = cap;
     }
-    p->bg[p->bg_n++] = *t;
+    q->v[q->n++] = *t;
     if (t->pending) ++*t->pending;
     pthread_cond_signal(&p->go);
 out:
@@ -197,17 +204,26 @@ out:
     return r;
 }
 
+/* The first finished task of q that failed (a result is written back when
+ * its task is done: 0 until then). */
+static bool first_failed(const io_queue *q, io_task *failed)
+{
+    for (size_t i = 0; i < q->next; i++)
+        if (q->v[i].result) {
+            *failed = q->v[i];
+            return true;
+        }
+    return false;
+}
+
 bool wcg_io_bg_failed(io_pool *p, bool wait, io_task *failed)
 {
-    bool found = false;
     pthread_mutex_lock(&p->mu);
     if (wait) {
         while (io_work_one(p, true, UINT64_MAX)) {}
-        while (p->bg_done < p->bg_n) pthread_cond_wait(&p->done, &p->mu);
+        while (p->bg.done < p->bg.n || p->urgent.done < p->urgent.n) pthread_cond_wait(&p->done, &p->mu);
     }
-    /* a task's result is written back when it is done (0 until then) */
-    for (size_t i = 0; i < p->bg_next && !found; i++)
-        if (p->bg[i].result) *failed = p->bg[i], found = true;
+    bool found = first_failed(&p->urgent, failed) || first_failed(&p->bg, failed);
     pthread_mutex_unlock(&p->mu);
     return found;
 }
@@ -225,7 +241,8 @@ void wcg_io_bg_clear(io_pool *p)
     io_task t;
     wcg_io_bg_failed(p, true, &t);
     pthread_mutex_lock(&p->mu);
-    p->bg_n = p->bg_next = p->bg_done = 0;
+    p->bg.n = p->bg.next = p->bg.done = 0;
+    p->urgent.n = p->urgent.next = p->urgent.done = 0;
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -242,8 +259,9 @@ void wcg_io_stop(io_pool *p)
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->go);
     pthread_cond_destroy(&p->done);
-    free(p->bg);
-    p->bg = NULL;
+    free(p->bg.v);
+    free(p->urgent.v);
+    p->bg.v = p->urgent.v = NULL;
 }
 
 void wcg_io_attach(io_pool *p, const wc_file *f) { p->fd = wc_file_fd(f); }

@@ -80,14 +80,14 @@ static void test_pread(void **state)
     /* the first failure in queue order */
     assert_int_equal(bad.result, WC_ECHECKSUM);
     assert_int_equal(bad.hash, whole ^ 1);
-    assert_int_equal(p.bg_done, 5);
-    assert_int_equal(p.bg[0].result, 0);
-    assert_int_equal(p.bg[1].result, 0);
-    assert_int_equal(p.bg[2].result, WC_ECHECKSUM);
-    assert_int_equal(p.bg[3].result, 0);
+    assert_int_equal(p.bg.done, 5);
+    assert_int_equal(p.bg.v[0].result, 0);
+    assert_int_equal(p.bg.v[1].result, 0);
+    assert_int_equal(p.bg.v[2].result, WC_ECHECKSUM);
+    assert_int_equal(p.bg.v[3].result, 0);
     /* a record that runs past the end of the file */
-    assert_int_equal(p.bg[4].result, WC_EIO);
-    assert_int_equal(p.bg[4].sys_errno, 0);
+    assert_int_equal(p.bg.v[4].result, WC_EIO);
+    assert_int_equal(p.bg.v[4].sys_errno, 0);
     /* and a read that does (the file shrank after it was opened) */
     rd = (io_task){.kind = 0, .off = FILE_BYTES - 5, .len = 10, .dst = got};
     wcg_io_run(&p, &rd, 1);
@@ -142,10 +142,10 @@ static void test_interleaved(void **state)
     assert_true(first_bad != SIZE_MAX);
     assert_true(wcg_io_bg_failed(&p, true, &bad));
     assert_int_equal(bad.tensor, first_bad);
-    assert_int_equal(p.bg_done, queued);
+    assert_int_equal(p.bg.done, queued);
     for (size_t i = 0; i < queued; i++) {
-        const bool want_bad = (p.bg[i].hash != XXH3_64bits(data + p.bg[i].off, p.bg[i].len));
-        assert_int_equal(p.bg[i].result, want_bad ? WC_ECHECKSUM : 0);
+        const bool want_bad = (p.bg.v[i].hash != XXH3_64bits(data + p.bg.v[i].off, p.bg.v[i].len));
+        assert_int_equal(p.bg.v[i].result, want_bad ? WC_ECHECKSUM : 0);
     }
     wcg_io_bg_clear(&p);
     wcg_io_stop(&p);
