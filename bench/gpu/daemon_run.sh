@@ -4,7 +4,7 @@
 #   tests   the daemon's GPU tests (both hand-off modes) and the daemon's decode under compute-sanitizer
 #   bench   the synthetic 7B-class model (SYNTHETIC: made by make_synth.py) in one call: the floor
 #           (bench_floor), the in-process load (bench_gpu e2e), safetensors INT8 and bf16, and through
-#           wcodecd: cold (3 times, the model evicted between), the daemon's peak RSS, warm (a new
+#           wcodecd: cold (6 times, the model evicted between), the daemon's peak RSS, warm (a new
 #           process each, 5 times; VMM and legacy hand-off), single cached tensors (p50/p99)
 # Carry: build-run (stripped binaries of a `build-gpu` release build in the build folder's layout:
 # libwcodec.so*, client/libwcodec-client.so*, client/wcodecctl, daemon/wcodecd, tools/wcodec,
@@ -75,10 +75,10 @@ bench)
     for ipc in vmm legacy; do
         start_daemon d_$ipc $B/daemon/wcodecd --backend gpu --set gpu.ipc=$ipc --set gpu.budget=60G || continue
         if [ $ipc = vmm ]; then
-            for k in 1 2 3; do
+            for k in 1 2 3 4 5 6; do
                 $B/bench/gpu/bench_daemon_gpu cold $T/d_$ipc.sock $F | tee -a $S
                 echo "daemon peak RSS after cold $k: VmHWM_MB=$(hwm)" | tee -a $S
-                [ $k = 3 ] || $B/client/wcodecctl -s $T/d_$ipc.sock evict > /dev/null
+                [ $k = 6 ] || $B/client/wcodecctl -s $T/d_$ipc.sock evict > /dev/null
             done
         else
             $B/bench/gpu/bench_daemon_gpu cold $T/d_$ipc.sock $F | tee -a $S

@@ -2,7 +2,7 @@
 # The whole-model load beside its floor (issue 21, part 2), run on the GPU machine (the `device` tool)
 # from the checkout's root. Stages:
 #   tests   the GPU decoder's tests after a change of the pipeline: test_gpu (the real slice),
-#           test_gpu_file, test_gpu_io, checkasm's GPU level, test_gpu_file under memcheck
+#           test_gpu_file, test_gpu_io and test_gpu_shard where carried
 #   load    the SYNTHETIC 7B-class model (make_synth.py; encoded with default options) in one call:
 #           bench_floor (pread and pinned H2D GB/s, floor_s), bench_gpu e2e with record checksums on
 #           and off (3 runs each), one traced load of each (WCODEC_GPU_TRACE: $OUT/trace_*.txt)
@@ -21,8 +21,10 @@ case $stage in
 tests)
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a $S
     chk test_gpu timeout 400 $B/tests/gpu/test_gpu .gpudata/slice_mixed.safetensors
-    chk test_gpu_file $B/tests/gpu/test_gpu_file
-    chk test_gpu_io $B/tests/gpu/test_gpu_io
+    [ -x $B/tests/gpu/test_gpu_file ] && chk test_gpu_file $B/tests/gpu/test_gpu_file
+    [ -x $B/tests/gpu/test_gpu_io ] && chk test_gpu_io $B/tests/gpu/test_gpu_io
+    # tensor-parallel shards on the device against the CPU reference (issue 22)
+    [ -x $B/tests/gpu/test_gpu_shard ] && chk test_gpu_shard timeout 240 $B/tests/gpu/test_gpu_shard
 
 
 
