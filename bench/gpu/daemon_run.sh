@@ -71,7 +71,7 @@ bench)
     $B/bench/gpu/bench_floor $F 14 3 | tee -a $S
     $B/bench/gpu/bench_gpu e2e $F 3 | tee -a $S
     python3 bench/gpu/st_load.py $T/synth7b_int8.safetensors 3 | tee -a $S
-    # wcodecd on the GPU: cold 3 times (the model evicted between: the daemon stays warm)
+    # wcodecd on the GPU: cold 6 times (the model evicted between: the daemon stays warm)
     for ipc in vmm legacy; do
         start_daemon d_$ipc $B/daemon/wcodecd --backend gpu --set gpu.ipc=$ipc --set gpu.budget=60G || continue
         if [ $ipc = vmm ]; then
