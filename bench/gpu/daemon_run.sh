@@ -1,6 +1,7 @@
 #!/bin/bash
 # wcodecd on the GPU (issue 19), run on the GPU machine (the `device` tool) from the checkout's root.
 # Stages:
+#   rss     the daemon's peak RSS over six cold loads of the synthetic 7B-class model
 #   tests   the daemon's GPU tests (both hand-off modes) and the daemon's decode under compute-sanitizer
 #   bench   the synthetic 7B-class model (SYNTHETIC: made by make_synth.py) in one call: the floor
 #           (bench_floor), the in-process load (bench_gpu e2e), safetensors INT8 and bf16, and through
@@ -15,7 +16,7 @@ set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p /tmp/deps "$OUT"
 for f in .devdeps/*.deb; do dpkg -x "$f" /tmp/deps; done
-B=build-run
+B=${B:-build-run}
 export LD_LIBRARY_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu:$PWD/$B:$PWD/$B/client
 T=/tmp/wcb; mkdir -p $T; S=$OUT/summary.txt
 chk() { local n=$1; shift; SECONDS=0; "$@" > $OUT/$n.log 2>&1; local rc=$?; echo "$n rc=$rc ${SECONDS}s" | tee -a $S; [ $rc = 0 ] || [ $rc = 77 ] || tail -25 $OUT/$n.log | tee -a $S; }
@@ -38,6 +39,18 @@ stop_daemon() { local k=$(pgrep -P $DPID -f wcodecd); kill -TERM ${k:-$DPID} 2>/
 hwm() { grep -E 'VmHWM' /proc/$DPID/status | awk '{printf "%.1f", $2/1024}'; }
 for stage in "$@"; do
 case $stage in
+rss)
+    # the daemon's host memory over six cold loads of the synthetic 7B-class model (evicted between)
+    [ -f $T/synth7b_int8.safetensors ] || PYTHONUNBUFFERED=1 python3 bench/gpu/make_synth.py $T > $OUT/synth.log 2>&1
+    [ -f $T/synth7b.wcodec ] || $B/tools/wcodec encode -q -f $T/synth7b_int8.safetensors -o $T/synth7b.wcodec
+    start_daemon d_rss $B/daemon/wcodecd --backend gpu --set gpu.budget=60G || continue
+    for k in 1 2 3 4 5 6; do
+        $B/bench/gpu/bench_daemon_gpu cold $T/d_rss.sock $T/synth7b.wcodec | grep -oE "total_ms=[0-9.]+" | tr '\n' ' ' | tee -a $S
+        echo "daemon VmHWM_MB=$(hwm) after cold $k" | tee -a $S
+        $B/client/wcodecctl -s $T/d_rss.sock evict > /dev/null
+    done
+    stop_daemon
+    ;;
 san)
     $B/tools/wcodec encode -q -f examples/ppocrv4-rec/model.safetensors -o $T/example.wcodec
     start_daemon san compute-sanitizer --tool memcheck --error-exitcode 9 $B/daemon/wcodecd --backend gpu &&
