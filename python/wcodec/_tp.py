@@ -168,18 +168,26 @@ def decode_cuda(f, shards, device, dtype, threads):
         log.debug('%s: shards decoded on the CPU and copied to %s', f.path, device)
         return [(k, v.to(device)) for k, v in decode_cpu(f, shards, dtype, threads)]
     try:
-        out, dsts = [], {}
-        for t, dim, rank, n in shards:
-            si = f.shard_info(t, dim, rank, n)
-            q = torch.empty(si.shape, dtype=_torch_dtype(f.path, t, t.out_dtype), device=device)
-            s = torch.empty(si.n_scales, dtype=torch.float32, device=device) if si.n_scales else None
-            dsts[t] = (q.data_ptr(), si.out_bytes, s.data_ptr() if s is not None else None,
-                       si.n_scales, dim, rank, n)
-            out.append((t, q, s))
-        # the decoder works on its own non-blocking streams: nothing of torch's may be pending
-        torch.cuda.synchronize(device)
-        g.decode_file_shards(f, dsts)
-        dq = g if _lib.HAVE_GPU_DEQUANT else None
-        return [kv for t, q, s in out for kv in _finish(dq, t, q, s, dtype)]
+        return decode_with(g, f, shards, device, dtype)
     finally:
         g.close()
+
+
+def decode_with(g, f, shards, device, dtype):
+    """The shards through wc_gpu g (wc_gpu_decode_file_shards) into tensors
+    on `device`: g's CUDA device, or the CPU for a CPU-backend g (which the
+    tests use to check this path without a GPU)."""
+    out, dsts = [], {}
+    for t, dim, rank, n in shards:
+        si = f.shard_info(t, dim, rank, n)
+        q = torch.empty(si.shape, dtype=_torch_dtype(f.path, t, t.out_dtype), device=device)
+        s = torch.empty(si.n_scales, dtype=torch.float32, device=device) if si.n_scales else None
+        dsts[t] = (q.data_ptr(), si.out_bytes, s.data_ptr() if s is not None else None,
+                   si.n_scales, dim, rank, n)
+        out.append((t, q, s))
+    if device.type == 'cuda':
+        # the decoder works on its own non-blocking streams: nothing of torch's may be pending
+        torch.cuda.synchronize(device)
+    g.decode_file_shards(f, dsts)
+    dq = g if _lib.HAVE_GPU_DEQUANT else None
+    return [kv for t, q, s in out for kv in _finish(dq, t, q, s, dtype)]

@@ -15,7 +15,10 @@ Hugging Face folder encoded in 1,024-weight tiles, with 4 KV heads, and again
 with 2 (num_key_value_heads, then num_attention_heads alone): at tp_size 4
 k_proj and v_proj are then head rank // 2 of 2, and tp_size 3 is a
 ValueError. INT8 with scales and dequantized to bf16 (and f16, f32 at
-tp_size 3). Argument errors are ValueErrors.
+tp_size 3). The same shards through the load's GPU path
+(wc_gpu_decode_file_shards, wc_gpu_dequant) on libwcodec's CPU backend, so
+that its ctypes mirrors are checked without a GPU. Argument errors are
+ValueErrors.
 
 usage: test_tp.py [--cuda] EXAMPLE.safetensors
 --cuda: the shards on device="cuda" (wc_gpu_decode_file_shards) against the
@@ -68,7 +71,25 @@ def expected_rank(full, rank, size, kv):
     return out
 
 
-def check_model(enc, ref, kv, sizes=(1, 2, 3, 4), device='cpu', cpu_shards=None):
+def gpu_api_cpu(enc, rank, size, dtype, want, what):
+    """The load's GPU path (wc_gpu_decode_file_shards and wc_gpu_dequant
+    through the ctypes mirrors) on a CPU-backend wc_gpu, against `want`;
+    False where libwcodec lacks it."""
+    from wcodec import _lib, _tp
+    if not _lib.HAVE_GPU_SHARD:
+        return False
+    g = _lib.Gpu(require_gpu=False, force_cpu=True)
+    try:
+        with _lib.File(enc) as f:
+            sd = dict(_tp.decode_with(g, f, _tp.plan(f, (rank, size, 'llama')), torch.device('cpu'),
+                                      dtype))
+    finally:
+        g.close()
+    wct.compare_state_dict(sd, want, what + ' (wc_gpu_decode_file_shards, CPU backend)')
+    return True
+
+
+def check_model(enc, ref, kv, count, sizes=(1, 2, 3, 4), device='cpu'):
     """Every rank of every size against the reference; returns the number
     of tensors split at least once."""
     import wcodec
@@ -86,11 +107,13 @@ def check_model(enc, ref, kv, sizes=(1, 2, 3, 4), device='cpu', cpu_shards=None)
                 what = f'{os.path.basename(enc)} rank {rank} of {size} dtype={dtype}'
                 wct.compare_state_dict(sd, want, what)
                 split |= {k for k in want if tuple(want[k].shape) != tuple(full[k].shape)}
-                if cpu_shards is not None:  # --cuda: the CPU's shards, bit for bit
+                if device == 'cpu' and gpu_api_cpu(enc, rank, size, dtype, want, what):
+                    count[0] += 1
+                if device == 'cuda':  # --cuda: the CPU's shards, bit for bit
                     cpu = wcodec.load_wcodec_checkpoint(enc, dtype=dtype, via='local', tp_rank=rank,
                                                         tp_size=size)
                     wct.compare_state_dict(sd, cpu, what + ' (cuda vs cpu)')
-                    cpu_shards[0] += 1
+                    count[0] += 1
     return len(split)
 
 
@@ -207,7 +230,7 @@ def main():
     from wcodec import _lib
     if not _lib.HAVE_SHARD:
         wct.skip('this libwcodec has no wc_decode_tensor_shard')
-    device, cpu_shards = 'cpu', None
+    device, count = 'cpu', [0]
     if cuda:
         if not torch.cuda.is_available():
             wct.skip('torch sees no CUDA device')
@@ -218,20 +241,20 @@ def main():
         g.close()
         if not on_cuda:  # the CPU's shards against themselves would prove nothing
             wct.skip(f'libwcodec cannot use the CUDA device ({why})')
-        device, cpu_shards = 'cuda', [0]
+        device = 'cuda'
     cfg = {'model_type': 'llama', 'hidden_size': 128, 'num_attention_heads': 4,
            'num_key_value_heads': 4, 'torch_dtype': 'float32'}
     with tempfile.TemporaryDirectory() as tmp:
         tensors = synthetic_llama()
         enc, ref = encode_folder(tmp, 'llama-kv4', tensors, cfg)
-        n = check_model(enc, ref, None, device=device, cpu_shards=cpu_shards)
+        n = check_model(enc, ref, None, count, device=device)
         print(f'synthetic Llama, 4 KV heads: tp_size 1-4, every rank equal to tensor_split of the '
               f'reference ({n} tensors and scales split)')
         enc2, ref2 = encode_folder(tmp, 'llama-kv2', tensors, dict(cfg, num_key_value_heads=2))
-        check_model(enc2, ref2, 2, sizes=(1, 2, 4), device=device, cpu_shards=cpu_shards)
+        check_model(enc2, ref2, 2, count, sizes=(1, 2, 4), device=device)
         cfg_heads = {k: v for k, v in cfg.items() if k != 'num_key_value_heads'}
         enc3, ref3 = encode_folder(tmp, 'llama-heads2', tensors, dict(cfg_heads, num_attention_heads=2))
-        check_model(enc3, ref3, 2, sizes=(4,), device=device, cpu_shards=cpu_shards)
+        check_model(enc3, ref3, 2, count, sizes=(4,), device=device)
         print('synthetic Llama, 2 KV heads (num_key_value_heads; num_attention_heads alone): '
               'at tp_size 4 k_proj/v_proj are head rank // 2 of 2')
         for example in args:
@@ -245,15 +268,17 @@ def main():
                     p = wct.wcodec(*a)
                     assert p.returncode == 0, p.stderr
                 ref4, _ = wct.st_load(dec4)
-                n = check_model(enc4, ref4, None, device=device, cpu_shards=cpu_shards)
+                n = check_model(enc4, ref4, None, count, device=device)
                 print(f'{example} renamed to Llama names, tiles {tiles or "default"}: tp_size 1-4, '
                       f'every rank equal to tensor_split of the reference ({n} split)')
         if not cuda:
             check_errors(enc, enc2)
+            print(f'{count[0]} loads also through wc_gpu_decode_file_shards on the CPU backend, '
+                  'equal')
             print('errors: ValueError for bad tp arguments, via="daemon" and unshareable KV heads; '
                   'via="auto" decodes shards in-process and logs it')
         else:
-            print(f'{cpu_shards[0]} loads on cuda equal to the CPU shards')
+            print(f'{count[0]} loads on cuda equal to the CPU shards')
     return 0
 
 
