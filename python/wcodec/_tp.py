@@ -65,6 +65,8 @@ def _kv_heads(f):
         cfg = json.loads(cfg)
     except ValueError as e:
         raise _lib.WCodecError(-4, f'{f.path}: config.json in its metadata is not JSON: {e}') from None
+    if not isinstance(cfg, dict):
+        raise _lib.WCodecError(-4, f'{f.path}: config.json in its metadata is not a JSON object')
     for c in (cfg, cfg.get('text_config') or {}):
         kv = c.get('num_key_value_heads') or c.get('num_attention_heads')
         if kv:

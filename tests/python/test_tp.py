@@ -24,7 +24,6 @@ usage: test_tp.py [--cuda] EXAMPLE.safetensors
 --cuda: the shards on device="cuda" (wc_gpu_decode_file_shards) against the
 CPU's, bit for bit (exit 77 without a CUDA device or a libwcodec with the
 CUDA decoder)."""
-import json
 import logging
 import os
 import sys
@@ -226,7 +225,6 @@ def main():
     args = sys.argv[1:]
     cuda = args[:1] == ['--cuda']
     args = args[1:] if cuda else args
-    import wcodec
     from wcodec import _lib
     if not _lib.HAVE_SHARD:
         wct.skip('this libwcodec has no wc_decode_tensor_shard')
