@@ -4,6 +4,7 @@
     sd = wcodec.load_wcodec_checkpoint('model.wcodec', device='cpu')       # INT8 + scales
     sd = wcodec.load_wcodec_checkpoint('model.wcodec', dtype=torch.bfloat16)  # dequantized
     sd = wcodec.load_wcodec_checkpoint('model.wcodec', via='daemon')  # mapped from wcodecd
+    sd = wcodec.load_wcodec_checkpoint('model.wcodec', device='cuda:1', tp_rank=1, tp_size=2)
     with wcodec.safe_open('model.wcodec', framework='pt') as f:
         w = f.get_slice('lm_head.weight')[:, :128]
     model = wcodec.WCodecModel.from_pretrained('model.wcodec', device_map='cuda')

@@ -2,10 +2,12 @@
 
 Everything that mirrors a C struct or names a C function is here, so that a
 change of the public headers (include/wcodec/wcodec.h) is mended in one place.
-The binding calls functions; the only struct layouts it mirrors are
-wc_tensor_info (read after wc_file_tensor_info) and wc_err (a code and a
-message), and it hands the library buffers larger than either needs, so that
-a library whose structs grew reserved space at their end still fits.
+The binding calls functions; the struct layouts it reads are wc_tensor_info
+(after wc_file_tensor_info), wc_shard_info (after wc_shard_info_get) and
+wc_err (a code and a message), and it hands the library buffers larger than
+any of them needs, so that a library whose structs grew reserved space at
+their end still fits. The arrays it passes in (wc_gpu_dst,
+wc_gpu_shard_dst) are mirrored whole, reserved fields included.
 """
 import ctypes
 import json
@@ -75,6 +77,22 @@ class _GpuDst(ctypes.Structure):
                 ('scales', ctypes.c_void_p), ('n_scales', ctypes.c_size_t)]
 
 
+class _ShardInfo(ctypes.Structure):
+    # mirrors struct wc_shard_info of wcodec.h up to scale_row0 (read in a larger buffer)
+    _fields_ = [('dim', ctypes.c_int), ('start', ctypes.c_uint64), ('len', ctypes.c_uint64),
+                ('ndim', ctypes.c_uint32), ('shape', ctypes.c_uint64 * MAX_DIMS),
+                ('out_bytes', ctypes.c_uint64), ('n_scales', ctypes.c_uint64),
+                ('scale_row0', ctypes.c_uint64)]
+
+
+class _GpuShardDst(ctypes.Structure):
+    # mirrors struct wc_gpu_shard_dst of wcodec_gpu.h whole: the library walks an array of them
+    _fields_ = [('out', ctypes.c_void_p), ('out_size', ctypes.c_size_t),
+                ('scales', ctypes.c_void_p), ('n_scales', ctypes.c_size_t),
+                ('dim', ctypes.c_int), ('rank', ctypes.c_uint32), ('n_shards', ctypes.c_uint32),
+                ('reserved', ctypes.c_uint64 * 4)]
+
+
 class _GpuOpts(ctypes.Structure):
     # mirrors the leading fields of struct wc_gpu_opts (wcodec_gpu.h); filled
     # by wc_gpu_opts_default in a larger buffer, only `device`,
@@ -124,6 +142,13 @@ _proto(_lib, 'wc_decode_tensor', _i, _vp, _sz, _vp, _sz, _vp, _sz, _vp)
 HAVE_DEQUANT = hasattr(_lib, 'wc_decode_tensor_dequant')
 if HAVE_DEQUANT:
     _proto(_lib, 'wc_decode_tensor_dequant', _i, _vp, _sz, _i, _vp, _sz, _vp)
+# Tensor-parallel shards (libwcodec >= 1.1.0, docs/SHARDING.md)
+HAVE_SHARD = hasattr(_lib, 'wc_decode_tensor_shard')
+if HAVE_SHARD:
+    _u32 = ctypes.c_uint32
+    _proto(_lib, 'wc_shard_info_get', _i, _vp, _sz, _i, _u32, _u32, _vp, _vp)
+    _proto(_lib, 'wc_decode_tensor_shard', _i, _vp, _sz, _i, _u32, _u32, _vp, _sz, _vp, _sz, _vp)
+    _proto(_lib, 'wc_shard_layout_dim', _i, _cp, _cp, ctypes.POINTER(_i))
 # The GPU decoder is there where libwcodec was built with CUDA.
 HAVE_GPU = hasattr(_lib, 'wc_gpu_create')
 if HAVE_GPU:
@@ -133,6 +158,9 @@ if HAVE_GPU:
     _proto(_lib, 'wc_gpu_backend', _i, _vp)
     _proto(_lib, 'wc_gpu_fallback_reason', _cp, _vp)
     _proto(_lib, 'wc_gpu_decode_file', _i, _vp, _vp, ctypes.POINTER(_GpuDst), _vp)
+HAVE_GPU_SHARD = HAVE_GPU and hasattr(_lib, 'wc_gpu_decode_file_shards')
+if HAVE_GPU_SHARD:
+    _proto(_lib, 'wc_gpu_decode_file_shards', _i, _vp, _vp, ctypes.POINTER(_GpuShardDst), _vp)
 # wc_gpu_dequant: dequantization where the decode happened (libwcodec >= 1.0.0)
 HAVE_GPU_DEQUANT = HAVE_GPU and hasattr(_lib, 'wc_gpu_dequant')
 if HAVE_GPU_DEQUANT:
@@ -174,6 +202,37 @@ class TensorInfo:
 
     def __repr__(self):
         return f'TensorInfo({self.name!r}, {self.out_dtype}, {list(self.shape)}, coded={self.coded})'
+
+
+class ShardInfo:
+    """What wc_shard_info_get says of one shard: dim, start, len, shape (the
+    shard's), out_bytes, n_scales and scale_row0."""
+    __slots__ = ('dim', 'start', 'len', 'shape', 'out_bytes', 'n_scales', 'scale_row0')
+
+    def __init__(self, si):
+        self.dim, self.start, self.len = si.dim, si.start, si.len
+        self.shape = tuple(si.shape[d] for d in range(si.ndim))
+        self.out_bytes, self.n_scales, self.scale_row0 = si.out_bytes, si.n_scales, si.scale_row0
+
+    def __repr__(self):
+        return (f'ShardInfo(dim={self.dim}, [{self.start}, {self.start + self.len}), '
+                f'{list(self.shape)}, n_scales={self.n_scales})')
+
+
+def _need_shard():
+    if not HAVE_SHARD:
+        raise WCodecError(-9, 'this libwcodec has no tensor-parallel shards (wc_decode_tensor_shard, '
+                              'libwcodec >= 1.1.0)')
+
+
+def shard_layout_dim(layout, name):
+    """Where tensor `name` splits in `layout` (wc_shard_layout_dim): 0, 1, or
+    -1 for a tensor every rank takes whole. ValueError for an unknown layout."""
+    _need_shard()
+    dim = ctypes.c_int(-1)
+    if _lib.wc_shard_layout_dim(str(layout).encode(), name.encode('utf-8'), ctypes.byref(dim)):
+        raise ValueError(f'tp_layout {layout!r} is not a layout libwcodec knows (it knows "llama")')
+    return dim.value
 
 
 class File:
@@ -250,6 +309,23 @@ class File:
         _check(_lib.wc_decode_tensor_dequant(self._handle(), t.index, DTYPE_CODES[dtype], out,
                                              out_size, err), err)
 
+    def shard_info(self, t, dim, rank, n_shards):
+        """ShardInfo of shard `rank` of `n_shards` of t along dim (wc_shard_info_get)."""
+        _need_shard()
+        buf, err = (ctypes.c_char * _ROOM)(), _err()
+        _check(_lib.wc_shard_info_get(self._handle(), t.index, dim, rank, n_shards, buf, err), err)
+        return ShardInfo(_ShardInfo.from_buffer(buf))
+
+    def decode_shard_into(self, t, dim, rank, n_shards, out, out_size, scales=None, n_scales=0):
+        """Decodes that shard on the CPU (wc_decode_tensor_shard) into host
+        memory at `out` and its scales at `scales`: only the tiles it needs,
+        not checked against the record's hash (n_shards 1: the whole tensor, checked)."""
+        _need_shard()
+        out = out or _NOWHERE
+        err = _err()
+        _check(_lib.wc_decode_tensor_shard(self._handle(), t.index, dim, rank, n_shards, out, out_size,
+                                           scales, n_scales, err), err)
+
     def read_bytes(self, t):
         """The decoded bytes of t (INT8 values for coded tensors), and its
         scales as bytes (b'' without)."""
@@ -303,6 +379,20 @@ class Gpu:
             arr[t.index] = _GpuDst(o, osz, s, ns)
         err = _err()
         _check(_lib.wc_gpu_decode_file(self._g, f._handle(), arr, err), err)
+
+    def decode_file_shards(self, f, dsts):
+        """dsts: {TensorInfo: (out_ptr, out_size, scales_ptr, n_scales, dim,
+        rank, n_shards)}, device pointers: one wc_gpu_decode_file_shards call
+        (every tensor not in dsts, or with out_ptr 0, is skipped)."""
+        if not HAVE_GPU_SHARD:
+            raise WCodecError(-9, 'this libwcodec has no wc_gpu_decode_file_shards')
+        arr = (_GpuShardDst * len(f._infos))()  # zeroed: reserved fields 0, out NULL skips
+        for t, (o, osz, s, ns, dim, rank, n) in dsts.items():
+            d = arr[t.index]
+            d.out, d.out_size, d.scales, d.n_scales = o, osz, s, ns
+            d.dim, d.rank, d.n_shards = dim, rank, n
+        err = _err()
+        _check(_lib.wc_gpu_decode_file_shards(self._g, f._handle(), arr, err), err)
 
     def dequant(self, q, scales, rows, cols, dtype, out):
         """out = q x scales[row] as `dtype` ('BF16', 'F16' or 'F32'), on the

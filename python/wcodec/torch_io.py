@@ -141,7 +141,8 @@ def _dequant_cuda(g, t, q, s, dtype):
     return w.to(dtype).view(t.shape)
 
 
-def load_wcodec_checkpoint(path, device='cpu', dtype=None, via='auto', threads=None, socket=None):
+def load_wcodec_checkpoint(path, device='cpu', dtype=None, via='auto', threads=None, socket=None,
+                           tp_rank=None, tp_size=None, tp_layout='llama'):
     """Loads a .wcodec file as a state_dict {name: torch.Tensor}.
 
     dtype=None: a coded tensor X.weight comes as torch.int8 (its shape) beside
@@ -179,12 +180,43 @@ def load_wcodec_checkpoint(path, device='cpu', dtype=None, via='auto', threads=N
     and it accepts the path, else in-process.
 
     threads: CPU decode threads of the in-process path (default: one per CPU).
+
+    tp_rank, tp_size, tp_layout: this rank's tensor-parallel shards only
+    (docs/SHARDING.md): each tensor that tp_layout ("llama") splits comes as
+    torch.tensor_split(full, tp_size, dim)[tp_rank] (dim 0 for
+    column-parallel layers, dim 1 for row-parallel ones), its scales with it
+    (the shard's rows for dim 0, every row for dim 1); k_proj/v_proj take
+    the KV head they share where config.json has fewer KV heads than ranks;
+    other tensors whole. Only the tiles a shard needs are decoded (shards
+    are not checked against the record hash; whole tensors are). Decoded in
+    this process: via="auto" does so (logged), via="daemon" is a ValueError.
+    tp_size 1 is the whole model (through the daemon too). ValueError for
+    one of tp_rank/tp_size without the other, a rank outside [0, tp_size),
+    an unknown layout, or more ranks than KV heads that they do not divide.
     Raises FileNotFoundError, wcodec.WCodecError (a corrupt or truncated file,
     naming file and tensor), TypeError (a dtype this torch lacks).
     """
     via = _check_via(via)
     _check_dtype(dtype)
     device = torch.device(device)
+    from . import _tp
+    tp = _tp.check(tp_rank, tp_size, tp_layout)
+    if tp is not None and tp[1] > 1:
+        if via == 'daemon':
+            raise ValueError('via="daemon" with tp_rank/tp_size: the daemon serves whole tensors only '
+                             'for now; use via="local" (or "auto") for tensor-parallel shards')
+        if via == 'auto':
+            log.info('%s: tp_rank %d of tp_size %d: decoding the shards in-process (the daemon '
+                     'serves whole tensors only)', path, tp[0], tp[1])
+        with _lib.File(path) as f:
+            shards = _tp.plan(f, tp)
+            if device.type == 'cuda':
+                items = _tp.decode_cuda(f, shards, device, dtype, threads)
+            else:
+                items = _tp.decode_cpu(f, shards, dtype, threads)
+                if device.type != 'cpu':
+                    items = [(k, v.to(device)) for k, v in items]
+        return dict(items)
     if via != 'local':
         from . import _daemon
         sd = _daemon.load(path, device, dtype, socket, required=via == 'daemon')
