@@ -10,7 +10,9 @@ whose weights an independent PyTorch implementation of the quantization rule
 (wct.torch_qdq) quantized and dequantized, saved, and loaded by transformers'
 own AutoModelForCausalLM.from_pretrained. Logits on a fixed batch must agree
 to float tolerance, and greedy generation of 32 tokens must give the same
-tokens.
+tokens. With $WCODECD (a wcodecd binary; meson sets it), every load is done
+again through a daemon started here (via="daemon": on the GPU machine its GPU
+backend, the tensors mapped from its device memory).
 
 usage (from the source tree, after a build in build/):
   WCODEC_LIBRARY=build/libwcodec.so WCODEC_BIN=build/tools/wcodec \\
@@ -76,35 +78,53 @@ def main():
         g = torch.Generator().manual_seed(1)
         ids = torch.randint(0, 32000, (4, 48), generator=g).to(device)
         prompt = ids[:1, :16]
-        for dtype in (torch.float32, torch.bfloat16):
-            ref = transformers.AutoModelForCausalLM.from_pretrained(ref_dir, **dtype_kw(dtype))
-            ref = ref.to(device).eval()
-            with torch.no_grad():
-                want = ref(ids).logits
-                want_tokens = ref.generate(prompt, max_new_tokens=32, min_new_tokens=32,
-                                           do_sample=False, pad_token_id=0)
-            del ref
-            for keep in (False, True):
-                t0 = time.perf_counter()
-                m = wcodec.WCodecModel.from_pretrained(enc, device_map=device, torch_dtype=dtype,
-                                                       keep_int8=keep)
-                t_load = time.perf_counter() - t0
-                n_int8 = sum(isinstance(x, wcodec.Int8Linear) for x in m.modules())
-                assert (n_int8 > 0) == keep, n_int8
-                with torch.no_grad():
-                    got = m(ids).logits
-                    tokens = m.generate(prompt, max_new_tokens=32, min_new_tokens=32,
-                                        do_sample=False, pad_token_id=0)
-                diff = (got.float() - want.float()).abs().max().item()
-                what = f'{device} {dtype} keep_int8={keep}'
-                assert got.dtype == want.dtype, (what, got.dtype, want.dtype)
-                assert torch.allclose(got.float(), want.float(), rtol=TOL[dtype], atol=TOL[dtype]), \
-                    f'{what}: logits differ by {diff}'
-                assert torch.equal(tokens, want_tokens), f'{what}: greedy tokens differ'
-                print(f'{what}: logits max |diff| {diff:.3g}, 32 greedy tokens equal '
-                      f'({n_int8} Int8Linear; from_pretrained {t_load:.2f} s, not a benchmark)')
-                del m
+        vias = [('local', None)]
+        daemon = None
+        if os.environ.get('WCODECD') and os.path.exists(os.environ['WCODECD']):
+            from test_daemon import Daemon
+            daemon = Daemon(tmp, tmp)
+            vias.append(('daemon', daemon.sock))
+        try:
+            for dtype in (torch.float32, torch.bfloat16):
+                check_dtype(enc, ref_dir, ids, prompt, device, dtype, vias)
+        finally:
+            if daemon:
+                rc = daemon.stop()
+                assert rc == 0, f'wcodecd exited {rc}: {open(daemon.log).read()}'
     return 0
+
+
+def check_dtype(enc, ref_dir, ids, prompt, device, dtype, vias):
+    """The loads of one dtype, each via, INT8 linears dequantized and kept,
+    against the reference model's logits and greedy tokens."""
+    import wcodec
+    ref = transformers.AutoModelForCausalLM.from_pretrained(ref_dir, **dtype_kw(dtype))
+    ref = ref.to(device).eval()
+    with torch.no_grad():
+        want = ref(ids).logits
+        want_tokens = ref.generate(prompt, max_new_tokens=32, min_new_tokens=32,
+                                   do_sample=False, pad_token_id=0)
+    del ref
+    for (via, sock), keep in ((v, k) for v in vias for k in (False, True)):
+        t0 = time.perf_counter()
+        m = wcodec.WCodecModel.from_pretrained(enc, device_map=device, torch_dtype=dtype,
+                                               keep_int8=keep, via=via, socket=sock)
+        t_load = time.perf_counter() - t0
+        n_int8 = sum(isinstance(x, wcodec.Int8Linear) for x in m.modules())
+        assert (n_int8 > 0) == keep, n_int8
+        with torch.no_grad():
+            got = m(ids).logits
+            tokens = m.generate(prompt, max_new_tokens=32, min_new_tokens=32,
+                                do_sample=False, pad_token_id=0)
+        diff = (got.float() - want.float()).abs().max().item()
+        what = f'{device} {dtype} keep_int8={keep} via={via}'
+        assert got.dtype == want.dtype, (what, got.dtype, want.dtype)
+        assert torch.allclose(got.float(), want.float(), rtol=TOL[dtype], atol=TOL[dtype]), \
+            f'{what}: logits differ by {diff}'
+        assert torch.equal(tokens, want_tokens), f'{what}: greedy tokens differ'
+        print(f'{what}: logits max |diff| {diff:.3g}, 32 greedy tokens equal '
+              f'({n_int8} Int8Linear; from_pretrained {t_load:.2f} s, not a benchmark)')
+        del m
 
 
 if __name__ == '__main__':
