@@ -53,9 +53,62 @@ class _Mapped:
         self.lease = lease
 
 
-def _wrap(lease, ptr, nbytes, shape, dtype, device, what):
-    """A tensor of `dtype` and `shape` over nbytes of leased memory at ptr."""
-    item = torch.empty((), dtype=dtype).element_size()
+_ITEM = {}
+
+
+def _item(dtype):
+    if dtype not in _ITEM:
+        _ITEM[dtype] = torch.empty((), dtype=dtype).element_size()
+    return _ITEM[dtype]
+
+
+# Ranges of device memory closer than this are wrapped as one byte tensor:
+# a daemon's arena packs its tensors 256 bytes apart, arenas lie far apart.
+_GAP = 1 << 20
+
+
+class _DeviceBases:
+    """One uint8 CUDA tensor over each run of nearby device ranges of a
+    get (in practice one per arena), from which each tensor is a view:
+    torch.as_tensor of an array interface costs about 20 us, a view about
+    2, and a model has hundreds of tensors (issue 20 asks for a warm map
+    of a 7B model in 10 ms)."""
+
+    def __init__(self, lease, views):
+        ranges = {}
+        for v in views:
+            if not v.on_cuda:
+                continue
+            r = ranges.setdefault(v.device, [])
+            if v.size:
+                r.append((v.data, v.data + v.size))
+            if v.n_scales:
+                r.append((v.scales, v.scales + 4 * v.n_scales))
+        self.runs = {}
+        for dev, r in ranges.items():
+            r.sort()
+            runs = []
+            for lo, hi in r:
+                if runs and lo <= runs[-1][1] + _GAP:
+                    runs[-1][1] = max(runs[-1][1], hi)
+                else:
+                    runs.append([lo, hi])
+            where = torch.device('cuda', dev)
+            self.runs[dev] = [(lo, hi, torch.as_tensor(_Mapped(lease, lo, hi - lo, '|u1', True), device=where))
+                              for lo, hi in runs]
+
+    def bytes_at(self, dev, ptr, nbytes):
+        """A uint8 view of nbytes at ptr on dev, or None."""
+        for lo, hi, base in self.runs.get(dev, ()):
+            if lo <= ptr and ptr + nbytes <= hi:
+                return base.narrow(0, ptr - lo, nbytes)
+        return None
+
+
+def _wrap(lease, ptr, nbytes, shape, dtype, device, what, bases=None):
+    """A tensor of `dtype` and `shape` over nbytes of leased memory at ptr
+    (a view of one of `bases` where it covers them)."""
+    item = _item(dtype)
     count = 1
     for d in shape:
         count *= d
@@ -64,6 +117,9 @@ def _wrap(lease, ptr, nbytes, shape, dtype, device, what):
                                        f'{list(shape)} of {dtype}')
     if count == 0:
         return torch.empty(shape, dtype=dtype, device=device)
+    t = bases.bytes_at(device.index, ptr, nbytes) if bases is not None and device.type == 'cuda' else None
+    if t is not None:
+        return t.view(dtype).view(shape)
     holder = _Mapped(lease, ptr, count, _CARRIER[item], device.type == 'cuda')
     if device.type == 'cuda':
         t = torch.as_tensor(holder, device=device)
@@ -97,8 +153,9 @@ class _Builder:
     `device`, dequantized when dtype is set; knows whether any output still
     maps the lease."""
 
-    def __init__(self, path, lease, device, dtype, codings):
+    def __init__(self, path, lease, device, dtype, codings, bases=None):
         self.path, self.lease, self.device, self.dtype = path, lease, device, dtype
+        self.bases = bases
         self.codings = codings  # {name: coded} where it had to be asked, else None
         self.kept = False       # an output maps leased memory
         self.cuda_devices = set()
@@ -137,9 +194,9 @@ class _Builder:
             self.cuda_devices.add(where)
         what = f'{self.path}: tensor {v.name!r}'
         q = _wrap(self.lease, v.data, v.size, v.shape, _torch_dtype(self.path, v, v.out_dtype), where,
-                  what)
+                  what, self.bases)
         s = (_wrap(self.lease, v.scales, 4 * v.n_scales, (v.n_scales,), torch.float32, where,
-                   what + ' scales') if v.n_scales else None)
+                   what + ' scales', self.bases) if v.n_scales else None)
         if self.dtype is not None:
             # new tensors: the leases can end once all are made
             if self._coded(v):
@@ -184,7 +241,12 @@ def state_dict(conn, model_id, path, device, dtype, names=None):
     if dtype is not None and any(v.out_dtype == 'I8' and v.dtype == 'I8' and not v.n_scales
                                  for v in views):
         codings = conn.codings(model_id)
-    b = _Builder(path, lease, device, dtype, codings)
+    try:
+        bases = _DeviceBases(lease, views) if any(v.on_cuda for v in views) else None
+    except BaseException:
+        lease.release()
+        raise
+    b = _Builder(path, lease, device, dtype, codings, bases)
     try:
         if dtype is not None and not any(v.on_cuda for v in views) and len(views) > 1:
             # host memory dequantized on the CPU: one tensor a thread (ctypes
