@@ -126,8 +126,18 @@ static wcc_tensor *new_tensor(const Wcodec__V1__Tensor *t, uint64_t model_id)
     ct->dtype = (wc_dtype)t->info->dtype;
     ct->out_dtype = (wc_dtype)t->info->out_dtype;
     ct->ndim = (uint32_t)(t->info->n_shape > WC_MAX_DIMS ? WC_MAX_DIMS : t->info->n_shape);
-    for (uint32_t i = 0; i < ct->ndim; i++) ct->shape[i] = t->info->shape[i];
+    for (uint32_t i = 0; i < ct->ndim; i++) ct->shape[i] = ct->full_shape[i] = t->info->shape[i];
     ct->device = -1;
+    ct->tp_size = 1;
+    ct->shard_dim = -1;
+    const Wcodec__V1__ShardOf *sh = t->shard;
+    if (sh && sh->count > 1 && sh->dim >= 0 && (uint32_t)sh->dim < ct->ndim && sh->n_full_shape == ct->ndim) {
+        ct->tp_rank = sh->rank;
+        ct->tp_size = sh->count;
+        ct->shard_dim = sh->dim;
+        ct->shard_start = sh->start;
+        for (uint32_t i = 0; i < ct->ndim; i++) ct->full_shape[i] = sh->full_shape[i];
+    }
     return w;
 }
 
@@ -343,6 +353,16 @@ int wc_client_get2(wc_client *c, uint64_t model_id, wc_client_select sel, const 
         g.n_accept = 2;
         g.accept = accept;
         g.device_uuid = (ProtobufCBinaryData){16, uuid};
+    }
+    Wcodec__V1__Shard shard = WCODEC__V1__SHARD__INIT;
+    if (opts->tp_size > 1) {
+        if (opts->tp_rank >= opts->tp_size || !opts->tp_layout || !opts->tp_layout[0])
+            return wc_fail(err, WC_EINVAL, "get: shard %u of %u with layout %s", opts->tp_rank, opts->tp_size,
+                           opts->tp_layout ? opts->tp_layout : "(none)");
+        shard.rank = opts->tp_rank;
+        shard.count = opts->tp_size;
+        shard.layout = (char *)opts->tp_layout;
+        g.shard = &shard;
     }
     Wcodec__V1__Request q = WCODEC__V1__REQUEST__INIT;
     q.body_case = WCODEC__V1__REQUEST__BODY_GET;

@@ -136,6 +136,54 @@ static void gpu_block_free(wcd_pool *p, wcd_block *b)
     uv_timer_start(&d->late_timer, free_due, LEGACY_FREE_DELAY_MS, LEGACY_FREE_DELAY_MS / 4);
 }
 
+/* Where an entry goes in its arena. */
+static void entry_dst(const wcd_entry *e, void **out, float **scales)
+{
+    const wcg_arena *a = e->block->priv;
+    char *base = (char *)(uintptr_t)a->base;
+    /* A tensor of no bytes is decoded by nothing: its out stays NULL. */
+    *out = e->at.length ? base + e->at.offset : NULL;
+    *scales = e->at.n_scales ? (float *)(base + e->at.scales_offset) : NULL;
+}
+
+/* The batch's tensors whole: the file-to-GPU pipeline. */
+static int decode_whole(gpu_dev *d, gpu_batch *bt, size_t n)
+{
+    wc_gpu_dst *dst = calloc(n ? n : 1, sizeof *dst);
+    if (!dst) return wc_fail(&bt->err, WC_ENOMEM, "%s: out of memory", bt->m->label);
+    for (uint32_t i = 0; i < bt->n; i++) {
+        const wcd_entry *e = bt->es[i];
+        wc_gpu_dst *t = &dst[e->index];
+        entry_dst(e, &t->out, &t->scales);
+        t->out_size = e->at.length;
+        t->n_scales = e->at.n_scales;
+    }
+    int r = wc_gpu_decode_file(d->dec, bt->m->f, dst, &bt->err);
+    free(dst);
+    return r;
+}
+
+/* The batch's shards (those the layout replicates whole among them): the
+ * same pipeline, reading only the tiles each shard needs. */
+static int decode_shards(gpu_dev *d, gpu_batch *bt, size_t n)
+{
+    wc_gpu_shard_dst *dst = calloc(n ? n : 1, sizeof *dst);
+    if (!dst) return wc_fail(&bt->err, WC_ENOMEM, "%s: out of memory", bt->m->label);
+    for (uint32_t i = 0; i < bt->n; i++) {
+        const wcd_entry *e = bt->es[i];
+        wc_gpu_shard_dst *t = &dst[e->index];
+        entry_dst(e, &t->out, &t->scales);
+        t->out_size = e->at.length;
+        t->n_scales = e->at.n_scales;
+        t->dim = e->count > 1 ? e->dim : 0;
+        t->rank = e->rank;
+        t->n_shards = e->count;
+    }
+    int r = wc_gpu_decode_file_shards(d->dec, bt->m->f, dst, &bt->err);
+    free(dst);
+    return r;
+}
+
 /* On a pool thread: the batch through the device's pipeline. */
 static void work_decode(uv_work_t *w)
 {
@@ -143,23 +191,7 @@ static void work_decode(uv_work_t *w)
     wcd_pool *p = bt->p;
     gpu_dev *d = p->priv;
     size_t n = wc_file_tensor_count(bt->m->f);
-    wc_gpu_dst *dst = calloc(n ? n : 1, sizeof *dst);
-    if (!dst) {
-        bt->status = wc_fail(&bt->err, WC_ENOMEM, "%s: out of memory", bt->m->label);
-        return;
-    }
-    for (uint32_t i = 0; i < bt->n; i++) {
-        const wcd_entry *e = bt->es[i];
-        const wcg_arena *a = e->block->priv;
-        char *base = (char *)(uintptr_t)a->base;
-        dst[e->index] = (wc_gpu_dst){base + e->at.offset, e->at.length,
-                                     e->at.n_scales ? (float *)(base + e->at.scales_offset) : NULL,
-                                     e->at.n_scales};
-        /* A tensor of no bytes is decoded by nothing: its dst stays NULL. */
-        if (!e->at.length) dst[e->index].out = NULL;
-    }
-    bt->status = wc_gpu_decode_file(d->dec, bt->m->f, dst, &bt->err);
-    free(dst);
+    bt->status = bt->es[0]->view->count > 1 ? decode_shards(d, bt, n) : decode_whole(d, bt, n);
     /* A decode allocates the records' heads (scales, tables, tile index:
      * 13 MB for a 7B model) on this pool thread, whose malloc arena keeps
      * them once freed: the daemon grew by that much for each pool thread a

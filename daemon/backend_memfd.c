@@ -76,7 +76,8 @@ static void work_decode(uv_work_t *w)
     const wcd_place *pl = &e->at;
     int fd = e->block->fd;
     wc_tensor_info ti;
-    if ((mw->status = wc_file_tensor_info(e->model->f, e->index, &ti))) return;
+    wc_shard_info si;
+    if ((mw->status = wcd_entry_info(e, &ti, &si))) return;
     void *p = mmap(NULL, pl->span, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
         int en = errno;
@@ -84,9 +85,10 @@ static void work_decode(uv_work_t *w)
                              wc_file_label(e->model->f), ti.name, (unsigned long long)pl->span, strerror(en));
         return;
     }
-    mw->status = wc_decode_tensor(e->model->f, e->index, p, ti.out_bytes,
-                                  ti.n_scales ? (float *)((char *)p + pl->scales_offset) : NULL, ti.n_scales,
-                                  &mw->err);
+    float *scales = ti.n_scales ? (float *)((char *)p + pl->scales_offset) : NULL;
+    mw->status = e->count > 1 ? wc_decode_tensor_shard(e->model->f, e->index, e->dim, e->rank, e->count, p,
+                                                       ti.out_bytes, scales, ti.n_scales, &mw->err)
+                              : wc_decode_tensor(e->model->f, e->index, p, ti.out_bytes, scales, ti.n_scales, &mw->err);
     /* The write seal needs every writable mapping gone. */
     munmap(p, pl->span);
     if (mw->status) return;

@@ -40,10 +40,11 @@ static void model_free(wcd_cache *c, wcd_model *m)
             break;
         }
     if (!m->retired) c->n_models--;
-    for (unsigned k = 0; k < c->n_pools; k++) {
-        for (uint32_t i = 0; m->entries[k] && i < m->n; i++)
-            if (m->entries[k][i]) wcd_entry_free(m->entries[k][i]);
-        free(m->entries[k]);
+    for (unsigned k = 0; k < m->n_views; k++) {
+        wcd_view *v = &m->views[k];
+        for (uint32_t i = 0; v->entries && i < m->n; i++)
+            if (v->entries[i]) wcd_entry_free(v->entries[i]);
+        free(v->entries);
     }
     wc_file_close(m->f);
     if (m->fd >= 0) close(m->fd);
@@ -159,17 +160,17 @@ void wcd_cache_retire(wcd_cache *c, wcd_model *m, const char *why)
         m->retired = why;
         c->n_models--;
         uint32_t leased = 0;
-        for (unsigned k = 0; k < c->n_pools; k++)
-            for (uint32_t i = 0; m->entries[k] && i < m->n; i++)
-                if (m->entries[k][i]) leased += m->entries[k][i]->leases > 0;
+        for (unsigned k = 0; k < m->n_views; k++)
+            for (uint32_t i = 0; m->views[k].entries && i < m->n; i++)
+                if (m->views[k].entries[i]) leased += m->views[k].entries[i]->leases > 0;
         wcd_log(WCD_LOG_NOTICE, "model %llu (%s) unloaded: %s; %u of its tensors still leased",
                 (unsigned long long)m->id, m->label, why, leased);
     }
     if (m->busy) {
         /* Only the idle tensors go now; the rest as they go idle. */
-        for (unsigned k = 0; k < c->n_pools; k++)
-            for (uint32_t i = 0; m->entries[k] && i < m->n; i++)
-                if (m->entries[k][i] && m->entries[k][i]->in_lru) wcd_entry_free(m->entries[k][i]);
+        for (unsigned k = 0; k < m->n_views; k++)
+            for (uint32_t i = 0; m->views[k].entries && i < m->n; i++)
+                if (m->views[k].entries[i] && m->views[k].entries[i]->in_lru) wcd_entry_free(m->views[k].entries[i]);
         return;
     }
     model_free(c, m);
@@ -184,6 +185,36 @@ void wcd_cache_sweep(wcd_cache *c)
         const char *why = file_stale(m, &in_place);
         if (why && (in_place || !m->busy)) wcd_cache_retire(c, m, why);
     }
+}
+
+int wcd_model_view(wcd_model *m, wcd_pool *p, uint32_t rank, uint32_t count, const char *layout, wcd_view **out,
+                   wc_err *err)
+{
+    if (count <= 1) count = 1, rank = 0, layout = "";
+    for (unsigned k = 0; k < m->n_views; k++) {
+        wcd_view *v = &m->views[k];
+        if (v->pool == p && v->rank == rank && v->count == count && !strcmp(v->layout, layout)) {
+            *out = v;
+            return 0;
+        }
+    }
+    int dim;
+    if (count > 1 && (strlen(layout) >= sizeof m->views[0].layout || wc_shard_layout_dim(layout, "", &dim)))
+        return wc_fail(err, WC_EINVAL, "%s: layout '%.64s' is not one libwcodec knows (docs/SHARDING.md)", m->label,
+                       layout);
+    if (m->n_views == WCD_MAX_VIEWS)
+        return wc_fail(err, WC_ELIMIT, "%s: served in %d ways (pools and shards) already, the most", m->label,
+                       WCD_MAX_VIEWS);
+    wcd_view *v = &m->views[m->n_views];
+    if (!(v->entries = calloc(m->n ? m->n : 1, sizeof *v->entries)))
+        return wc_fail(err, WC_ENOMEM, "%s: out of memory", m->label);
+    v->pool = p;
+    v->rank = rank;
+    v->count = count;
+    snprintf(v->layout, sizeof v->layout, "%s", layout);
+    m->n_views++;
+    *out = v;
+    return 0;
 }
 
 void wcd_model_decode_failed(wcd_cache *c, wcd_model *m)

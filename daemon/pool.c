@@ -114,7 +114,7 @@ void wcd_entry_free(wcd_entry *e)
     wcd_pool *p = e->pool;
     lru_remove(e);
     e->model->busy--;
-    e->model->entries[p->ix][e->index] = NULL;
+    e->view->entries[e->index] = NULL;
     p->n_entries--;
     unplace(e);
     free(e);
@@ -187,13 +187,40 @@ undo:
     return r;
 }
 
-static wcd_entry *entry_new(wcd_pool *p, wcd_model *m, uint32_t index, wcd_claim *cl, int *r, wc_err *err)
+int wcd_entry_info(const wcd_entry *e, wc_tensor_info *ti, wc_shard_info *si)
 {
+    int r = wc_file_tensor_info(e->model->f, e->index, ti);
+    if (r) return r;
+    memset(si, 0, sizeof *si);
+    si->dim = -1;
+    if (e->count <= 1) return 0;
+    if ((r = wc_shard_info_get(e->model->f, e->index, e->dim, e->rank, e->count, si, NULL))) return r;
+    /* what the entry holds is the shard */
+    ti->ndim = si->ndim;
+    memcpy(ti->shape, si->shape, sizeof ti->shape);
+    ti->out_bytes = si->out_bytes;
+    ti->n_scales = si->n_scales;
+    return 0;
+}
+
+/* The shard of tensor index a view asks for: the layout's dimension for
+ * it, or the whole tensor where the layout replicates it. */
+static int entry_shard(const wcd_view *v, wcd_entry *e, const char *name, wc_err *err)
+{
+    e->dim = -1, e->rank = 0, e->count = 1;
+    if (v->count <= 1) return 0;
+    int dim;
+    int r = wc_shard_layout_dim(v->layout, name, &dim);
+    if (r) return wc_fail(err, r, "%s: tensor %s: layout '%s' unknown", e->model->label, name, v->layout);
+    if (dim >= 0) e->dim = dim, e->rank = v->rank, e->count = v->count;
+    return 0;
+}
+
+static wcd_entry *entry_new(wcd_view *v, wcd_model *m, uint32_t index, wcd_claim *cl, int *r, wc_err *err)
+{
+    wcd_pool *p = v->pool;
     wc_tensor_info ti;
-    if ((*r = wc_file_tensor_info(m->f, index, &ti))) {
-        wc_fail(err, *r, "%s: tensor %u: no info", m->label, index);
-        return NULL;
-    }
+    wc_shard_info si;
     wcd_entry *e = calloc(1, sizeof *e);
     if (!e) {
         *r = wc_fail(err, WC_ENOMEM, "%s: tensor %u: out of memory", m->label, index);
@@ -201,24 +228,30 @@ static wcd_entry *entry_new(wcd_pool *p, wcd_model *m, uint32_t index, wcd_claim
     }
     e->model = m;
     e->pool = p;
+    e->view = v;
     e->index = index;
+    if ((*r = wc_file_tensor_info(m->f, index, &ti)) || (*r = entry_shard(v, e, ti.name, err)) ||
+        (*r = wcd_entry_info(e, &ti, &si))) {
+        if (!err || !err->msg[0]) wc_fail(err, *r, "%s: tensor %u: no info", m->label, index);
+        free(e);
+        return NULL;
+    }
     e->state = WCD_DECODING;
     e->pins = 1;
     p->be->layout(p, &ti, &e->at);
     cl->e = e;
     cl->next_waiter = NULL;
     e->waiters = cl;
-    m->entries[p->ix][index] = e;
+    v->entries[index] = e;
     m->busy++;
     p->n_entries++;
     return e;
 }
 
-int wcd_cache_acquire(wcd_cache *c, wcd_pool *p, wcd_model *m, wcd_claim *claims, uint32_t n, wc_err *err)
+int wcd_cache_acquire(wcd_cache *c, wcd_view *v, wcd_model *m, wcd_claim *claims, uint32_t n, wc_err *err)
 {
     (void)c;
-    if (!m->entries[p->ix] && !(m->entries[p->ix] = calloc(m->n ? m->n : 1, sizeof(wcd_entry *))))
-        return wc_fail(err, WC_ENOMEM, "%s: out of memory", m->label);
+    wcd_pool *p = v->pool;
     wcd_entry **fresh = malloc((n ? n : 1) * sizeof *fresh);
     if (!fresh) return wc_fail(err, WC_ENOMEM, "%s: out of memory", m->label);
     uint32_t n_fresh = 0;
@@ -226,9 +259,9 @@ int wcd_cache_acquire(wcd_cache *c, wcd_pool *p, wcd_model *m, wcd_claim *claims
     for (uint32_t i = 0; i < n; i++) {
         wcd_claim *cl = &claims[i];
         cl->e = NULL;
-        wcd_entry *e = m->entries[p->ix][cl->index];
+        wcd_entry *e = v->entries[cl->index];
         if (!e) {
-            if (!(e = entry_new(p, m, cl->index, cl, &r, err))) break;
+            if (!(e = entry_new(v, m, cl->index, cl, &r, err))) break;
             fresh[n_fresh++] = e;
             waiting++;
             continue;

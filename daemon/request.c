@@ -23,9 +23,12 @@ static void fill_info(Wcodec__V1__TensorInfo *ti, const wc_tensor_info *in, cons
     ti->n_scales = in->n_scales;
     ti->coding = (uint32_t)in->coding;
     ti->stored_bytes = in->stored_bytes;
+    /* the whole tensor decoded and resident in some pool */
     ti->cached = false;
-    for (unsigned k = 0; k < WCD_MAX_POOLS; k++)
-        if (m->entries[k] && m->entries[k][index] && m->entries[k][index]->state == WCD_READY) ti->cached = true;
+    for (unsigned k = 0; k < m->n_views; k++) {
+        const wcd_entry *e = m->views[k].entries[index];
+        if (m->views[k].count == 1 && e && e->state == WCD_READY) ti->cached = true;
+    }
 }
 
 static void on_hello(wcd_conn *c, uint64_t id, const Wcodec__V1__Hello *h)
@@ -246,7 +249,9 @@ int wcd_get_next_frame(wcd_get *g, unsigned max_fds, uint8_t **data, size_t *len
     Wcodec__V1__Location loc[WCD_FDS_PER_FRAME];
     Wcodec__V1__Allocation al[WCD_FDS_PER_FRAME];
     Wcodec__V1__Allocation *ap[WCD_FDS_PER_FRAME];
-    wc_tensor_info in[WCD_FDS_PER_FRAME];
+    Wcodec__V1__ShardOf sh[WCD_FDS_PER_FRAME];
+    wc_shard_info si[WCD_FDS_PER_FRAME];
+    wc_tensor_info in[WCD_FDS_PER_FRAME], full[WCD_FDS_PER_FRAME];
     if (max_fds > WCD_FDS_PER_FRAME) max_fds = WCD_FDS_PER_FRAME;
     /* Every tensor may bring a descriptor (its memfd, or its arena's when
      * new to the connection): at most max_fds tensors a frame. Lease ids
@@ -258,9 +263,21 @@ int wcd_get_next_frame(wcd_get *g, unsigned max_fds, uint8_t **data, size_t *len
         wcd_claim *s = &g->slots[g->sent];
         wcd_entry *e = s->e;
         bool first;
-        wc_file_tensor_info(e->model->f, e->index, &in[n]);
+        wcd_entry_info(e, &in[n], &si[n]);
         wcodec__v1__tensor__init(&t[n]);
         fill_info(&ti[n], &in[n], e->model, e->index);
+        if (si[n].dim >= 0) {
+            wc_file_tensor_info(e->model->f, e->index, &full[n]);
+            wcodec__v1__shard_of__init(&sh[n]);
+            sh[n].rank = e->rank;
+            sh[n].count = e->count;
+            sh[n].dim = si[n].dim;
+            sh[n].start = si[n].start;
+            sh[n].length = si[n].len;
+            sh[n].n_full_shape = full[n].ndim;
+            sh[n].full_shape = full[n].shape;
+            t[n].shard = &sh[n];
+        }
         t[n].lease_id = wcd_conn_lease_add(c, e, &first);
         if (!t[n].lease_id) return WC_ENOMEM;
         s->e = NULL;
@@ -369,6 +386,26 @@ static int pick_pool(wcd_conn *c, uint64_t id, const wcd_model *m, const Wcodec_
     return WC_ENODEV;
 }
 
+/* Whole tensors, or the shards GetTensors.shard asks for, from pool. */
+static int pick_view(wcd_conn *c, uint64_t id, wcd_model *m, wcd_pool *pool, const Wcodec__V1__GetTensors *q,
+                     wcd_view **out)
+{
+    const Wcodec__V1__Shard *sh = q->shard;
+    uint32_t rank = sh ? sh->rank : 0, count = sh ? sh->count : 0;
+    if (count > 1 && rank >= count) {
+        wcd_conn_send_error(c, id, WC_EINVAL, "get on %s: shard rank %u of %u", m->label, rank, count);
+        return WC_EINVAL;
+    }
+    if (count > 1 && (!sh->layout || !sh->layout[0])) {
+        wcd_conn_send_error(c, id, WC_EINVAL, "get on %s: shards of %u without a layout (\"llama\")", m->label, count);
+        return WC_EINVAL;
+    }
+    wc_err err = {0};
+    int r = wcd_model_view(m, pool, rank, count, count > 1 ? sh->layout : "", out, &err);
+    if (r) wcd_conn_send_error(c, id, r, "get on %s", err.msg);
+    return r;
+}
+
 static void on_get(wcd_conn *c, uint64_t id, const Wcodec__V1__GetTensors *q)
 {
     wcd_model *m = model_or_error(c, id, q->model_id);
@@ -421,6 +458,8 @@ static void on_get(wcd_conn *c, uint64_t id, const Wcodec__V1__GetTensors *q)
     wcd_pool *pool;
     int r = pick_pool(c, id, m, q, &pool);
     if (r) return;
+    wcd_view *view;
+    if ((r = pick_view(c, id, m, pool, q, &view))) return;
     wcd_get *g = calloc(1, sizeof *g + n * sizeof(wcd_claim));
     if (!g) {
         wcd_conn_send_error(c, id, WC_ENOMEM, "get on %s: out of memory", m->label);
@@ -458,7 +497,7 @@ static void on_get(wcd_conn *c, uint64_t id, const Wcodec__V1__GetTensors *q)
     }
     /* The tensors missing from the pool decode as one batch. */
     wc_err err = {0};
-    r = wcd_cache_acquire(&c->ctx->cache, pool, m, g->slots, g->n, &err);
+    r = wcd_cache_acquire(&c->ctx->cache, view, m, g->slots, g->n, &err);
     if (r < 0) {
         g->status = r;
         snprintf(g->msg, sizeof g->msg, "%s", err.msg);
@@ -521,9 +560,9 @@ static void on_unload(wcd_conn *c, uint64_t id, const Wcodec__V1__Unload *u)
     wcd_model *m = model_or_error(c, id, u->model_id);
     if (!m) return;
     Wcodec__V1__UnloadReply ur = WCODEC__V1__UNLOAD_REPLY__INIT;
-    for (unsigned k = 0; k < c->ctx->cache.n_pools; k++)
-        for (uint32_t i = 0; m->entries[k] && i < m->n; i++)
-            if (m->entries[k][i]) ur.leased_tensors += m->entries[k][i]->leases > 0;
+    for (unsigned k = 0; k < m->n_views; k++)
+        for (uint32_t i = 0; i < m->n; i++)
+            if (m->views[k].entries[i]) ur.leased_tensors += m->views[k].entries[i]->leases > 0;
     wcd_log(WCD_LOG_INFO, "%s: unload of model %llu", c->name, (unsigned long long)m->id);
     wcd_cache_retire(&c->ctx->cache, m, "unloaded by a client");
     Wcodec__V1__Reply r = WCODEC__V1__REPLY__INIT;

@@ -119,6 +119,17 @@ typedef struct wcd_block wcd_block;
 typedef struct wcd_cache wcd_cache;
 
 #define WCD_MAX_POOLS 17     /* the host and up to 16 GPUs */
+#define WCD_MAX_VIEWS 32     /* (pool, shard) pairs a model is served as */
+
+/* How a model's tensors are served from one pool: whole, or each one's
+ * tensor-parallel shard `rank` of `count` along the dimension `layout`
+ * gives it (docs/SHARDING.md; tensors the layout replicates whole). */
+typedef struct wcd_view {
+    wcd_pool *pool;
+    uint32_t rank, count;    /* count 1: whole tensors */
+    char layout[16];
+    wcd_entry **entries;     /* by tensor index; NULL: not resident */
+} wcd_view;
 
 typedef struct wcd_block {
     uint64_t id;
@@ -187,7 +198,10 @@ enum wcd_entry_state { WCD_DECODING = 1, WCD_READY = 2 };
 struct wcd_entry {
     wcd_model *model;
     wcd_pool *pool;
+    wcd_view *view;
     uint32_t index;
+    int dim;                 /* its shard: rank of count along dim; count 1: whole */
+    uint32_t rank, count;
     int state;
     uint32_t leases;         /* held by connections */
     uint32_t pins;           /* requests under way that will take a lease */
@@ -206,7 +220,8 @@ struct wcd_model {
     char *label;
     wc_file *f;
     uint32_t n;
-    wcd_entry **entries[WCD_MAX_POOLS]; /* per pool, by tensor index; NULL: not resident */
+    wcd_view views[WCD_MAX_VIEWS];
+    unsigned n_views;
     wcd_model *next;
     /* Lifetime (docs/OPERATIONS.md, "Model files"). The model keeps its
      * own descriptor to see its file removed (no links left) or changed in
@@ -262,11 +277,20 @@ void wcd_cache_retire(wcd_cache *c, wcd_model *m, const char *why);
 /* Retires models whose file changed in place, and unused ones whose file
  * was removed or replaced; run on OpenModel, reload and a timer. */
 void wcd_cache_sweep(wcd_cache *c);
+/* The view of m from pool p as shard rank of count (count 0 or 1: whole
+ * tensors) with `layout`; made when missing. WC_ELIMIT past WCD_MAX_VIEWS,
+ * WC_EINVAL for a layout libwcodec does not know. */
+int wcd_model_view(wcd_model *m, wcd_pool *p, uint32_t rank, uint32_t count, const char *layout, wcd_view **out,
+                   wc_err *err);
 /* Pins the n tensors of the claims (claim->index set, done and owner set)
- * in pool p, decoding the missing ones as one batch. Returns the number of
- * claims that wait (their done follows), or an error: then the claims with
- * e set hold pins the caller drops with wcd_cache_unpin. */
-int wcd_cache_acquire(wcd_cache *c, wcd_pool *p, wcd_model *m, wcd_claim *claims, uint32_t n, wc_err *err);
+ * in view v (its pool, its shard), decoding the missing ones as one batch.
+ * Returns the number of claims that wait (their done follows), or an
+ * error: then the claims with e set hold pins the caller drops with
+ * wcd_cache_unpin. */
+int wcd_cache_acquire(wcd_cache *c, wcd_view *v, wcd_model *m, wcd_claim *claims, uint32_t n, wc_err *err);
+/* What an entry holds: its tensor's info with the shard's shape, bytes and
+ * scales (si->dim -1 for a whole tensor). */
+int wcd_entry_info(const wcd_entry *e, wc_tensor_info *ti, wc_shard_info *si);
 /* The backend finished decoding e: status 0 or an error with its message. */
 void wcd_cache_decoded(wcd_entry *e, int status, const char *msg);
 void wcd_cache_unpin(wcd_entry *e);

@@ -129,6 +129,14 @@ typedef struct wc_client_tensor {
      * zeros for memfd tensors. */
     int device;
     unsigned char device_uuid[16];
+    /* A shard (wc_client_get_opts.tp_size >= 2 and a tensor the layout
+     * splits): shard tp_rank of tp_size, its indices [shard_start, shard_start
+     * + shape[shard_dim]) along shard_dim of full_shape (shape is the
+     * shard's). A whole tensor: tp_size 1, shard_dim -1, full_shape = shape. */
+    uint32_t tp_rank, tp_size;
+    int shard_dim;
+    uint64_t shard_start;
+    uint64_t full_shape[WC_MAX_DIMS];
 } wc_client_tensor;
 
 typedef enum wc_client_select {
@@ -152,7 +160,14 @@ typedef struct wc_client_get_opts {
      * answers with memfd tensors (each tensor's `location` says which).
      * Loads libcuda.so.1 on first use: WC_ENODEV when it cannot. */
     int device;
-    uint64_t reserved[8];
+    /* tp_size >= 2: instead of whole tensors, each tensor's tensor-parallel
+     * shard tp_rank of tp_size along the dimension tp_layout gives it
+     * ("llama", docs/SHARDING.md: torch.tensor_split's sizes), and whole
+     * the tensors the layout replicates; each tensor's tp_* fields say which.
+     * 0 or 1 (default): whole tensors. */
+    uint32_t tp_rank, tp_size;
+    const char *tp_layout;
+    uint64_t reserved[6];
 } wc_client_get_opts;
 
 WC_CLIENT_API void wc_client_get_opts_default(wc_client_get_opts *o);

@@ -53,7 +53,9 @@ static void get2_defaults_are_get(void **state)
     memset(&o, 0x5a, sizeof o);
     wc_client_get_opts_default(&o);
     assert_int_equal(o.device, -1);
-    for (size_t i = 0; i < 8; i++) assert_int_equal(o.reserved[i], 0);
+    for (size_t i = 0; i < sizeof o.reserved / sizeof o.reserved[0]; i++) assert_int_equal(o.reserved[i], 0);
+    assert_int_equal(o.tp_size, 0);
+    assert_null(o.tp_layout);
     wc_client_tensor **a, **b;
     size_t na, nb;
     assert_int_equal(wc_client_get2(c, m.id, WC_SELECT_ALL, NULL, 0, NULL, &a, &na, &e), 0);

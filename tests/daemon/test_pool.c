@@ -69,9 +69,11 @@ static void fake_decode(uv_work_t *w)
         wcd_entry *e = fw->es[i];
         char *base = e->block->priv;
         wc_err err;
-        fw->status = wc_decode_tensor(e->model->f, e->index, base + e->at.offset, e->at.length,
-                                      e->at.n_scales ? (float *)(base + e->at.scales_offset) : NULL,
-                                      e->at.n_scales, &err);
+        float *sc = e->at.n_scales ? (float *)(base + e->at.scales_offset) : NULL;
+        fw->status = e->count > 1 ? wc_decode_tensor_shard(e->model->f, e->index, e->dim, e->rank, e->count,
+                                                           base + e->at.offset, e->at.length, sc, e->at.n_scales, &err)
+                                  : wc_decode_tensor(e->model->f, e->index, base + e->at.offset, e->at.length, sc,
+                                                     e->at.n_scales, &err);
     }
 }
 
@@ -170,7 +172,9 @@ static int acquire(fixture *fx, wcd_model *m, wcd_claim *cl, const uint32_t *idx
 {
     for (uint32_t i = 0; i < n; i++) cl[i] = (wcd_claim){.done = claim_done, .index = idx[i]};
     wc_err err = {0};
-    int r = wcd_cache_acquire(&fx->cache, fx->pool, m, cl, n, &err);
+    wcd_view *v;
+    assert_int_equal(wcd_model_view(m, fx->pool, 0, 0, "", &v, &err), 0);
+    int r = wcd_cache_acquire(&fx->cache, v, m, cl, n, &err);
     if (r > 0) uv_run(&loop, UV_RUN_DEFAULT);
     return r < 0 ? r : 0;
 }
@@ -285,7 +289,9 @@ static void test_budget_evicts_idle_keeps_leased(void **state)
      * a leased tensor and cannot go, so it does not fit. */
     for (uint32_t i = 0; i < n; i++) c2[i] = (wcd_claim){.done = claim_done, .index = i};
     wc_err err = {0};
-    assert_int_equal(wcd_cache_acquire(&fx->cache, fx->pool, m2, c2, n, &err), WC_EBUDGET);
+    wcd_view *v2;
+    assert_int_equal(wcd_model_view(m2, fx->pool, 0, 0, "", &v2, &err), 0);
+    assert_int_equal(wcd_cache_acquire(&fx->cache, v2, m2, c2, n, &err), WC_EBUDGET);
     assert_non_null(strstr(err.msg, "budget"));
     for (uint32_t i = 0; i < n; i++) assert_null(c2[i].e);
     assert_true(fx->pool->used <= fx->pool->budget);
