@@ -162,6 +162,13 @@ def socket_path(socket=None):
     return os.fspath(socket) if socket else (os.environ.get('WCODECD_SOCKET') or DEFAULT_SOCKET)
 
 
+class _GetOpts(ctypes.Structure):
+    """The head of wc_client_get_opts (wcodec_client.h); the rest is
+    reserved, zeroed by wc_client_get_opts_default in a larger buffer."""
+    _fields_ = [('device', ctypes.c_int), ('tp_rank', ctypes.c_uint32), ('tp_size', ctypes.c_uint32),
+                ('tp_layout', ctypes.c_char_p)]
+
+
 class TensorView:
     """One leased tensor as the daemon mapped it (read from wc_client_tensor)."""
     __slots__ = ('name', 'dtype', 'out_dtype', 'shape', 'data', 'size', 'scales', 'n_scales',
@@ -233,11 +240,13 @@ class Connection:
         m = _Model.from_buffer(buf)
         return m.id, m.tensor_count
 
-    def get(self, model_id, names=None, device=-1):
+    def get(self, model_id, names=None, device=-1, tp=None):
         """Leases and maps the tensors named (None: all of the model) in one
         request: a Lease. device >= 0 asks for device memory on that CUDA
         ordinal through wc_client_get2 (the daemon may still answer memfd);
-        a library without wc_client_get2 always answers memfd."""
+        a library without wc_client_get2 always answers memfd. tp = (rank,
+        size, layout) with size >= 2 asks for each tensor's tensor-parallel
+        shard (wc_client_get_opts.tp_*: needs wc_client_get2)."""
         lib, err = self._lib, _lib._err()
         arr, n = _TensorPP(), ctypes.c_size_t()
         if names is None:
@@ -245,11 +254,19 @@ class Connection:
         else:
             sel, nn = SELECT_NAMES, len(names)
             cnames = (ctypes.c_char_p * max(nn, 1))(*[s.encode('utf-8') for s in names])
-        if lib.have_get2 and device >= 0:
-            opts = (ctypes.c_char * _lib._ROOM)()
-            lib.wc_client_get_opts_default(opts)
-            ctypes.c_int.from_buffer(opts).value = device  # wc_client_get_opts.device, first field
-            r = lib.wc_client_get2(self._handle(), model_id, sel, cnames, nn, opts, ctypes.byref(arr),
+        sharded = tp is not None and tp[1] > 1
+        if sharded and not lib.have_get2:
+            raise DaemonError(-8, 'this libwcodec-client has no wc_client_get2: no tensor-parallel shards '
+                                  'through the daemon')
+        if lib.have_get2 and (device >= 0 or sharded):
+            room = (ctypes.c_char * _lib._ROOM)()
+            lib.wc_client_get_opts_default(room)
+            opts = _GetOpts.from_buffer(room)
+            opts.device = device
+            layout = tp[2].encode('utf-8') if sharded else None
+            if sharded:
+                opts.tp_rank, opts.tp_size, opts.tp_layout = tp[0], tp[1], layout
+            r = lib.wc_client_get2(self._handle(), model_id, sel, cnames, nn, room, ctypes.byref(arr),
                                    ctypes.byref(n), err)
         else:
             r = lib.wc_client_get(self._handle(), model_id, sel, cnames, nn, ctypes.byref(arr),

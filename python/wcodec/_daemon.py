@@ -220,7 +220,7 @@ def _device_index(device):
     return device.index if device.index is not None else torch.cuda.current_device()
 
 
-def state_dict(conn, model_id, path, device, dtype, names=None):
+def state_dict(conn, model_id, path, device, dtype, names=None, tp=None):
     """{name: tensor} of one get from the daemon (all tensors, or `names`),
     laid out as load_wcodec_checkpoint's; see the module's docstring for
     what the tensors hold."""
@@ -228,14 +228,14 @@ def state_dict(conn, model_id, path, device, dtype, names=None):
         device = torch.device('cuda', torch.cuda.current_device())
     index = _device_index(device)
     try:
-        lease = conn.get(model_id, names, device=index)
+        lease = conn.get(model_id, names, device=index, tp=tp)
     except _client.DaemonError as e:
         if index < 0 or e.code != _lib.ENODEV:
             raise
         # this client cannot map device memory (built without CUDA, no
         # libcuda): host memory, copied to the device below
         log.debug('%s: %s: mapping host memory and copying to %s', path, e, device)
-        lease = conn.get(model_id, names, device=-1)
+        lease = conn.get(model_id, names, device=-1, tp=tp)
     views = [v for v in lease.tensors if v.name != _lib.METADATA_NAME]
     codings = None
     if dtype is not None and any(v.out_dtype == 'I8' and v.dtype == 'I8' and not v.n_scales
@@ -305,14 +305,16 @@ def open_model(path, socket, required):
     return conn, model_id
 
 
-def load(path, device, dtype, socket, required):
-    """load_wcodec_checkpoint through the daemon, or None (see open_model)."""
+def load(path, device, dtype, socket, required, tp=None):
+    """load_wcodec_checkpoint through the daemon, or None (see open_model);
+    tp = (rank, size, layout): that rank's shards (the daemon's split:
+    torch.tensor_split along the layout's dimension)."""
     opened = open_model(path, socket, required)
     if opened is None:
         return None
     conn, model_id = opened
     try:
-        return state_dict(conn, model_id, os.fspath(path), device, dtype)
+        return state_dict(conn, model_id, os.fspath(path), device, dtype, tp=tp)
     except BaseException:
         conn.close()  # the get failed or was released: no lease of conn is alive
         raise

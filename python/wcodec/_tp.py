@@ -74,6 +74,17 @@ def _kv_heads(f):
     return None
 
 
+def shares_kv_heads(f, tp):
+    """Whether tp's ranks outnumber f's KV heads, so that k_proj and v_proj
+    are not tensor_split's shards (what the daemon serves) but a head shared
+    by several ranks."""
+    infos = f.tensors()
+    if tp[1] <= 1 or not any(t.name.endswith(_KV) for t in infos):
+        return False
+    kv = _kv_heads(f)
+    return kv is not None and tp[1] > kv
+
+
 def plan(f, tp):
     """[(TensorInfo, dim, rank, n_shards)] of every tensor of f for tp =
     (rank, size, layout): n_shards 1 for a tensor taken whole."""

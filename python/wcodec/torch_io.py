@@ -188,8 +188,10 @@ def load_wcodec_checkpoint(path, device='cpu', dtype=None, via='auto', threads=N
     (the shard's rows for dim 0, every row for dim 1); k_proj/v_proj take
     the KV head they share where config.json has fewer KV heads than ranks;
     other tensors whole. Only the tiles a shard needs are decoded (shards
-    are not checked against the record hash; whole tensors are). Decoded in
-    this process: via="auto" does so (logged), via="daemon" is a ValueError.
+    are not checked against the record hash; whole tensors are). Through
+    the daemon (its GetTensors shards) unless ranks share KV heads, which
+    only this process does: there via="auto" decodes here (logged) and
+    via="daemon" is a ValueError.
     tp_size 1 is the whole model (through the daemon too). ValueError for
     one of tp_rank/tp_size without the other, a rank outside [0, tp_size),
     an unknown layout, or more ranks than KV heads that they do not divide.
@@ -202,12 +204,18 @@ def load_wcodec_checkpoint(path, device='cpu', dtype=None, via='auto', threads=N
     from . import _tp
     tp = _tp.check(tp_rank, tp_size, tp_layout)
     if tp is not None and tp[1] > 1:
-        if via == 'daemon':
-            raise ValueError('via="daemon" with tp_rank/tp_size: the daemon serves whole tensors only '
-                             'for now; use via="local" (or "auto") for tensor-parallel shards')
-        if via == 'auto':
-            log.info('%s: tp_rank %d of tp_size %d: decoding the shards in-process (the daemon '
-                     'serves whole tensors only)', path, tp[0], tp[1])
+        if via != 'local':
+            with _lib.File(path) as f:
+                shared = _tp.shares_kv_heads(f, tp)
+            if shared and via == 'daemon':
+                raise ValueError(f'via="daemon" with tp_size {tp[1]} above the KV heads: the daemon serves '
+                                 'torch.tensor_split shards; use via="local" (or "auto") for shared KV heads')
+            if not shared:
+                from . import _daemon
+                sd = _daemon.load(path, device, dtype, socket, required=via == 'daemon', tp=tp)
+                if sd is not None:
+                    return sd
+            log.info('%s: tp_rank %d of tp_size %d: decoding the shards in-process', path, tp[0], tp[1])
         with _lib.File(path) as f:
             shards = _tp.plan(f, tp)
             if device.type == 'cuda':

@@ -205,7 +205,7 @@ def check_errors(enc, enc_kv2):
     raises(lambda: load(enc, tp_rank=0, tp_size=2.0), 'integers')
     raises(lambda: load(enc, tp_rank=0, tp_size=2, tp_layout='gpt2'), "'gpt2'", 'llama')
     raises(lambda: load(enc, tp_rank=0, tp_size=2, tp_layout=None), 'tp_layout')
-    raises(lambda: load(enc, tp_rank=0, tp_size=2, via='daemon'), 'whole tensors only')
+    raises(lambda: load(enc_kv2, tp_rank=0, tp_size=4, via='daemon'), 'KV heads')
     raises(lambda: load(enc_kv2, tp_rank=0, tp_size=3), 'num_key_value_heads 2', 'tp_size 3')
     # via="auto" decodes the shards here, and says so
     seen = []
@@ -219,6 +219,28 @@ def check_errors(enc, enc_kv2):
         logging.getLogger('wcodec').removeHandler(h)
     assert any('decoding the shards in-process' in m for m in seen), seen
     wct.compare_state_dict(a, load(enc, tp_rank=1, tp_size=2, via='local'), 'via=auto')
+
+
+def check_daemon(tmp, enc, device):
+    """Where meson gives a wcodecd: every rank through the daemon (its
+    GetTensors shards) equal to the in-process shards."""
+    if not (os.environ.get('WCODECD') and os.path.exists(os.environ['WCODECD'])):
+        return False
+    import wcodec
+    from test_daemon import Daemon
+    d = Daemon(tmp, tmp)
+    try:
+        for size in (2, 3, 4):
+            for rank in range(size):
+                got = wcodec.load_wcodec_checkpoint(enc, device=device, tp_rank=rank, tp_size=size, via='daemon',
+                                                    socket=d.sock)
+                want = wcodec.load_wcodec_checkpoint(enc, device=device, tp_rank=rank, tp_size=size, via='local')
+                wct.compare_state_dict(got, want, f'via=daemon rank {rank} of {size}')
+                del got
+    finally:
+        rc = d.stop()
+    assert rc == 0, f'wcodecd exited {rc}: {open(d.log).read()}'
+    return True
 
 
 def main():
@@ -248,6 +270,9 @@ def main():
         n = check_model(enc, ref, None, count, device=device)
         print(f'synthetic Llama, 4 KV heads: tp_size 1-4, every rank equal to tensor_split of the '
               f'reference ({n} tensors and scales split)')
+        if check_daemon(tmp, enc, device):
+            print(f'the same through wcodecd (via="daemon", {device}): tp_size 2-4, every rank equal to '
+                  'the in-process shards')
         enc2, ref2 = encode_folder(tmp, 'llama-kv2', tensors, dict(cfg, num_key_value_heads=2))
         check_model(enc2, ref2, 2, count, sizes=(1, 2, 4), device=device)
         cfg_heads = {k: v for k, v in cfg.items() if k != 'num_key_value_heads'}
@@ -273,7 +298,7 @@ def main():
             check_errors(enc, enc2)
             print(f'{count[0]} loads also through wc_gpu_decode_file_shards on the CPU backend, '
                   'equal')
-            print('errors: ValueError for bad tp arguments, via="daemon" and unshareable KV heads; '
+            print('errors: ValueError for bad tp arguments, shared KV heads via="daemon" and unshareable KV heads; '
                   'via="auto" decodes shards in-process and logs it')
         else:
             print(f'{count[0]} loads on cuda equal to the CPU shards')
