@@ -119,7 +119,9 @@ def _wrap(lease, ptr, nbytes, shape, dtype, device, what, bases=None):
         return torch.empty(shape, dtype=dtype, device=device)
     t = bases.bytes_at(device.index, ptr, nbytes) if bases is not None and device.type == 'cuda' else None
     if t is not None:
-        return t.view(dtype).view(shape)
+        t = t.view(dtype).view(shape)
+        if t.data_ptr() == ptr:  # what the view must be; else the tensor of its own below
+            return t
     holder = _Mapped(lease, ptr, count, _CARRIER[item], device.type == 'cuda')
     if device.type == 'cuda':
         t = torch.as_tensor(holder, device=device)
@@ -243,9 +245,10 @@ def state_dict(conn, model_id, path, device, dtype, names=None, tp=None):
         codings = conn.codings(model_id)
     try:
         bases = _DeviceBases(lease, views) if any(v.on_cuda for v in views) else None
-    except BaseException:
-        lease.release()
-        raise
+    except (RuntimeError, TypeError, ValueError) as e:
+        # views are an optimization: each tensor wrapped alone instead
+        log.debug('%s: device tensors wrapped one by one (%s)', path, e)
+        bases = None
     b = _Builder(path, lease, device, dtype, codings, bases)
     try:
         if dtype is not None and not any(v.on_cuda for v in views) and len(views) > 1:
