@@ -60,7 +60,10 @@ class _Tensor(ctypes.Structure):
                 ('data', ctypes.c_void_p), ('size', ctypes.c_uint64),
                 ('scales', ctypes.c_void_p), ('n_scales', ctypes.c_uint64),
                 ('location', ctypes.c_int), ('device', ctypes.c_int),
-                ('device_uuid', ctypes.c_ubyte * 16)]
+                ('device_uuid', ctypes.c_ubyte * 16),
+                # read only after a sharded get (a library without them has no tp_* options either)
+                ('tp_rank', ctypes.c_uint32), ('tp_size', ctypes.c_uint32), ('shard_dim', ctypes.c_int),
+                ('shard_start', ctypes.c_uint64), ('full_shape', ctypes.c_uint64 * _lib.MAX_DIMS)]
 
 
 class _Model(ctypes.Structure):
@@ -172,7 +175,7 @@ class _GetOpts(ctypes.Structure):
 class TensorView:
     """One leased tensor as the daemon mapped it (read from wc_client_tensor)."""
     __slots__ = ('name', 'dtype', 'out_dtype', 'shape', 'data', 'size', 'scales', 'n_scales',
-                 'location', 'device')
+                 'location', 'device', 'tp_size')
 
     def __init__(self, t):
         self.name = t.name.decode('utf-8')
@@ -182,6 +185,7 @@ class TensorView:
         self.scales, self.n_scales = t.scales, t.n_scales
         self.location = t.location
         self.device = t.device if t.location in (LOC_CUDA_VMM, LOC_CUDA_IPC) else -1
+        self.tp_size = None  # set by Lease for a sharded get
 
     @property
     def on_cuda(self):
@@ -272,7 +276,7 @@ class Connection:
             r = lib.wc_client_get(self._handle(), model_id, sel, cnames, nn, ctypes.byref(arr),
                                   ctypes.byref(n), err)
         _check(lib, r, err)
-        return Lease(self, arr, n.value)
+        return Lease(self, arr, n.value, sharded)
 
     def codings(self, model_id):
         """{name: True if coded (INT8 rANS), False if raw} of every tensor (wc_client_list)."""
@@ -317,13 +321,16 @@ class Lease:
     `hooks`: callables run just before the leases end (they must not refer
     to the Lease)."""
 
-    def __init__(self, conn, arr, n):
+    def __init__(self, conn, arr, n, sharded=False):
         self.conn = conn
         self.hooks = []
         self._fin = weakref.finalize(self, _release, conn, arr, n, self.hooks)
         self._fin.atexit = False
         try:
             self.tensors = [TensorView(arr[i].contents) for i in range(n)]
+            for i, v in enumerate(self.tensors):
+                if sharded:
+                    v.tp_size = arr[i].contents.tp_size
         except Exception as e:  # e.g. a dtype code this binding does not know
             self.release()
             raise DaemonError(-65, f'wcodecd at {conn.socket}: get: {e!r}') from None

@@ -239,6 +239,15 @@ def state_dict(conn, model_id, path, device, dtype, names=None, tp=None):
         log.debug('%s: %s: mapping host memory and copying to %s', path, e, device)
         lease = conn.get(model_id, names, device=-1, tp=tp)
     views = [v for v in lease.tensors if v.name != _lib.METADATA_NAME]
+    if tp is not None and tp[1] > 1:
+        # a daemon older than shards answers whole tensors: not what was asked
+        whole = [v.name for v in views if v.tp_size == 1 and v.shape
+                 and _lib.shard_layout_dim(tp[2], v.name) >= 0]
+        if whole:
+            lease.release()
+            raise _client.DaemonError(-9, f'{path}: wcodecd answered {whole[0]!r} whole to a request for '
+                                           f'shard {tp[0]} of {tp[1]}: it does not serve shards (older '
+                                           'than this client)')
     codings = None
     if dtype is not None and any(v.out_dtype == 'I8' and v.dtype == 'I8' and not v.n_scales
                                  for v in views):
