@@ -148,7 +148,7 @@ static int place(wcd_pool *p, wcd_model *m, wcd_entry **es, uint32_t n, wc_err *
     if (!k) return 0;
     int r;
     /* What the message names: the tensor, when one is missing. */
-    char what[WCD_SHORT_MAX + 40];
+    char what[WCD_SHORT_MAX + 40] = "1 tensor needs";
     if (k == 1) {
         wc_tensor_info ti;
         char nbuf[WCD_SHORT_MAX + 8];
