@@ -310,6 +310,13 @@ int wcd_gpu_count(int *n, wc_err *err)
     return 0;
 }
 
+int wcd_gpu_uuid(int ordinal, unsigned char uuid[16], wc_err *err)
+{
+    char name[64];
+    size_t total;
+    return wcg_device_describe(ordinal, uuid, name, sizeof name, &total, err);
+}
+
 int wcd_gpu_pool_open(wcd_cache *c, int ordinal, const wcd_config *cfg, wcd_pool **out, wc_err *err)
 {
     wcd_pool *p = calloc(1, sizeof *p);

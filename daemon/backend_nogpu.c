@@ -8,6 +8,12 @@ int wcd_gpu_count(int *n, wc_err *err)
     return wc_fail(err, WC_ENODEV, "this wcodecd was built without CUDA");
 }
 
+int wcd_gpu_uuid(int ordinal, unsigned char uuid[16], wc_err *err)
+{
+    (void)uuid;
+    return wc_fail(err, WC_ENODEV, "GPU %d: this wcodecd was built without CUDA", ordinal);
+}
+
 int wcd_gpu_pool_open(wcd_cache *c, int ordinal, const wcd_config *cfg, wcd_pool **out, wc_err *err)
 {
     (void)c, (void)cfg, (void)out;

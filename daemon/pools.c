@@ -41,13 +41,13 @@ static int open_gpus(wcd_cache *c, const wcd_config *cfg, wc_err *err)
     for (int i = 0; i < n; i++) {
         wcd_pool *p;
         wc_err e = {0};
-        if ((r = wcd_gpu_pool_open(c, i, cfg, &p, &e))) {
+        unsigned char uuid[16];
+        /* Only the devices [gpu] devices names get a decoder (its context,
+         * pinned ring and io threads). */
+        if (!(r = wcd_gpu_uuid(i, uuid, &e)) && !wanted(cfg, i, uuid)) continue;
+        if (r || (r = wcd_gpu_pool_open(c, i, cfg, &p, &e))) {
             wcd_log(WCD_LOG_WARN, "GPU %d not used: %s", i, e.msg);
             snprintf(why, sizeof why, "GPU %d: %.380s", i, e.msg);
-            continue;
-        }
-        if (!wanted(cfg, i, p->uuid)) {
-            p->be->close(p);
             continue;
         }
         if ((r = wcd_cache_add_pool(c, p, err))) {

@@ -325,6 +325,8 @@ int wcd_pools_open(wcd_cache *c, const struct wcd_config *cfg, wc_err *err);
 void wcd_pools_reload(wcd_cache *c, const struct wcd_config *old, const struct wcd_config *next);
 /* "cpu", or "gpu" when a GPU pool serves. */
 const char *wcd_pools_backend(const wcd_cache *c);
+/* The UUID of CUDA device `ordinal` (backend_gpu.c). */
+int wcd_gpu_uuid(int ordinal, unsigned char uuid[16], wc_err *err);
 /* GPU backend: a GPU pool for CUDA device `ordinal` (backend_gpu.c). */
 int wcd_gpu_pool_open(wcd_cache *c, int ordinal, const struct wcd_config *cfg, wcd_pool **out, wc_err *err);
 /* Device memory now: total and free (0s where not known). */
