@@ -187,10 +187,11 @@ undo:
     return r;
 }
 
-int wcd_entry_info(const wcd_entry *e, wc_tensor_info *ti, wc_shard_info *si)
+/* ti, the tensor's info, made the entry's: its shard's shape, bytes and
+ * scales (si->dim -1 for a whole tensor). */
+static int apply_shard(const wcd_entry *e, wc_tensor_info *ti, wc_shard_info *si)
 {
-    int r = wc_file_tensor_info(e->model->f, e->index, ti);
-    if (r) return r;
+    int r;
     memset(si, 0, sizeof *si);
     si->dim = -1;
     if (e->count <= 1) return 0;
@@ -201,6 +202,12 @@ int wcd_entry_info(const wcd_entry *e, wc_tensor_info *ti, wc_shard_info *si)
     ti->out_bytes = si->out_bytes;
     ti->n_scales = si->n_scales;
     return 0;
+}
+
+int wcd_entry_info(const wcd_entry *e, wc_tensor_info *ti, wc_shard_info *si)
+{
+    int r = wc_file_tensor_info(e->model->f, e->index, ti);
+    return r ? r : apply_shard(e, ti, si);
 }
 
 /* The shard of tensor index a view asks for: the layout's dimension for
@@ -231,7 +238,7 @@ static wcd_entry *entry_new(wcd_view *v, wcd_model *m, uint32_t index, wcd_claim
     e->view = v;
     e->index = index;
     if ((*r = wc_file_tensor_info(m->f, index, &ti)) || (*r = entry_shard(v, e, ti.name, err)) ||
-        (*r = wcd_entry_info(e, &ti, &si))) {
+        (*r = apply_shard(e, &ti, &si))) {
         if (!err || !err->msg[0]) wc_fail(err, *r, "%s: tensor %u: no info", m->label, index);
         free(e);
         return NULL;
