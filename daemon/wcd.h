@@ -482,12 +482,17 @@ typedef struct wcd_get {
 void wcd_handle_frame(wcd_conn *c, const uint8_t *p, size_t n);
 /* The connection is closing: drop its requests under way. */
 void wcd_get_orphan_all(wcd_conn *c);
-/* The next frame of a resolved get: up to max_fds tensors, their leases
+/* (reply.c) The next frame of a resolved get: up to max_fds tensors, their leases
  * taken. Returns 1 when more frames follow, 0 on the last, or an error
  * (the connection is then closed). */
 int wcd_get_next_frame(wcd_get *g, unsigned max_fds, uint8_t **data, size_t *len, int *fds, int *nfds);
 /* A queued get dropped with its connection: unpins what was not sent. */
 void wcd_get_drop(wcd_get *g);
+
+/* ---- reply.c ---- */
+/* A TensorInfo from a tensor's info (whose strings and shape it borrows);
+ * cached: the whole tensor is resident in some pool. */
+void wcd_fill_info(Wcodec__V1__TensorInfo *ti, const wc_tensor_info *in, const wcd_model *m, uint32_t index);
 
 /* ---- stats.c ---- */
 void wcd_on_stats(wcd_conn *c, uint64_t id);
