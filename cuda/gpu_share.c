@@ -87,20 +87,30 @@ static int map_rw(const wcg_cudrv *d, CUdevice dev, CUmemGenericAllocationHandle
     return wcg_cudrv_fail(err, r, what);
 }
 
-int wcg_arena_create(wcg_arena *a, int ordinal, size_t size, wc_err *err)
+/* What both kinds of arena start with: a cleared a, dev's primary context
+ * current, the size rounded up to the granularity, the device's UUID. */
+static int arena_begin(wcg_arena *a, int ordinal, size_t size, const wcg_cudrv **d, wc_err *err)
 {
     memset(a, 0, sizeof *a);
-    const wcg_cudrv *d = NULL;
     size_t gran;
-    int rc = enter(ordinal, &a->dev, &d, err);
-    if (!rc) rc = granularity(d, a->dev, &gran, err);
+    int rc = enter(ordinal, &a->dev, d, err);
+    if (!rc) rc = granularity(*d, a->dev, &gran, err);
     if (rc) return rc;
     if (size == 0 || size > SIZE_MAX - gran) return wc_fail(err, WC_EINVAL, "arena of %zu bytes", size);
     a->size = (size + gran - 1) / gran * gran;
     CUuuid u;
-    CUresult r = d->DeviceGetUuid(&u, a->dev);
+    CUresult r = (*d)->DeviceGetUuid(&u, a->dev);
     if (r != CUDA_SUCCESS) return wcg_cudrv_fail(err, r, "cuDeviceGetUuid");
     memcpy(a->uuid, u.bytes, 16);
+    return 0;
+}
+
+int wcg_arena_create(wcg_arena *a, int ordinal, size_t size, wc_err *err)
+{
+    const wcg_cudrv *d = NULL;
+    int rc = arena_begin(a, ordinal, size, &d, err);
+    if (rc) return rc;
+    CUresult r;
     CUmemAllocationProp p = alloc_prop(a->dev);
     if ((r = d->MemCreate(&a->handle, a->size, &p, 0)) != CUDA_SUCCESS) {
         a->handle = 0;
@@ -126,20 +136,12 @@ int wcg_arena_export(const wcg_arena *a, int *fd, wc_err *err)
 
 int wcg_arena_create_legacy(wcg_arena *a, int ordinal, size_t size, unsigned char handle[64], wc_err *err)
 {
-    memset(a, 0, sizeof *a);
     const wcg_cudrv *d = NULL;
-    size_t gran;
-    int rc = enter(ordinal, &a->dev, &d, err);
-    if (!rc) rc = granularity(d, a->dev, &gran, err);
-    if (rc) return rc;
-    if (size == 0 || size > SIZE_MAX - gran) return wc_fail(err, WC_EINVAL, "arena of %zu bytes", size);
     /* Whole granules, as the VMM arenas: the budget counts the same. */
-    a->size = (size + gran - 1) / gran * gran;
+    int rc = arena_begin(a, ordinal, size, &d, err);
+    if (rc) return rc;
     a->legacy = true;
-    CUuuid u;
-    CUresult r = d->DeviceGetUuid(&u, a->dev);
-    if (r != CUDA_SUCCESS) return wcg_cudrv_fail(err, r, "cuDeviceGetUuid");
-    memcpy(a->uuid, u.bytes, 16);
+    CUresult r;
     if ((r = d->MemAlloc(&a->base, a->size)) != CUDA_SUCCESS) {
         a->base = 0;
         return wcg_cudrv_fail(err, r, "cuMemAlloc");
