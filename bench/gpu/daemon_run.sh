@@ -7,7 +7,7 @@
 #           (bench_floor), the in-process load (bench_gpu e2e), safetensors INT8 and bf16, and through
 #           wcodecd: cold (6 times, the model evicted between), the daemon's peak RSS, warm (a new
 #           process each, 5 times; VMM and legacy hand-off), single cached tensors (p50/p99)
-# Carry: build-run (stripped binaries of a `build-gpu` release build in the build folder's layout:
+# Carry: build-run (bench/gpu/stage.sh: stripped binaries of a `build-gpu` release build, its layout:
 # libwcodec.so*, client/libwcodec-client.so*, client/wcodecctl, daemon/wcodecd, tools/wcodec,
 # bench/gpu/{bench_gpu,bench_floor,bench_daemon_gpu}, tests/gpu/*), .devdeps (the Debian runtime
 # libraries: libuv1 libprotobuf-c1 libcmocka0 libjson-c5 libxxhash0 libinih1 libsystemd0).

@@ -1,7 +1,7 @@
 #!/bin/bash
 # The Python loader's GPU tests and the warm mapping through wcodecd (issues 20, 22), run on the GPU
-# machine from the checkout's root. Carry: build-run2 (stripped libwcodec.so*, client/, daemon/wcodecd,
-# tools/wcodec of a `build-gpu` release build), .devdeps. Logs in $OUT, a table in $OUT/summary.txt.
+# machine from the checkout's root. Carry: build-run (bench/gpu/stage.sh: stripped libwcodec.so*, client/,
+# daemon/wcodecd, tools/wcodec of a `build-gpu` release build), .devdeps. Logs in $OUT, a table last.
 #   tests   py_tp_cuda (tensor-parallel shards on the GPU against the CPU's), test_hf_llama (logits
 #           and greedy tokens, in-process and through a wcodecd with its GPU backend)
 #   map     the SYNTHETIC 7B-class model resident in wcodecd: bench_map.py, the warm mapping alone
@@ -9,7 +9,7 @@ set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p /tmp/deps "$OUT"
 for f in .devdeps/*.deb; do dpkg -x "$f" /tmp/deps; done
-B=${B:-build-run2}
+B=${B:-build-run}
 export LD_LIBRARY_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu:$PWD/$B:$PWD/$B/client
 export WCODEC_LIBRARY=$PWD/$B/libwcodec.so.1 WCODEC_CLIENT_LIBRARY=$PWD/$B/client/libwcodec-client.so.1
 export WCODEC_BIN=$PWD/$B/tools/wcodec WCODECD=$PWD/$B/daemon/wcodecd WCODECCTL=$PWD/$B/client/wcodecctl

@@ -2,8 +2,11 @@
 """The warm mapping alone: load_wcodec_checkpoint(FILE, device=DEVICE,
 via="daemon") of a model already resident in wcodecd (one get of every
 tensor, wrapped as torch tensors, INT8 kept: no copy), RUNS times in this
-process after one untimed load; prints the median and the range. torch and
-wcodec are imported, and the process's CUDA context made, before the clock.
+process after one untimed load; prints the median and the range, and the
+median of its phases: connect and open (a new connection each load, as a
+new process has), the get (the request, the reply, the arenas imported),
+and wrapping the answer as torch tensors. torch and wcodec are imported,
+and the process's CUDA context made, before the clock.
 
 usage: WCODEC_LIBRARY=... WCODEC_CLIENT_LIBRARY=... PYTHONPATH=python \\
        bench_map.py FILE SOCKET [RUNS] [DEVICE]"""
@@ -16,6 +19,24 @@ if len(sys.argv) < 3 or sys.argv[1] in ('-h', '--help'):
 
 import torch  # noqa: E402
 import wcodec  # noqa: E402
+from wcodec import _client, _daemon  # noqa: E402
+
+# the phases, timed by wrapping the two calls that bound them
+phase = {'open': 0.0, 'get': 0.0}
+
+
+def timed(key, fn):
+    def run(*a, **k):
+        t = time.perf_counter()
+        try:
+            return fn(*a, **k)
+        finally:
+            phase[key] += time.perf_counter() - t
+    return run
+
+
+_daemon.open_model = timed('open', _daemon.open_model)
+_client.Connection.get = timed('get', _client.Connection.get)
 
 path, sock = sys.argv[1], sys.argv[2]
 runs = int(sys.argv[3]) if len(sys.argv) > 3 else 20
@@ -26,12 +47,20 @@ sd = wcodec.load_wcodec_checkpoint(path, device=device, via='daemon', socket=soc
 n = len(sd)
 on_dev = sum(t.device.type == torch.device(device).type for t in sd.values())
 del sd
-ts = []
+ts, opens, gets = [], [], []
 for _ in range(runs):
+    phase.update(open=0.0, get=0.0)
     t0 = time.perf_counter()
     sd = wcodec.load_wcodec_checkpoint(path, device=device, via='daemon', socket=sock)
     ts.append(time.perf_counter() - t0)
+    opens.append(phase['open'])
+    gets.append(phase['get'])
     del sd
+wraps = sorted(t - o - g for t, o, g in zip(ts, opens, gets))
 ts.sort()
+opens.sort()
+gets.sort()
 print(f'map file={path} tensors={n} on_{device.split(":")[0]}={on_dev} runs={runs} '
       f'median_ms={ts[runs // 2] * 1e3:.2f} min_ms={ts[0] * 1e3:.2f} max_ms={ts[-1] * 1e3:.2f}')
+print(f'map phases (medians): open_ms={opens[runs // 2] * 1e3:.2f} get_ms={gets[runs // 2] * 1e3:.2f} '
+      f'wrap_ms={wraps[runs // 2] * 1e3:.2f}')
