@@ -1,11 +1,13 @@
 /* wcodecd on the GPU, from a client's side (issue 19).
  *
- *   bench_daemon_gpu cold|warm SOCKET MODEL.wcodec [DEVICE]
+ *   bench_daemon_gpu cold|warm SOCKET MODEL.wcodec... [DEVICE]
  *   bench_daemon_gpu single SOCKET MODEL.wcodec ITERS [DEVICE]
  *
  * cold: connect, open, one get of every tensor on DEVICE (default 0), until
  *   every tensor's device pointer is in hand: what a first inference process
- *   waits for when the daemon has to decode the model.
+ *   waits for when the daemon has to decode the model. Several files (a
+ *   model kept as one .wcodec per shard): each in turn on one connection,
+ *   all held until the last is mapped, and a line for the whole.
  * warm: the same against a resident model, split: connect + Hello, open, the
  *   first get (round trip, the arenas' import and map, the client's own
  *   work), and a second get of the same tensors on the same connection (no
@@ -20,6 +22,7 @@
  * inference process (PyTorch) has it before it asks for weights.
  * One key=value line each, for scripts. Timings only: bytes are checked by
  * the gpu suite (tests/gpu/test_daemon_gpu.c). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,33 +65,67 @@ static const char *kind_name(wc_location_kind k)
     return k == WC_LOC_MEMFD ? "memfd" : k == WC_LOC_CUDA_VMM ? "cuda_vmm" : "cuda_ipc";
 }
 
-static int bench_load(const char *mode, const char *sock, const char *path, int device)
+typedef struct loaded {
+    wc_client_tensor **ts, **ts2;
+    size_t n, n2;
+} loaded;
+
+/* open + get of every tensor of one file on c, then the same get again;
+ * prints its line and returns the first get's bytes, *ms the open + get */
+static uint64_t load_one(wc_client *c, const char *mode, const char *path, int device, double connect_s,
+                         loaded *l, double *ms)
+{
+    wc_err e = {0};
+    double t1 = now();
+    wc_client_model m;
+    die(wc_client_open(c, path, &m, &e), &e, "open");
+    double t2 = now();
+    die(get_all(c, m.id, device, &l->ts, &l->n, &e), &e, "get");
+    double t3 = now();
+    die(get_all(c, m.id, device, &l->ts2, &l->n2, &e), &e, "second get");
+    double t4 = now();
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < l->n; i++) bytes += l->ts[i]->size + l->ts[i]->n_scales * 4;
+    double total = connect_s + (t3 - t1);
+    printf("daemon_%s model=%s tensors=%zu bytes=%llu kind=%s total_ms=%.3f connect_ms=%.3f open_ms=%.3f "
+           "get_ms=%.3f get_again_ms=%.3f imports_ms=%.3f GBps=%.1f\n",
+           mode, path, l->n, (unsigned long long)bytes, l->n ? kind_name(l->ts[0]->location) : "none",
+           total * 1e3, connect_s * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, (t4 - t3) * 1e3,
+           ((t3 - t2) - (t4 - t3)) * 1e3, bytes / total / 1e9);
+    *ms = (t3 - t1) * 1e3;
+    return bytes;
+}
+
+/* Every file in turn on one connection, each file's tensors held until all
+ * are mapped (a model of several .wcodec files, loaded whole); with more
+ * than one file, a last line for the whole model. */
+static int bench_load(const char *mode, const char *sock, char **paths, int n_paths, int device)
 {
     wc_err e = {0};
     double t0 = now();
     wc_client *c;
     die(wc_client_connect(&c, sock, &e), &e, "connect");
-    double t1 = now();
-    wc_client_model m;
-    die(wc_client_open(c, path, &m, &e), &e, "open");
-    double t2 = now();
-    wc_client_tensor **ts, **ts2;
-    size_t n, n2;
-    die(get_all(c, m.id, device, &ts, &n, &e), &e, "get");
-    double t3 = now();
-    die(get_all(c, m.id, device, &ts2, &n2, &e), &e, "second get");
-    double t4 = now();
+    double connect_s = now() - t0, ms = 0, all_ms = 0;
     uint64_t bytes = 0;
-    for (size_t i = 0; i < n; i++) bytes += ts[i]->size + ts[i]->n_scales * 4;
-    printf("daemon_%s model=%s tensors=%zu bytes=%llu kind=%s total_ms=%.3f connect_ms=%.3f open_ms=%.3f "
-           "get_ms=%.3f get_again_ms=%.3f imports_ms=%.3f GBps=%.1f\n",
-           mode, path, n, (unsigned long long)bytes, n ? kind_name(ts[0]->location) : "none", (t3 - t0) * 1e3,
-           (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, (t4 - t3) * 1e3, ((t3 - t2) - (t4 - t3)) * 1e3,
-           bytes / (t3 - t0) / 1e9);
-    die(wc_client_release(c, ts2, n2, &e), &e, "release");
-    die(wc_client_release(c, ts, n, &e), &e, "release");
-    wc_client_tensors_free(ts);
-    wc_client_tensors_free(ts2);
+    size_t tensors = 0;
+    loaded *l = calloc((size_t)n_paths, sizeof *l);
+    if (!l) die(WC_ENOMEM, &e, "calloc");
+    for (int i = 0; i < n_paths; i++) {
+        bytes += load_one(c, mode, paths[i], device, i ? 0 : connect_s, &l[i], &ms);
+        all_ms += ms;
+        tensors += l[i].n;
+    }
+    double total_s = now() - t0;
+    if (n_paths > 1)
+        printf("daemon_%s_all files=%d tensors=%zu bytes=%llu total_ms=%.1f gets_ms=%.1f GBps=%.1f\n", mode,
+               n_paths, tensors, (unsigned long long)bytes, total_s * 1e3, all_ms, bytes / total_s / 1e9);
+    for (int i = 0; i < n_paths; i++) {
+        die(wc_client_release(c, l[i].ts2, l[i].n2, &e), &e, "release");
+        die(wc_client_release(c, l[i].ts, l[i].n, &e), &e, "release");
+        wc_client_tensors_free(l[i].ts);
+        wc_client_tensors_free(l[i].ts2);
+    }
+    free(l);
     wc_client_stats s;
     die(wc_client_stats_get(c, &s, &e), &e, "stats");
     printf("daemon_stats rss_MB=%.1f cached_MB=%.1f decodes=%llu hits=%llu\n", s.rss_bytes / 1048576.0,
@@ -149,27 +186,43 @@ static int bench_single(const char *sock, const char *path, int iters, int devic
     return 0;
 }
 
+static bool is_number(const char *s)
+{
+    if (!*s) return false;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9') return false;
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-        printf("usage: bench_daemon_gpu cold|warm SOCKET MODEL.wcodec [DEVICE]\n"
+        printf("usage: bench_daemon_gpu cold|warm SOCKET MODEL.wcodec... [DEVICE]\n"
                "       bench_daemon_gpu single SOCKET MODEL.wcodec ITERS [DEVICE]\n"
-               "Times a whole model or one tensor mapped from wcodecd's GPU backend (see the file's head).\n");
+               "Times a whole model (one or several files) or one tensor mapped from wcodecd's GPU backend\n"
+               "(see the file's head).\n");
         return 0;
     }
     if (argc < 4) {
-        fprintf(stderr, "usage: bench_daemon_gpu cold|warm|single SOCKET MODEL.wcodec [ITERS] [DEVICE]\n");
+        fprintf(stderr, "usage: bench_daemon_gpu cold|warm|single SOCKET MODEL.wcodec... [ITERS] [DEVICE]\n");
         return 2;
     }
-    int dev = !strcmp(argv[1], "single") ? (argc > 5 ? atoi(argv[5]) : 0) : (argc > 4 ? atoi(argv[4]) : 0);
+    bool single = !strcmp(argv[1], "single");
+    int n_files = argc - 3, dev = 0;
+    if (single) {
+        dev = argc > 5 ? atoi(argv[5]) : 0;
+    } else if (n_files > 1 && is_number(argv[argc - 1])) {
+        dev = atoi(argv[argc - 1]);
+        n_files--;
+    }
     if (cudaSetDevice(dev) != cudaSuccess || cudaFree(0) != cudaSuccess) {
         fprintf(stderr, "bench_daemon_gpu: no CUDA context on device %d\n", dev);
         return 1;
     }
     if (!strcmp(argv[1], "cold") || !strcmp(argv[1], "warm"))
-        return bench_load(argv[1], argv[2], argv[3], argc > 4 ? atoi(argv[4]) : 0);
-    if (!strcmp(argv[1], "single") && argc > 4)
-        return bench_single(argv[2], argv[3], atoi(argv[4]), argc > 5 ? atoi(argv[5]) : 0);
+        return bench_load(argv[1], argv[2], argv + 3, n_files, dev);
+    if (single && argc > 4)
+        return bench_single(argv[2], argv[3], atoi(argv[4]), dev);
     fprintf(stderr, "bench_daemon_gpu: unknown mode %s\n", argv[1]);
     return 2;
 }

@@ -2,6 +2,8 @@
 # wcodecd on the GPU (issue 19), run on the GPU machine (the `device` tool) from the checkout's root.
 # Stages:
 #   rss     the daemon's peak RSS over six cold loads of the synthetic 7B-class model
+#   70b     the SYNTHETIC 70B-class model made shard by shard (synth_shards.py), loaded cold through
+#           wcodecd (time, GB/s, the daemon's peak RSS), then mapped whole by a second client
 #   tests   the daemon's GPU tests (both hand-off modes) and the daemon's decode under compute-sanitizer
 #   bench   the synthetic 7B-class model (SYNTHETIC: made by make_synth.py) in one call: the floor
 #           (bench_floor), the in-process load (bench_gpu e2e), safetensors INT8 and bf16, and through
@@ -103,6 +105,34 @@ bench)
         stop_daemon
     done
     python3 bench/gpu/st_load.py $T/synth7b_bf16.safetensors 3 | tee -a $S
+    ;;
+70b)
+    # issue 21 part 3: the SYNTHETIC 70B-class model, one .wcodec per shard (docs/OPERATIONS.md,
+    # "Models larger than the disk"), generated and encoded shard by shard (in /dev/shm where it
+    # has room for two shards: no disk for them, and the next generated while one is encoded);
+    # then through wcodecd: cold (every file in turn, one connection), the daemon's peak RSS, and
+    # a second client mapping the whole model
+    W=$T/w70; mkdir -p $W
+    df -h $T /dev/shm | tee -a $S
+    shm=$(df -B1G --output=avail /dev/shm | tail -1 | tr -d ' ')
+    opts=""; [ "${shm:-0}" -ge 12 ] && opts="--tmp /dev/shm --overlap"
+    SECONDS=0
+    PYTHONUNBUFFERED=1 timeout ${SYNTH_S:-450} python3 bench/gpu/synth_shards.py $W --shape 70b \
+        --wcodec $B/tools/wcodec --resume $opts > $OUT/synth70.log 2>&1
+    rc=$?; echo "synth_shards 70b $opts rc=$rc ${SECONDS}s" | tee -a $S; tail -2 $OUT/synth70.log | tee -a $S
+    [ $rc = 0 ] || continue
+    files=$(ls $W/model-*.wcodec)
+    start_daemon d70 $B/daemon/wcodecd --backend gpu --set gpu.budget=125G || continue
+    $B/bench/gpu/bench_daemon_gpu cold $T/d70.sock $files > $OUT/cold70.log 2>&1
+    echo "cold70 rc=$?" | tee -a $S; tail -2 $OUT/cold70.log | tee -a $S
+    echo "daemon VmHWM_MB=$(hwm) after the cold load" | tee -a $S
+    for k in 1 2; do
+        $B/bench/gpu/bench_daemon_gpu warm $T/d70.sock $files > $OUT/warm70_$k.log 2>&1
+        echo "warm70 rc=$?" | tee -a $S; tail -2 $OUT/warm70_$k.log | tee -a $S
+    done
+    $B/client/wcodecctl -s $T/d70.sock stats > $OUT/stats70.txt 2>&1
+    echo "daemon VmHWM_MB=$(hwm) at the end" | tee -a $S
+    stop_daemon
     ;;
 esac
 done

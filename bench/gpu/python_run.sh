@@ -31,7 +31,10 @@ map)
     $WCODECD --backend gpu -s $T/map.sock -r $T -l notice > $OUT/map_daemon.log 2>&1 &
     D=$!
     for i in $(seq 1 200); do $WCODECCTL -s $T/map.sock status > /dev/null 2>&1 && break; sleep 0.05; done
-    python3 bench/python/bench_map.py $T/synth7b.wcodec $T/map.sock 20 cuda 2>&1 | tail -3 | tee -a $S
+    python3 bench/python/bench_map.py $T/synth7b.wcodec $T/map.sock 20 cuda 2>&1 | tail -4 | tee -a $S
+    # a second process, as a serving process would map it (the first load's phases), and the arenas
+    python3 bench/python/bench_map.py $T/synth7b.wcodec $T/map.sock 5 cuda 2>&1 | grep "first load" | tee -a $S
+    echo "arenas: $($WCODECCTL -s $T/map.sock arenas | tee $OUT/arenas.txt | wc -l) lines" | tee -a $S
     kill -TERM $D; wait $D
     ;;
 esac

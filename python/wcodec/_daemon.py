@@ -67,14 +67,30 @@ def _item(dtype):
 _GAP = 1 << 20
 
 
+def _cuda_base(lease, ptr, nbytes, dev):
+    """A uint8 CUDA tensor over nbytes of leased device memory at ptr."""
+    return torch.as_tensor(_Mapped(lease, ptr, nbytes, '|u1', True), device=torch.device('cuda', dev))
+
+
+def _contiguous_strides(shape):
+    strides, step = [], 1
+    for d in reversed(shape):
+        strides.append(step)
+        step *= max(d, 1)
+    return tuple(reversed(strides))
+
+
 class _DeviceBases:
     """One uint8 CUDA tensor over each run of nearby device ranges of a
-    get (in practice one per arena), from which each tensor is a view:
-    torch.as_tensor of an array interface costs about 20 us, a view about
-    2, and a model has hundreds of tensors (issue 20 asks for a warm map
-    of a 7B model in 10 ms)."""
+    get (in practice one per arena), and a view of it for each element
+    type; each tensor is then one as_strided of the typed base. Why:
+    torch.as_tensor of an array interface costs about 20 us, narrow and
+    two views about 8, as_strided about 2, and a model has hundreds of
+    tensors (issue 20 asks for a warm map of a 7B model in 10 ms).
+    `base(lease, ptr, nbytes, device)` makes the byte tensors (a test
+    passes one over host memory)."""
 
-    def __init__(self, lease, views):
+    def __init__(self, lease, views, base=_cuda_base):
         ranges = {}
         for v in views:
             if not v.on_cuda:
@@ -93,15 +109,25 @@ class _DeviceBases:
                     runs[-1][1] = max(runs[-1][1], hi)
                 else:
                     runs.append([lo, hi])
-            where = torch.device('cuda', dev)
-            self.runs[dev] = [(lo, hi, torch.as_tensor(_Mapped(lease, lo, hi - lo, '|u1', True), device=where))
-                              for lo, hi in runs]
+            self.runs[dev] = [(lo, hi, base(lease, lo, hi - lo, dev), {}) for lo, hi in runs]
 
-    def bytes_at(self, dev, ptr, nbytes):
-        """A uint8 view of nbytes at ptr on dev, or None."""
-        for lo, hi, base in self.runs.get(dev, ()):
-            if lo <= ptr and ptr + nbytes <= hi:
-                return base.narrow(0, ptr - lo, nbytes)
+    def tensor_at(self, dev, ptr, shape, dtype, item):
+        """A `dtype` tensor of `shape` (item bytes an element, count > 0)
+        at ptr on dev, a view of a base; or None where no base covers it
+        or ptr is not aligned to item within it."""
+        count = 1
+        for d in shape:
+            count *= d
+        for lo, hi, raw, typed in self.runs.get(dev, ()):
+            if not (lo <= ptr and ptr + count * item <= hi):
+                continue
+            off = ptr - lo
+            if off % item:
+                return None
+            b = typed.get(dtype)
+            if b is None:
+                b = typed[dtype] = raw.narrow(0, 0, (hi - lo) // item * item).view(dtype)
+            return b.as_strided(tuple(shape), _contiguous_strides(shape), off // item)
         return None
 
 
@@ -117,10 +143,9 @@ def _wrap(lease, ptr, nbytes, shape, dtype, device, what, bases=None):
                                        f'{list(shape)} of {dtype}')
     if count == 0:
         return torch.empty(shape, dtype=dtype, device=device)
-    t = bases.bytes_at(device.index, ptr, nbytes) if bases is not None and device.type == 'cuda' else None
-    if t is not None:
-        t = t.view(dtype).view(shape)
-        if t.data_ptr() == ptr:  # what the view must be; else the tensor of its own below
+    if bases is not None and device.type == 'cuda':
+        t = bases.tensor_at(device.index, ptr, shape, dtype, item)
+        if t is not None and t.data_ptr() == ptr:  # what the view must be; else a tensor of its own
             return t
     holder = _Mapped(lease, ptr, count, _CARRIER[item], device.type == 'cuda')
     if device.type == 'cuda':

@@ -283,8 +283,46 @@ def check_from_pretrained(d, tmp, roots):
         sys.modules.pop('transformers', None)
 
 
+def check_views():
+    """_DeviceBases (the views a get's device tensors are made from) over a
+    host buffer: each tensor is the bytes at its address, as numpy reads
+    them, and shares the buffer; a misaligned or uncovered address gives
+    None (that tensor is then wrapped alone)."""
+    from types import SimpleNamespace
+    from wcodec import _daemon
+    buf = np.random.default_rng(5).integers(0, 256, 4 << 20, dtype=np.uint8)
+    addr = buf.ctypes.data
+
+    def host_base(lease, ptr, nbytes, dev):
+        return torch.from_numpy(buf[ptr - addr:ptr - addr + nbytes])
+
+    def view(off, size, soff=0, n_scales=0):
+        return SimpleNamespace(on_cuda=True, device=0, data=addr + off, size=size,
+                               scales=addr + soff, n_scales=n_scales)
+    # two runs: 0 to 1 MiB + 8 KiB (ranges 256 bytes and more apart), and 3 MiB + 4 KiB on, past _GAP
+    views = [view(0, 4096, 4096 + 256, 16), view(8192, 2 << 19), view((3 << 20) + 4096, 1000)]
+    b = _daemon._DeviceBases(None, views, base=host_base)
+    assert [len(r) for r in b.runs.values()] == [2], b.runs
+    cases = [(0, (16, 256), torch.int8, np.int8), (4096 + 256, (16,), torch.float32, np.float32),
+             (8192, (2, 3, 4), torch.int16, np.int16), ((3 << 20) + 4096, (250,), torch.float32, np.float32),
+             (8192 + 64, (), torch.float64, np.float64)]
+    for off, shape, dt, nt in cases:
+        item = torch.empty((), dtype=dt).element_size()
+        t = b.tensor_at(0, addr + off, shape, dt, item)
+        n = int(np.prod(shape)) if shape else 1
+        want = buf[off:off + n * item].view(nt).reshape(shape)
+        assert t is not None and t.dtype == dt and tuple(t.shape) == shape, (off, t)
+        assert t.data_ptr() == addr + off and t.is_contiguous(), (off, t.data_ptr() - addr)
+        assert t.numpy().tobytes() == want.tobytes(), off  # bytes: random floats hold NaNs
+    assert b.tensor_at(0, addr + 2, (4,), torch.float32, 4) is None          # not aligned to its element
+    assert b.tensor_at(0, addr + (2 << 20), (4,), torch.int8, 1) is None  # between the runs
+    assert b.tensor_at(1, addr, (4,), torch.int8, 1) is None                  # another device
+    print(f'device views: {len(cases)} tensors over 2 runs equal to the bytes at their addresses')
+
+
 def main():
     import wcodec
+    check_views()
     with tempfile.TemporaryDirectory() as tmp:
         roots = os.path.join(tmp, 'models')
         os.makedirs(roots)
