@@ -34,6 +34,7 @@ map)
     python3 bench/python/bench_map.py $T/synth7b.wcodec $T/map.sock 20 cuda 2>&1 | tail -4 | tee -a $S
     # a second process, as a serving process would map it (the first load's phases), and the arenas
     python3 bench/python/bench_map.py $T/synth7b.wcodec $T/map.sock 5 cuda 2>&1 | grep "first load" | tee -a $S
+    BENCH_MAP_PROFILE=$OUT/map_profile.txt python3 bench/python/bench_map.py $T/synth7b.wcodec $T/map.sock 5 cuda > /dev/null 2>&1
     echo "arenas: $($WCODECCTL -s $T/map.sock arenas | tee $OUT/arenas.txt | wc -l) lines" | tee -a $S
     kill -TERM $D; wait $D
     ;;

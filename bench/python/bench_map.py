@@ -10,6 +10,7 @@ and the process's CUDA context made, before the clock.
 
 usage: WCODEC_LIBRARY=... WCODEC_CLIENT_LIBRARY=... PYTHONPATH=python \\
        bench_map.py FILE SOCKET [RUNS] [DEVICE]"""
+import os
 import sys
 import time
 
@@ -45,9 +46,21 @@ if device.startswith('cuda'):
     torch.empty(1, device=device)
 # the first load of this process: what a second serving process pays once
 # (the client library loaded, each arena imported for the first time)
+# BENCH_MAP_PROFILE=FILE: the first load runs under cProfile (its stats to FILE; its time then
+# includes the profiler's)
+prof = None
+if os.environ.get('BENCH_MAP_PROFILE'):
+    import cProfile
+    import pstats
+    prof = cProfile.Profile()
+    prof.enable()
 t0 = time.perf_counter()
 sd = wcodec.load_wcodec_checkpoint(path, device=device, via='daemon', socket=sock)
 first = time.perf_counter() - t0
+if prof:
+    prof.disable()
+    with open(os.environ['BENCH_MAP_PROFILE'], 'w') as f:
+        pstats.Stats(prof, stream=f).sort_stats('tottime').print_stats(30)
 print(f'map first load of this process: total_ms={first * 1e3:.2f} open_ms={phase["open"] * 1e3:.2f} '
       f'get_ms={phase["get"] * 1e3:.2f} wrap_ms={(first - phase["open"] - phase["get"]) * 1e3:.2f}')
 n = len(sd)

@@ -317,7 +317,23 @@ def check_views():
     assert b.tensor_at(0, addr + 2, (4,), torch.float32, 4) is None          # not aligned to its element
     assert b.tensor_at(0, addr + (2 << 20), (4,), torch.int8, 1) is None  # between the runs
     assert b.tensor_at(1, addr, (4,), torch.int8, 1) is None                  # another device
-    print(f'device views: {len(cases)} tensors over 2 runs equal to the bytes at their addresses')
+    # a whole get at once (INT8 kept): names, dtypes, shapes and bytes
+    views[0].name, views[0].out_dtype, views[0].shape = 'a.weight', 'I8', (16, 256)
+    views[1].name, views[1].out_dtype, views[1].shape = 'b', 'I16', (512, 1024)
+    views[2].name, views[2].out_dtype, views[2].shape = 'c', 'F32', (250,)
+    from wcodec.torch_io import TORCH_DTYPES
+    items = b.state_items(views, 0, TORCH_DTYPES)
+    want = [('a.weight', 0, (16, 256), np.int8), ('a.weight_scale', 4096 + 256, (16,), np.float32),
+            ('b', 8192, (512, 1024), np.int16), ('c', (3 << 20) + 4096, (250,), np.float32)]
+    assert [k for k, _ in items] == [w[0] for w in want], items
+    for (name, t), (_, off, shape, nt) in zip(items, want):
+        n = int(np.prod(shape))
+        assert tuple(t.shape) == shape and t.data_ptr() == addr + off, name
+        assert t.numpy().tobytes() == buf[off:off + n * np.dtype(nt).itemsize].tobytes(), name
+    views[1].shape = (512, 1023)  # not the bytes it maps: the caller wraps one by one, and says so
+    assert b.state_items(views, 0, TORCH_DTYPES) is None
+    print(f'device views: {len(cases)} tensors over 2 runs, and a get of {len(want)}, equal to the bytes '
+          'at their addresses')
 
 
 def main():
