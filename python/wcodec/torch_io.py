@@ -201,8 +201,10 @@ def load_wcodec_checkpoint(path, device='cpu', dtype=None, via='auto', threads=N
     via = _check_via(via)
     _check_dtype(dtype)
     device = torch.device(device)
-    from . import _tp
-    tp = _tp.check(tp_rank, tp_size, tp_layout)
+    tp = None
+    if tp_rank is not None or tp_size is not None:  # _tp is imported only where shards are asked for
+        from . import _tp
+        tp = _tp.check(tp_rank, tp_size, tp_layout)
     if tp is not None and tp[1] > 1:
         if via != 'local':
             with _lib.File(path) as f:
