@@ -84,9 +84,9 @@ class _DeviceBases:
     """One uint8 CUDA tensor over each run of nearby device ranges of a
     get (in practice one per arena), and a view of it for each element
     type; each tensor is then one as_strided of the typed base. Why:
-    torch.as_tensor of an array interface costs about 20 us, narrow and
-    two views about 8, as_strided about 2, and a model has hundreds of
-    tensors (issue 20 asks for a warm map of a 7B model in 10 ms).
+    torch.as_tensor of an array interface costs about 20 us, a view about
+    1, and a model has hundreds of tensors (issue 20 asks for a warm map
+    of a 7B model in 10 ms; bench/RESULTS.md#py-warm-map).
     `base(lease, ptr, nbytes, device)` makes the byte tensors (a test
     passes one over host memory)."""
 
