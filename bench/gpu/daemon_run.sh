@@ -2,6 +2,7 @@
 # wcodecd on the GPU (issue 19), run on the GPU machine (the `device` tool) from the checkout's root.
 # Stages:
 #   rss     the daemon's peak RSS over six cold loads of the synthetic 7B-class model
+#   cold    the floor, the in-process load and the cold load through wcodecd, 7B-class, one call
 #   70b     the SYNTHETIC 70B-class model made shard by shard (synth_shards.py), loaded cold through
 #           wcodecd (time, GB/s, the daemon's peak RSS), then mapped whole by a second client
 #   tests   the daemon's GPU tests (both hand-off modes) and the daemon's decode under compute-sanitizer
@@ -105,6 +106,23 @@ bench)
         stop_daemon
     done
     python3 bench/gpu/st_load.py $T/synth7b_bf16.safetensors 3 | tee -a $S
+    ;;
+cold)
+    # issue 19's first point, short: the floor, the in-process load and the cold load through
+    # wcodecd of the synthetic 7B-class model, in one call (no safetensors: see `bench`)
+    [ -f $T/synth7b_int8.safetensors ] || PYTHONUNBUFFERED=1 python3 bench/gpu/make_synth.py $T > $OUT/synth.log 2>&1
+    [ -f $T/synth7b.wcodec ] || $B/tools/wcodec encode -q -f $T/synth7b_int8.safetensors -o $T/synth7b.wcodec
+    F=$T/synth7b.wcodec
+    $B/bench/gpu/bench_floor $F 14 3 | tee -a $S
+    $B/bench/gpu/bench_gpu e2e $F 3 | tee -a $S
+    start_daemon d_cold $B/daemon/wcodecd --backend gpu --set gpu.budget=60G || continue
+    for k in 1 2 3 4 5; do
+        $B/bench/gpu/bench_daemon_gpu cold $T/d_cold.sock $F | grep -oE "total_ms=[0-9.]+|GBps=[0-9.]+" | tr '\n' ' ' | tee -a $S
+        echo "VmHWM_MB=$(hwm)" | tee -a $S
+        $B/client/wcodecctl -s $T/d_cold.sock evict > /dev/null
+    done
+    stop_daemon
+    $B/bench/gpu/bench_gpu e2e $F 3 | tee -a $S
     ;;
 70b)
     # issue 21 part 3: the SYNTHETIC 70B-class model, one .wcodec per shard (docs/OPERATIONS.md,
