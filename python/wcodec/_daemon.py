@@ -391,16 +391,26 @@ def open_model(path, socket, required):
     return conn, model_id
 
 
-def load(path, device, dtype, socket, required, tp=None):
+def load(path, device, dtype, socket, required, tp=None, parts=None):
     """load_wcodec_checkpoint through the daemon, or None (see open_model);
     tp = (rank, size, layout): that rank's shards (the daemon's split:
-    torch.tensor_split along the layout's dimension)."""
+    torch.tensor_split along the layout's dimension); parts = [(names, tp)]
+    instead: one get each, on one connection (_tp.daemon_parts: ranks that
+    share KV heads)."""
     opened = open_model(path, socket, required)
     if opened is None:
         return None
     conn, model_id = opened
+    out = {}
     try:
-        return state_dict(conn, model_id, os.fspath(path), device, dtype, tp=tp)
+        for names, ptp in (parts if parts is not None else [(None, tp)]):
+            if names is None or names:
+                out.update(state_dict(conn, model_id, os.fspath(path), device, dtype, names=names, tp=ptp))
+        return out
     except BaseException:
-        conn.close()  # the get failed or was released: no lease of conn is alive
+        # the tensors of the gets that succeeded go first, and their leases
+        # with them (nothing else refers to them); then no lease of conn is
+        # alive and it can close
+        out.clear()
+        conn.close()
         raise

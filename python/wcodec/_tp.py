@@ -111,6 +111,18 @@ def plan(f, tp):
     return out
 
 
+def daemon_parts(f, tp):
+    """The gets that fetch plan(f, tp) from the daemon, which cuts one
+    (rank, size) per get: [(names, (rank, size, layout))], one for the
+    tensors that are tensor_split's shards of tp, one for the shared KV
+    heads', one (a size of 1) for those taken whole, shared KV heads
+    included where there is one head."""
+    groups = {}
+    for t, _dim, rank, n in plan(f, tp):
+        groups.setdefault((rank, n), []).append(t.name)
+    return [(names, (rank, n, tp[2])) for (rank, n), names in groups.items()]
+
+
 def _dequant(g, q, s, dtype):
     """q x s[row] as dtype, a new tensor on q's device: wc_gpu_dequant on
     g (the C rule of wc_decode_tensor_dequant), or the same rule in PyTorch

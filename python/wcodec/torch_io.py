@@ -189,9 +189,8 @@ def load_wcodec_checkpoint(path, device='cpu', dtype=None, via='auto', threads=N
     the KV head they share where config.json has fewer KV heads than ranks;
     other tensors whole. Only the tiles a shard needs are decoded (shards
     are not checked against the record hash; whole tensors are). Through
-    the daemon (its GetTensors shards) unless ranks share KV heads, which
-    only this process does: there via="auto" decodes here (logged) and
-    via="daemon" is a ValueError.
+    the daemon, its GetTensors shards (ranks that share KV heads ask for
+    those in a second get).
     tp_size 1 is the whole model (through the daemon too). ValueError for
     one of tp_rank/tp_size without the other, a rank outside [0, tp_size),
     an unknown layout, or more ranks than KV heads that they do not divide.
@@ -208,15 +207,12 @@ def load_wcodec_checkpoint(path, device='cpu', dtype=None, via='auto', threads=N
     if tp is not None and tp[1] > 1:
         if via != 'local':
             with _lib.File(path) as f:
-                shared = _tp.shares_kv_heads(f, tp)
-            if shared and via == 'daemon':
-                raise ValueError(f'via="daemon" with tp_size {tp[1]} above the KV heads: the daemon serves '
-                                 'torch.tensor_split shards; use via="local" (or "auto") for shared KV heads')
-            if not shared:
-                from . import _daemon
-                sd = _daemon.load(path, device, dtype, socket, required=via == 'daemon', tp=tp)
-                if sd is not None:
-                    return sd
+                # ranks that share KV heads ask for those in a get of their own
+                parts = _tp.daemon_parts(f, tp) if _tp.shares_kv_heads(f, tp) else None
+            from . import _daemon
+            sd = _daemon.load(path, device, dtype, socket, required=via == 'daemon', tp=tp, parts=parts)
+            if sd is not None:
+                return sd
             log.info('%s: tp_rank %d of tp_size %d: decoding the shards in-process', path, tp[0], tp[1])
         with _lib.File(path) as f:
             shards = _tp.plan(f, tp)

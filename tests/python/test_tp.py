@@ -205,7 +205,6 @@ def check_errors(enc, enc_kv2):
     raises(lambda: load(enc, tp_rank=0, tp_size=2.0), 'integers')
     raises(lambda: load(enc, tp_rank=0, tp_size=2, tp_layout='gpt2'), "'gpt2'", 'llama')
     raises(lambda: load(enc, tp_rank=0, tp_size=2, tp_layout=None), 'tp_layout')
-    raises(lambda: load(enc_kv2, tp_rank=0, tp_size=4, via='daemon'), 'KV heads')
     raises(lambda: load(enc_kv2, tp_rank=0, tp_size=3), 'num_key_value_heads 2', 'tp_size 3')
     # via="auto" decodes the shards here, and says so
     seen = []
@@ -221,16 +220,17 @@ def check_errors(enc, enc_kv2):
     wct.compare_state_dict(a, load(enc, tp_rank=1, tp_size=2, via='local'), 'via=auto')
 
 
-def check_daemon(tmp, enc, device):
+def check_daemon(tmp, enc, device, sizes=(2, 3, 4)):
     """Where meson gives a wcodecd: every rank through the daemon (its
-    GetTensors shards) equal to the in-process shards."""
+    GetTensors shards; a second get for KV heads that ranks share) equal to
+    the in-process shards."""
     if not (os.environ.get('WCODECD') and os.path.exists(os.environ['WCODECD'])):
         return False
     import wcodec
     from test_daemon import Daemon
     d = Daemon(tmp, tmp)
     try:
-        for size in (2, 3, 4):
+        for size in sizes:
             for rank in range(size):
                 got = wcodec.load_wcodec_checkpoint(enc, device=device, tp_rank=rank, tp_size=size, via='daemon',
                                                     socket=d.sock)
@@ -280,6 +280,12 @@ def main():
         check_model(enc3, ref3, 2, count, sizes=(4,), device=device)
         print('synthetic Llama, 2 KV heads (num_key_value_heads; num_attention_heads alone): '
               'at tp_size 4 k_proj/v_proj are head rank // 2 of 2')
+        enc1, ref1 = encode_folder(tmp, 'llama-kv1', tensors, dict(cfg, num_key_value_heads=1))
+        check_model(enc1, ref1, 1, count, sizes=(2, 3), device=device)
+        print('synthetic Llama, 1 KV head: at tp_size 2 and 3 every rank takes k_proj/v_proj whole')
+        if check_daemon(tmp, enc2, device, sizes=(2, 4)) and check_daemon(tmp, enc1, device, sizes=(3,)):
+            print(f'through wcodecd ({device}), ranks sharing KV heads (2 heads, tp_size 4; 1 head, '
+                  'tp_size 3): every rank equal to the in-process shards')
         for example in args:
             src = renamed_example(example, tmp)
             for tiles in (None, '4096'):
@@ -298,7 +304,7 @@ def main():
             check_errors(enc, enc2)
             print(f'{count[0]} loads also through wc_gpu_decode_file_shards on the CPU backend, '
                   'equal')
-            print('errors: ValueError for bad tp arguments, shared KV heads via="daemon" and unshareable KV heads; '
+            print('errors: ValueError for bad tp arguments and unshareable KV heads; '
                   'via="auto" decodes shards in-process and logs it')
         else:
             print(f'{count[0]} loads on cuda equal to the CPU shards')
