@@ -80,6 +80,12 @@ def _contiguous_strides(shape):
     return tuple(reversed(strides))
 
 
+def _typed_base(raw, typed, nbytes, dtype, item):
+    """raw (nbytes of uint8) as dtype, cut to whole elements, kept in typed."""
+    b = typed[dtype] = raw.narrow(0, 0, nbytes // item * item).view(dtype)
+    return b
+
+
 class _DeviceBases:
     """One uint8 CUDA tensor over each run of nearby device ranges of a
     get (in practice one per arena), and a view of it for each element
@@ -125,8 +131,8 @@ class _DeviceBases:
             if off % item:
                 return None
             b = typed.get(dtype)
-            if b is None:
-                b = typed[dtype] = raw.narrow(0, 0, (hi - lo) // item * item).view(dtype)
+            if b is None:  # (not `or`: a tensor has no truth value)
+                b = _typed_base(raw, typed, hi - lo, dtype, item)
             return b.as_strided(tuple(shape), _contiguous_strides(shape), off // item)
         return None
 
@@ -165,7 +171,7 @@ class _DeviceBases:
                     return None
                 b = typed.get(dt)
                 if b is None:
-                    b = typed[dt] = raw.narrow(0, 0, (hi - lo) // item * item).view(dt)
+                    b = _typed_base(raw, typed, hi - lo, dt, item)
                 strides = (1,) if n == 1 else (shape[1], 1) if n == 2 else _contiguous_strides(shape)
                 t = b.as_strided(shape, strides, (ptr - lo) // item)
                 if t.data_ptr() != ptr:
