@@ -115,10 +115,13 @@ static int bench_load(const char *mode, const char *sock, char **paths, int n_pa
         all_ms += ms;
         tensors += l[i].n;
     }
-    double total_s = now() - t0;
+    /* the whole model mapped: connect, and each file's open and first get
+     * (the second gets, this program's split of the imports, not counted) */
+    double total_s = connect_s + all_ms / 1e3;
     if (n_paths > 1)
-        printf("daemon_%s_all files=%d tensors=%zu bytes=%llu total_ms=%.1f gets_ms=%.1f GBps=%.1f\n", mode,
-               n_paths, tensors, (unsigned long long)bytes, total_s * 1e3, all_ms, bytes / total_s / 1e9);
+        printf("daemon_%s_all files=%d tensors=%zu bytes=%llu total_ms=%.1f with_second_gets_ms=%.1f GBps=%.1f\n",
+               mode, n_paths, tensors, (unsigned long long)bytes, total_s * 1e3, (now() - t0) * 1e3,
+               bytes / total_s / 1e9);
     for (int i = 0; i < n_paths; i++) {
         die(wc_client_release(c, l[i].ts2, l[i].n2, &e), &e, "release");
         die(wc_client_release(c, l[i].ts, l[i].n, &e), &e, "release");
