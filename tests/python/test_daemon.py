@@ -198,8 +198,17 @@ def check_errors(d, tmp, enc, outside):
     e = raises(wcodec.WCodecError, lambda: load(bad, via='daemon', socket=d.sock), t.name)
     assert e.name == 'ECHECKSUM', e
     assert leased(d) == (0, 1), f'failed gets leave nothing leased: {leased(d)}'
+    # several gets on one connection (ranks sharing KV heads): the second fails, the first's
+    # tensors and leases go with the exception, and the connection closes
+    from wcodec import _daemon
+    with wcodec.File(enc) as f:
+        names = [t.name for t in f.tensors()]
+    parts = [(names[:2], None), (['no.such.tensor'], None)]
+    raises(wcodec.DaemonError, lambda: _daemon.load(enc, torch.device('cpu'), None, d.sock, True, parts=parts),
+           'no.such.tensor')
+    assert leased(d) == (0, 1), f'a failed second get leaves nothing leased or connected: {leased(d)}'
     print('daemon down (names the socket), path outside the roots (EDENIED), missing file, '
-          'corrupt record (ECHECKSUM naming the tensor): Python exceptions')
+          'corrupt record (ECHECKSUM naming the tensor), a failed second get of one load: Python exceptions')
 
 
 def check_auto(d, tmp, enc, outside, ref):
