@@ -1,13 +1,15 @@
 /* wcodecd on the GPU, from a client's side (issue 19).
  *
- *   bench_daemon_gpu cold|warm SOCKET MODEL.wcodec... [DEVICE]
+ *   bench_daemon_gpu cold|warm [-t RANK/SIZE] SOCKET MODEL.wcodec... [DEVICE]
  *   bench_daemon_gpu single SOCKET MODEL.wcodec ITERS [DEVICE]
  *
  * cold: connect, open, one get of every tensor on DEVICE (default 0), until
  *   every tensor's device pointer is in hand: what a first inference process
  *   waits for when the daemon has to decode the model. Several files (a
  *   model kept as one .wcodec per shard): each in turn on one connection,
- *   all held until the last is mapped, and a line for the whole.
+ *   all held until the last is mapped, and a line for the whole. -t: each
+ *   get asks for tensor-parallel rank RANK of SIZE (the llama layout), as
+ *   an inference engine's rank does (issue 22).
  * warm: the same against a resident model, split: connect + Hello, open, the
  *   first get (round trip, the arenas' import and map, the client's own
  *   work), and a second get of the same tensors on the same connection (no
@@ -52,11 +54,15 @@ static int cmpd(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* -t RANK/SIZE: every get asks for that rank's tensor-parallel shards (the llama layout) */
+static uint32_t tp_rank, tp_size;
+
 static int get_all(wc_client *c, uint64_t model, int device, wc_client_tensor ***ts, size_t *n, wc_err *e)
 {
     wc_client_get_opts o;
     wc_client_get_opts_default(&o);
     o.device = device;
+    if (tp_size > 1) o.tp_rank = tp_rank, o.tp_size = tp_size, o.tp_layout = "llama";
     return wc_client_get2(c, model, WC_SELECT_ALL, NULL, 0, &o, ts, n, e);
 }
 
@@ -87,9 +93,9 @@ static uint64_t load_one(wc_client *c, const char *mode, const char *path, int d
     uint64_t bytes = 0;
     for (size_t i = 0; i < l->n; i++) bytes += l->ts[i]->size + l->ts[i]->n_scales * 4;
     double total = connect_s + (t3 - t1);
-    printf("daemon_%s model=%s tensors=%zu bytes=%llu kind=%s total_ms=%.3f connect_ms=%.3f open_ms=%.3f "
+    printf("daemon_%s model=%s tp=%u/%u tensors=%zu bytes=%llu kind=%s total_ms=%.3f connect_ms=%.3f open_ms=%.3f "
            "get_ms=%.3f get_again_ms=%.3f imports_ms=%.3f GBps=%.1f\n",
-           mode, path, l->n, (unsigned long long)bytes, l->n ? kind_name(l->ts[0]->location) : "none",
+           mode, path, tp_size > 1 ? tp_rank : 0, tp_size > 1 ? tp_size : 1, l->n, (unsigned long long)bytes, l->n ? kind_name(l->ts[0]->location) : "none",
            total * 1e3, connect_s * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, (t4 - t3) * 1e3,
            ((t3 - t2) - (t4 - t3)) * 1e3, bytes / total / 1e9);
     *ms = (t3 - t1) * 1e3;
@@ -200,7 +206,7 @@ static bool is_number(const char *s)
 int main(int argc, char **argv)
 {
     if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-        printf("usage: bench_daemon_gpu cold|warm SOCKET MODEL.wcodec... [DEVICE]\n"
+        printf("usage: bench_daemon_gpu cold|warm [-t RANK/SIZE] SOCKET MODEL.wcodec... [DEVICE]\n"
                "       bench_daemon_gpu single SOCKET MODEL.wcodec ITERS [DEVICE]\n"
                "Times a whole model (one or several files) or one tensor mapped from wcodecd's GPU backend\n"
                "(see the file's head).\n");
@@ -208,6 +214,18 @@ int main(int argc, char **argv)
     }
     if (argc < 4) {
         fprintf(stderr, "usage: bench_daemon_gpu cold|warm|single SOCKET MODEL.wcodec... [ITERS] [DEVICE]\n");
+        return 2;
+    }
+    /* -t RANK/SIZE after the mode: shards */
+    if (argc > 3 && !strcmp(argv[2], "-t")) {
+        if (sscanf(argv[3], "%u/%u", &tp_rank, &tp_size) != 2 || tp_rank >= tp_size) {
+            fprintf(stderr, "bench_daemon_gpu: -t RANK/SIZE, RANK < SIZE\n");
+            return 2;
+        }
+        argv[3] = argv[1], argv += 2, argc -= 2;
+    }
+    if (argc < 4) {
+        fprintf(stderr, "usage: bench_daemon_gpu cold|warm [-t RANK/SIZE] SOCKET MODEL.wcodec... [DEVICE]\n");
         return 2;
     }
     bool single = !strcmp(argv[1], "single");

@@ -3,6 +3,8 @@
 # Stages:
 #   rss     the daemon's peak RSS over six cold loads of the synthetic 7B-class model
 #   cold    the floor, the in-process load and the cold load through wcodecd, 7B-class, one call
+#   tp2     two GPUs (skipped with one): the 7B-class model (and the 70B-class one, after 70b) for
+#           tp_size 2, a client per GPU asking for its rank, against one GPU loading it whole
 #   70b     the SYNTHETIC 70B-class model made shard by shard (synth_shards.py), loaded cold through
 #           wcodecd (time, GB/s, the daemon's peak RSS), then mapped whole by a second client
 #   tests   the daemon's GPU tests (both hand-off modes) and the daemon's decode under compute-sanitizer
@@ -123,6 +125,42 @@ cold)
     done
     stop_daemon
     $B/bench/gpu/bench_gpu e2e $F 3 | tee -a $S
+    ;;
+tp2)
+    # issue 22 on two GPUs (nvidia-h200-x2 or more): the SYNTHETIC 7B-class model for tp_size 2, a
+    # client process per GPU asking for its rank at once, against one GPU loading it whole, three
+    # times each (evicted between); the daemon's bytes read (rchar of /proc/PID/io) counted; then
+    # the 70B-class files (the 70b stage's, if made in this call) the same way
+    ngpu=$(nvidia-smi -L | wc -l)
+    [ "$ngpu" -ge 2 ] || { echo "tp2: $ngpu GPU: skipped" | tee -a $S; continue; }
+    [ -f $T/synth7b_int8.safetensors ] || PYTHONUNBUFFERED=1 python3 bench/gpu/make_synth.py $T > $OUT/synth.log 2>&1
+    [ -f $T/synth7b.wcodec ] || $B/tools/wcodec encode -q -f $T/synth7b_int8.safetensors -o $T/synth7b.wcodec
+    start_daemon d_tp $B/daemon/wcodecd --backend gpu --set gpu.budget=125G || continue
+    rchar() { awk '/^rchar/{print $2}' /proc/$DPID/io; }
+    tp_round() { # NAME FILES...: one GPU whole, then ranks 0 and 1 on GPUs 0 and 1 at once
+        local name=$1; shift
+        for k in 1 2 3; do
+            local r0=$(rchar)
+            $B/bench/gpu/bench_daemon_gpu cold $T/d_tp.sock "$@" 0 > $OUT/${name}_whole_$k.log
+            local r1=$(rchar)
+            $B/client/wcodecctl -s $T/d_tp.sock evict > /dev/null
+            $B/bench/gpu/bench_daemon_gpu cold -t 0/2 $T/d_tp.sock "$@" 0 > $OUT/${name}_r0_$k.log &
+            $B/bench/gpu/bench_daemon_gpu cold -t 1/2 $T/d_tp.sock "$@" 1 > $OUT/${name}_r1_$k.log &
+            wait
+            local r2=$(rchar)
+            $B/client/wcodecctl -s $T/d_tp.sock evict > /dev/null
+            # the last line with total_ms of each log: the whole model's (or the file's, for one file)
+            w=$(grep -h "total_ms" $OUT/${name}_whole_$k.log | tail -1 | grep -oE "total_ms=[0-9.]+")
+            a=$(grep -h "total_ms" $OUT/${name}_r0_$k.log | tail -1 | grep -oE "total_ms=[0-9.]+")
+            b=$(grep -h "total_ms" $OUT/${name}_r1_$k.log | tail -1 | grep -oE "total_ms=[0-9.]+")
+            echo "$name round $k: one GPU whole $w read_MB=$(( (r1 - r0) >> 20 )); tp 2: rank 0 $a, rank 1 $b" \
+                 "read_MB=$(( (r2 - r1) >> 20 )) (ready on both: the larger)" | tee -a $S
+        done
+    }
+    tp_round tp7b $T/synth7b.wcodec
+    [ -d $T/w70 ] && ls $T/w70/model-*.wcodec > /dev/null 2>&1 && tp_round tp70b $T/w70/model-*.wcodec
+    echo "daemon VmHWM_MB=$(hwm)" | tee -a $S
+    stop_daemon
     ;;
 70b)
     # issue 21 part 3: the SYNTHETIC 70B-class model, one .wcodec per shard (docs/OPERATIONS.md,
