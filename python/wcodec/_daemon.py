@@ -80,19 +80,15 @@ def _contiguous_strides(shape):
     return tuple(reversed(strides))
 
 
-def _typed_base(raw, typed, nbytes, dtype, item):
-    """raw (nbytes of uint8) as dtype, cut to whole elements, kept in typed."""
-    b = typed[dtype] = raw.narrow(0, 0, nbytes // item * item).view(dtype)
-    return b
-
-
 class _DeviceBases:
     """One uint8 CUDA tensor over each run of nearby device ranges of a
     get (in practice one per arena), and a view of it for each element
-    type; each tensor is then one as_strided of the typed base. Why:
-    torch.as_tensor of an array interface costs about 20 us, a view about
-    1, and a model has hundreds of tensors (issue 20 asks for a warm map
-    of a 7B model in 10 ms; bench/RESULTS.md#py-warm-map).
+    type; each tensor of the warm map (state_items) is then one as_strided
+    of the typed base. Why: torch.as_tensor of an array interface costs
+    about 20 us, a view about 1, and a model has hundreds of tensors (issue
+    20 asks for a warm map of a 7B model in 10 ms;
+    bench/RESULTS.md#py-warm-map). Other gets (dequantized: the copy costs
+    far more than the wrapping) wrap each tensor on its own (_wrap).
     `base(lease, ptr, nbytes, device)` makes the byte tensors (a test
     passes one over host memory)."""
 
@@ -116,25 +112,6 @@ class _DeviceBases:
                 else:
                     runs.append([lo, hi])
             self.runs[dev] = [(lo, hi, base(lease, lo, hi - lo, dev), {}) for lo, hi in runs]
-
-    def tensor_at(self, dev, ptr, shape, dtype, item):
-        """A `dtype` tensor of `shape` (item bytes an element, count > 0)
-        at ptr on dev, a view of a base; or None where no base covers it
-        or ptr is not aligned to item within it."""
-        count = 1
-        for d in shape:
-            count *= d
-        for lo, hi, raw, typed in self.runs.get(dev, ()):
-            if not (lo <= ptr and ptr + count * item <= hi):
-                continue
-            off = ptr - lo
-            if off % item:
-                return None
-            b = typed.get(dtype)
-            if b is None:  # (not `or`: a tensor has no truth value)
-                b = _typed_base(raw, typed, hi - lo, dtype, item)
-            return b.as_strided(tuple(shape), _contiguous_strides(shape), off // item)
-        return None
 
     def state_items(self, views, dev, dtypes):
         """[(name, tensor)] of every view, INT8 kept (X and X_scale), all
@@ -170,8 +147,8 @@ class _DeviceBases:
                 if count == 0 or count * item != nbytes or (ptr - lo) % item:
                     return None
                 b = typed.get(dt)
-                if b is None:
-                    b = _typed_base(raw, typed, hi - lo, dt, item)
+                if b is None:  # the run as dt, cut to whole elements (not `or`: a tensor has no truth value)
+                    b = typed[dt] = raw.narrow(0, 0, (hi - lo) // item * item).view(dt)
                 strides = (1,) if n == 1 else (shape[1], 1) if n == 2 else _contiguous_strides(shape)
                 t = b.as_strided(shape, strides, (ptr - lo) // item)
                 if t.data_ptr() != ptr:
@@ -180,9 +157,8 @@ class _DeviceBases:
         return out
 
 
-def _wrap(lease, ptr, nbytes, shape, dtype, device, what, bases=None):
-    """A tensor of `dtype` and `shape` over nbytes of leased memory at ptr
-    (a view of one of `bases` where it covers them)."""
+def _wrap(lease, ptr, nbytes, shape, dtype, device, what):
+    """A tensor of `dtype` and `shape` over nbytes of leased memory at ptr."""
     item = _item(dtype)
     count = 1
     for d in shape:
@@ -192,10 +168,6 @@ def _wrap(lease, ptr, nbytes, shape, dtype, device, what, bases=None):
                                        f'{list(shape)} of {dtype}')
     if count == 0:
         return torch.empty(shape, dtype=dtype, device=device)
-    if bases is not None and device.type == 'cuda':
-        t = bases.tensor_at(device.index, ptr, shape, dtype, item)
-        if t is not None and t.data_ptr() == ptr:  # what the view must be; else a tensor of its own
-            return t
     holder = _Mapped(lease, ptr, count, _CARRIER[item], device.type == 'cuda')
     if device.type == 'cuda':
         t = torch.as_tensor(holder, device=device)
@@ -229,9 +201,8 @@ class _Builder:
     `device`, dequantized when dtype is set; knows whether any output still
     maps the lease."""
 
-    def __init__(self, path, lease, device, dtype, codings, bases=None):
+    def __init__(self, path, lease, device, dtype, codings):
         self.path, self.lease, self.device, self.dtype = path, lease, device, dtype
-        self.bases = bases
         self.codings = codings  # {name: coded} where it had to be asked, else None
         self.kept = False       # an output maps leased memory
         self.cuda_devices = set()
@@ -269,10 +240,9 @@ class _Builder:
         if v.on_cuda:
             self.cuda_devices.add(where)
         what = f'{self.path}: tensor {v.name!r}'
-        q = _wrap(self.lease, v.data, v.size, v.shape, _torch_dtype(self.path, v, v.out_dtype), where,
-                  what, self.bases)
+        q = _wrap(self.lease, v.data, v.size, v.shape, _torch_dtype(self.path, v, v.out_dtype), where, what)
         s = (_wrap(self.lease, v.scales, 4 * v.n_scales, (v.n_scales,), torch.float32, where,
-                   what + ' scales', self.bases) if v.n_scales else None)
+                   what + ' scales') if v.n_scales else None)
         if self.dtype is not None:
             # new tensors: the leases can end once all are made
             if self._coded(v):
@@ -326,19 +296,18 @@ def state_dict(conn, model_id, path, device, dtype, names=None, tp=None):
     if dtype is not None and any(v.out_dtype == 'I8' and v.dtype == 'I8' and not v.n_scales
                                  for v in views):
         codings = conn.codings(model_id)
-    try:
-        bases = _DeviceBases(lease, views) if any(v.on_cuda for v in views) else None
-    except (RuntimeError, TypeError, ValueError) as e:
-        # views are an optimization: each tensor wrapped alone instead
-        log.debug('%s: device tensors wrapped one by one (%s)', path, e)
-        bases = None
-    if bases is not None and dtype is None and device.type == 'cuda':
-        # the warm map of a serving process: every tensor a view, no copy
-        items = bases.state_items(views, device.index, TORCH_DTYPES)
+    if dtype is None and device.type == 'cuda' and any(v.on_cuda for v in views):
+        # the warm map of a serving process: every tensor a view of its arena, no copy
+        try:
+            items = _DeviceBases(lease, views).state_items(views, device.index, TORCH_DTYPES)
+        except (RuntimeError, TypeError, ValueError) as e:
+            # views are an optimization: each tensor wrapped alone instead
+            log.debug('%s: device tensors wrapped one by one (%s)', path, e)
+            items = None
         if items is not None:
             lease.hooks.append(lambda dev=device: torch.cuda.synchronize(dev))
             return dict(items)
-    b = _Builder(path, lease, device, dtype, codings, bases)
+    b = _Builder(path, lease, device, dtype, codings)
     try:
         if dtype is not None and not any(v.on_cuda for v in views) and len(views) > 1:
             # host memory dequantized on the CPU: one tensor a thread (ctypes

@@ -293,56 +293,51 @@ def check_from_pretrained(d, tmp, roots):
 
 
 def check_views():
-    """_DeviceBases (the views a get's device tensors are made from) over a
-    host buffer: each tensor is the bytes at its address, as numpy reads
-    them, and shares the buffer; a misaligned or uncovered address gives
-    None (that tensor is then wrapped alone)."""
+    """_DeviceBases (the views a warm get's device tensors are made from)
+    over a host buffer: each tensor is the bytes at its address, as numpy
+    reads them, and shares the buffer; a misaligned or uncovered address,
+    another device, or a size its shape does not give makes the whole get
+    None (its tensors are then wrapped one by one)."""
     from types import SimpleNamespace
     from wcodec import _daemon
+    from wcodec.torch_io import TORCH_DTYPES
     buf = np.random.default_rng(5).integers(0, 256, 4 << 20, dtype=np.uint8)
     addr = buf.ctypes.data
 
     def host_base(lease, ptr, nbytes, dev):
         return torch.from_numpy(buf[ptr - addr:ptr - addr + nbytes])
 
-    def view(off, size, soff=0, n_scales=0):
-        return SimpleNamespace(on_cuda=True, device=0, data=addr + off, size=size,
-                               scales=addr + soff, n_scales=n_scales)
+    def view(name, dtype, shape, off, size, soff=0, n_scales=0, device=0):
+        return SimpleNamespace(name=name, out_dtype=dtype, shape=shape, on_cuda=True, device=device,
+                               data=addr + off, size=size, scales=addr + soff, n_scales=n_scales)
     # two runs: 0 to 1 MiB + 8 KiB (ranges 256 bytes and more apart), and 3 MiB + 4 KiB on, past _GAP
-    views = [view(0, 4096, 4096 + 256, 16), view(8192, 2 << 19), view((3 << 20) + 4096, 1000)]
+    views = [view('a.weight', 'I8', (16, 256), 0, 4096, 4096 + 256, 16),
+             view('b', 'I16', (512, 1024), 8192, 2 << 19),
+             view('c', 'F32', (250,), (3 << 20) + 4096, 1000)]
     b = _daemon._DeviceBases(None, views, base=host_base)
     assert [len(r) for r in b.runs.values()] == [2], b.runs
-    cases = [(0, (16, 256), torch.int8, np.int8), (4096 + 256, (16,), torch.float32, np.float32),
-             (8192, (2, 3, 4), torch.int16, np.int16), ((3 << 20) + 4096, (250,), torch.float32, np.float32),
-             (8192 + 64, (), torch.float64, np.float64)]
-    for off, shape, dt, nt in cases:
-        item = torch.empty((), dtype=dt).element_size()
-        t = b.tensor_at(0, addr + off, shape, dt, item)
-        n = int(np.prod(shape)) if shape else 1
-        want = buf[off:off + n * item].view(nt).reshape(shape)
-        assert t is not None and t.dtype == dt and tuple(t.shape) == shape, (off, t)
-        assert t.data_ptr() == addr + off and t.is_contiguous(), (off, t.data_ptr() - addr)
-        assert t.numpy().tobytes() == want.tobytes(), off  # bytes: random floats hold NaNs
-    assert b.tensor_at(0, addr + 2, (4,), torch.float32, 4) is None          # not aligned to its element
-    assert b.tensor_at(0, addr + (2 << 20), (4,), torch.int8, 1) is None  # between the runs
-    assert b.tensor_at(1, addr, (4,), torch.int8, 1) is None                  # another device
-    # a whole get at once (INT8 kept): names, dtypes, shapes and bytes
-    views[0].name, views[0].out_dtype, views[0].shape = 'a.weight', 'I8', (16, 256)
-    views[1].name, views[1].out_dtype, views[1].shape = 'b', 'I16', (512, 1024)
-    views[2].name, views[2].out_dtype, views[2].shape = 'c', 'F32', (250,)
-    from wcodec.torch_io import TORCH_DTYPES
+    # and, within those runs, other element types and shapes: three dimensions, a scalar
+    views += [view('d', 'I16', (2, 3, 4), 8192, 48), view('e', 'F64', (), 8192 + 64, 8)]
     items = b.state_items(views, 0, TORCH_DTYPES)
-    want = [('a.weight', 0, (16, 256), np.int8), ('a.weight_scale', 4096 + 256, (16,), np.float32),
-            ('b', 8192, (512, 1024), np.int16), ('c', (3 << 20) + 4096, (250,), np.float32)]
+    want = [('a.weight', 0, (16, 256), torch.int8, np.int8),
+            ('a.weight_scale', 4096 + 256, (16,), torch.float32, np.float32),
+            ('b', 8192, (512, 1024), torch.int16, np.int16),
+            ('c', (3 << 20) + 4096, (250,), torch.float32, np.float32),
+            ('d', 8192, (2, 3, 4), torch.int16, np.int16), ('e', 8192 + 64, (), torch.float64, np.float64)]
     assert [k for k, _ in items] == [w[0] for w in want], items
-    for (name, t), (_, off, shape, nt) in zip(items, want):
-        n = int(np.prod(shape))
-        assert tuple(t.shape) == shape and t.data_ptr() == addr + off, name
+    for (name, t), (_, off, shape, dt, nt) in zip(items, want):
+        n = int(np.prod(shape)) if shape else 1
+        assert t.dtype == dt and tuple(t.shape) == shape, (name, t)
+        assert t.data_ptr() == addr + off and t.is_contiguous(), (name, t.data_ptr() - addr)
+        # bytes: random floats hold NaNs
         assert t.numpy().tobytes() == buf[off:off + n * np.dtype(nt).itemsize].tobytes(), name
-    views[1].shape = (512, 1023)  # not the bytes it maps: the caller wraps one by one, and says so
-    assert b.state_items(views, 0, TORCH_DTYPES) is None
-    print(f'device views: {len(cases)} tensors over 2 runs, and a get of {len(want)}, equal to the bytes '
-          'at their addresses')
+    for bad, why in ((view('f', 'F32', (4,), 2, 16), 'not aligned to its element'),
+                     (view('f', 'I8', (4,), 2 << 20, 4), 'between the runs'),
+                     (view('f', 'I8', (4,), 0, 4, device=1), 'another device'),
+                     (view('f', 'I16', (512, 1023), 8192, 2 << 19), 'not the bytes it maps')):
+        assert b.state_items(views + [bad], 0, TORCH_DTYPES) is None, why
+    print(f'device views: a get of {len(want)} tensors over 2 runs equal to the bytes at their addresses; '
+          'misaligned, uncovered, other-device and mis-sized tensors refused')
 
 
 def main():
