@@ -25,9 +25,8 @@ tests)
     [ -x $B/tests/gpu/test_gpu_io ] && chk test_gpu_io $B/tests/gpu/test_gpu_io
     # tensor-parallel shards on the device against the CPU reference (issue 22)
     [ -x $B/tests/gpu/test_gpu_shard ] && chk test_gpu_shard timeout 240 $B/tests/gpu/test_gpu_shard
-
-
-
+    # the record-hash kernels against XXH3_64bits (issue 21, part 2; where the build has them)
+    [ -x $B/tests/gpu/test_gpu_hash ] && chk test_gpu_hash timeout 240 $B/tests/gpu/test_gpu_hash
     ;;
 load)
     SECONDS=0
