@@ -27,6 +27,11 @@ tests)
     [ -x $B/tests/gpu/test_gpu_shard ] && chk test_gpu_shard timeout 240 $B/tests/gpu/test_gpu_shard
     # the record-hash kernels against XXH3_64bits (issue 21, part 2; where the build has them)
     [ -x $B/tests/gpu/test_gpu_hash ] && chk test_gpu_hash timeout 240 $B/tests/gpu/test_gpu_hash
+    # and their speed: a slot's 56 MiB as 16 MiB records, and as one record (the longest scan)
+    if [ -x $B/bench/gpu/bench_hash ]; then
+        $B/bench/gpu/bench_hash 56 16 | tee -a $S
+        $B/bench/gpu/bench_hash 56 56 | tee -a $S
+    fi
     ;;
 load)
     SECONDS=0

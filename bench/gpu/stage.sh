@@ -19,7 +19,7 @@ for f in $files; do
     strip --strip-unneeded -o "$D/$f" "$B/$f"
 done
 # and those that only some branches build
-for f in tests/gpu/test_gpu_hash; do
+for f in tests/gpu/test_gpu_hash bench/gpu/bench_hash; do
     [ -f "$B/$f" ] || continue
     mkdir -p "$D/$(dirname $f)"
     strip --strip-unneeded -o "$D/$f" "$B/$f"
