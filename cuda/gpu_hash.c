@@ -166,10 +166,11 @@ static int finish_one(wc_gpu *g, const wc_file *f, const treq *rq, size_t t, wc_
 
 int wcg_hash_finish(wc_gpu *g, slot *sl, const wc_file *f, treq *rq, wc_err *err)
 {
-    if (!sl->hash_pending) return 0;
-    sl->hash_pending = 0;
-    cudaError_t ce = cudaEventSynchronize(sl->hashed);
-    if (ce != cudaSuccess) return wcg_cuda_fail(err, ce, "hashing a batch");
+    if (sl->hash_pending) {
+        sl->hash_pending = 0;
+        cudaError_t ce = cudaEventSynchronize(sl->hashed);
+        if (ce != cudaSuccess) return wcg_cuda_fail(err, ce, "hashing a batch");
+    }
     int r = 0;
     for (uint32_t k = 0; k < sl->n_fin && !r; k++) {
         r = finish_one(g, f, rq, sl->fin[k], err);
