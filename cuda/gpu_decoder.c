@@ -33,6 +33,7 @@ void *wcg_stream(const wc_gpu *g) { return g->compute; }
 
 static void free_device_side(wc_gpu *g)
 {
+    wcg_hash_free(g);
     for (int s = 0; s < MAX_SLOTS; s++) {
         slot *sl = &g->slots[s];
         if (sl->copy) cudaStreamSynchronize(sl->copy);
@@ -162,6 +163,7 @@ int wc_gpu_create(wc_gpu **out, const wc_gpu_opts *opts, wc_err *err)
         CK(cudaMalloc((void **)&sl->d_data, g->data_cap), "cudaMalloc (device staging)");
         CK(cudaMalloc((void **)&sl->d_desc, g->desc_cap), "cudaMalloc (device staging)");
     }
+    if ((r = wcg_hash_alloc(g, err))) goto fail;
     if (wcg_io_start(&g->io, g->o.io_threads - 1)) {
         r = wc_fail(err, WC_ENOMEM, "out of memory");
         goto fail;

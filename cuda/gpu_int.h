@@ -21,11 +21,13 @@
 #include "reader.h"
 #include "rec_reader.h"
 #include "gpu_trace.h"
+#include "hash_ref.h"
 
 #define MiB (1024ull * 1024)
 #define RING_MAX (512 * MiB)
 #define IO_CHUNK (4 * MiB)
 #define MAX_SLOTS 16
+#define HASH_JOBS 1024            /* device-hashed pieces in a batch */
 
 static inline uint64_t a16(uint64_t n) { return (n + 15) & ~(uint64_t)15; }
 
@@ -137,6 +139,15 @@ typedef struct slot {
     size_t *job_tensor;
     size_t job_cap;
     unsigned hashing;             /* record hashes that still read its pinned data */
+    /* record hashes on the device (gpu_hash.c) */
+    uint64_t *d_sums;             /* the batch's block sums */
+    struct wcg_hash_job *h_jobs, *d_jobs; /* pinned, device: HASH_JOBS */
+    uint32_t n_hjobs;
+    uint64_t hsums;               /* block sums of the batch's jobs */
+    size_t init[HASH_JOBS], fin[HASH_JOBS]; /* records whose state begins, ends, in the batch */
+    uint32_t n_init, n_fin;
+    cudaEvent_t hashed;
+    int hash_pending;             /* the hash kernels of its batch were queued and not yet waited for */
 } slot;
 
 struct wc_gpu {
@@ -152,6 +163,9 @@ struct wc_gpu {
     slot slots[MAX_SLOTS];
     io_pool io;
     wcg_trace trace;              /* WCODEC_GPU_TRACE: the pipeline's timeline */
+    cudaStream_t hash;            /* the record-hash kernels (gpu_hash.c) */
+    struct wcg_xxh3_stream *h_states, *d_states; /* one per request of a call: pinned, device */
+    size_t states_cap;
 };
 
 /* ---- the pipeline (gpu_pipeline.c) ---- */
@@ -159,6 +173,24 @@ struct treq;
 /* Decodes the n_rq requests through the ring; returns with nothing in
  * flight. */
 int wcg_run_pipeline(wc_gpu *g, const wc_file *f, struct treq *rq, size_t n_rq, wc_err *err);
+
+/* ---- record hashes on the device (gpu_hash.c) ---- */
+struct piece;
+/* The streams, events and per-slot buffers, at create; all of it freed. */
+int wcg_hash_alloc(wc_gpu *g, wc_err *err);
+void wcg_hash_free(wc_gpu *g);
+/* A call's states (n_rq of them). */
+int wcg_hash_begin(wc_gpu *g, size_t n_rq, wc_err *err);
+/* The batch's jobs, from its pieces: marks the records hashed on the device. */
+int wcg_hash_plan(wc_gpu *g, slot *sl, struct treq *rq, const struct piece *ps, long np, wc_err *err);
+/* Queues the batch's state uploads and jobs (copy stream), its kernels and
+ * the states that end (hash stream). */
+int wcg_hash_issue(wc_gpu *g, slot *sl, wc_err *err);
+/* Once the slot's hashes are done: the records that ended in it compared. */
+int wcg_hash_finish(wc_gpu *g, slot *sl, const wc_file *f, struct treq *rq, wc_err *err);
+/* r, or the checksum failure of a record still hashed on the device,
+ * hashed on the CPU now (a decode error is reported second to it). */
+int wcg_hash_prefer(wc_gpu *g, const wc_file *f, struct treq *rq, size_t n_rq, int r, wc_err *err);
 
 /* ---- tensors, batches and descriptors (gpu_desc.c) ---- */
 
@@ -172,6 +204,7 @@ typedef struct treq {
     int packed;               /* its tables may take the packed layout (kernels.cuh) */
     uint64_t scales_size;
     int skip_hash;            /* a shard's rows of tiles (gpu_shard.c): e is not a whole record */
+    int gpu_hash;             /* its hash taken on the device, and not yet compared (gpu_hash.c) */
 } treq;
 
 typedef struct piece {

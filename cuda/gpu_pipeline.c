@@ -39,15 +39,19 @@ typedef struct stage {
     wcg_trace_batch tb;
 } stage;
 
-static int retire_slot(wc_gpu *g, slot *sl, const wc_file *f, const treq *rq, wc_err *err)
+static int retire_slot(wc_gpu *g, slot *sl, const wc_file *f, treq *rq, size_t n_rq, wc_err *err)
 {
     if (!sl->in_use) return 0;
     sl->in_use = 0;
     cudaError_t e = cudaEventSynchronize(sl->done);
     if (e != cudaSuccess) return wcg_cuda_fail(err, e, "decoding a batch");
     wcg_trace_retired(&g->trace, (int)(sl - g->slots));
-    return wcg_check_errs(f, rq, (const unsigned long long *)(sl->h_desc + sl->errs_off), sl->n_jobs,
-                          sl->job_tensor, err);
+    /* the hashes of records that ended here first: a damaged record is
+     * reported as such rather than by what its decode found */
+    int r = wcg_hash_finish(g, sl, f, rq, err);
+    if (!r) r = wcg_check_errs(f, rq, (const unsigned long long *)(sl->h_desc + sl->errs_off), sl->n_jobs,
+                               sl->job_tensor, err);
+    return r && r != WC_ECHECKSUM ? wcg_hash_prefer(g, f, rq, n_rq, r, err) : r;
 }
 
 static int add_task(stage *st, const io_task *t, wc_err *err)
@@ -66,7 +70,7 @@ static int add_task(stage *st, const io_task *t, wc_err *err)
  * taken from the ring. */
 static bool ring_hashed(const piece *p, const treq *t)
 {
-    return p->first && p->last && (!t->coded || p->b0 == 0);
+    return p->first && p->last && (!t->coded || p->b0 == 0) && !t->gpu_hash;
 }
 
 /* Each record's checksum in the background: it only has to pass before the
@@ -77,7 +81,8 @@ static bool ring_hashed(const piece *p, const treq *t)
 static int queue_hashes(wc_gpu *g, const treq *rq, const stage *st, wc_err *err)
 {
     for (long i = 0; i < st->np && g->o.verify_checksums; i++) {
-        if (!st->ps[i].first || ring_hashed(&st->ps[i], &rq[st->ps[i].t]) || rq[st->ps[i].t].skip_hash) continue;
+        const treq *t = &rq[st->ps[i].t];
+        if (!st->ps[i].first || ring_hashed(&st->ps[i], t) || t->skip_hash || t->gpu_hash) continue;
         const wc_entry *e = rq[st->ps[i].t].e;
         io_task h = {.kind = 1, .off = e->offset, .len = e->size, .hash = e->hash, .tensor = st->ps[i].t};
         if (wcg_io_queue(&g->io, &h)) return wc_fail(err, WC_ENOMEM, "out of memory");
@@ -91,7 +96,7 @@ static long prepare(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, cursor *
 {
     wcg_trace *tr = &g->trace;
     int r;
-    if ((r = retire_slot(g, st->sl, f, rq, err))) return r;
+    if ((r = retire_slot(g, st->sl, f, rq, n_rq, err))) return r;
     wcg_io_wait_pending(&g->io, &st->sl->hashing);
     st->tb.t_slot = wcg_trace_now(tr);
     st->np = wcg_plan_batch(rq, n_rq, c, g->data_cap, g->desc_cap, &st->ps, &st->ps_cap, f, err);
@@ -101,6 +106,7 @@ static long prepare(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, cursor *
         if (!n) return wc_fail(err, WC_ENOMEM, "out of memory");
         st->src_base = n, st->src_cap = (size_t)st->np;
     }
+    if ((r = wcg_hash_plan(g, st->sl, rq, st->ps, st->np, err))) return r;
     if ((r = queue_hashes(g, rq, st, err))) return r;
     st->nt = 0;
     st->data_used = 0;
@@ -188,6 +194,7 @@ static int issue(wc_gpu *g, const wc_file *f, treq *rq, stage *st, wc_err *err)
                            g->compute), "cudaMemcpyAsync (error words)");
     }
     CK(cudaEventRecord(sl->done, g->compute), "cudaEventRecord");
+    if ((r = wcg_hash_issue(g, sl, err))) return r;
     st->tb.t_issued = wcg_trace_now(tr);
     wcg_trace_issued(tr, (int)(sl - g->slots), sl->copy, g->compute, &st->tb);
     sl->in_use = 1;
@@ -206,6 +213,7 @@ int wcg_run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_err 
     cursor c = {0, 0};
     io_pool *io = &g->io;
     wcg_trace *tr = &g->trace;
+    if ((r = wcg_hash_begin(g, n_rq, err))) return r;
     wcg_io_attach(io, f);
     wcg_trace_begin(tr, g->compute);
     for (uint64_t batch = 0; c.t < n_rq; batch++) {
@@ -230,7 +238,7 @@ int wcg_run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_err 
         if (w->reading) wcg_io_wait(io, w->ticket), w->reading = false;
     }
     for (int s = 0; s < g->n_slots; s++) {
-        int r2 = retire_slot(g, &g->slots[s], f, rq, err);
+        int r2 = retire_slot(g, &g->slots[s], f, rq, n_rq, err);
         if (r2 && !r) r = r2;
     }
     /* a record whose checksum fails is the cause of whatever its decode
@@ -240,13 +248,17 @@ int wcg_run_pipeline(wc_gpu *g, const wc_file *f, treq *rq, size_t n_rq, wc_err 
         io_task bad;
         if (wcg_io_bg_failed(io, true, &bad) && (!r || bad.result == WC_ECHECKSUM)) r = wcg_io_fail(f, rq, &bad, err);
     }
+    if (r && r != WC_ECHECKSUM) r = wcg_hash_prefer(g, f, rq, n_rq, r, err); /* records left on the device */
     t_hash = wcg_trace_now(tr) - t_hash;
     /* leave nothing in flight that uses the ring */
     for (int s = 0; s < g->n_slots; s++) {
         cudaStreamSynchronize(g->slots[s].copy);
         g->slots[s].in_use = 0;
+        g->slots[s].hash_pending = 0;
     }
     cudaStreamSynchronize(g->compute);
+    if (g->hash) cudaStreamSynchronize(g->hash);
+    for (size_t t = 0; t < n_rq; t++) rq[t].gpu_hash = 0;
     wcg_io_bg_clear(io); /* the hashes read through io->fd */
     io->fd = -1;
     wcg_trace_end(tr, t_hash, r);

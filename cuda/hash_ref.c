@@ -98,29 +98,50 @@ void wcg_xxh3_stream_init(wcg_xxh3_stream *s, uint64_t len)
     s->len = len;
 }
 
+const uint8_t *wcg_xxh3_secret(void) { return secret; }
+
+wcg_xxh3_split wcg_xxh3_split_of(uint64_t at, uint64_t n, uint64_t len)
+{
+    const uint64_t body = wcg_xxh3_blocks(len) * WCG_XXH3_BLOCK, in = at % WCG_XXH3_BLOCK;
+    wcg_xxh3_split x = {0, 0, 0};
+    x.head = in ? WCG_XXH3_BLOCK - in : 0;
+    if (x.head > n) x.head = n;
+    const uint64_t q = at + x.head, end = at + n < body ? at + n : body;
+    x.blocks = end > q ? (end - q) / WCG_XXH3_BLOCK : 0;
+    x.rest = n - x.head - x.blocks * WCG_XXH3_BLOCK;
+    return x;
+}
+
+/* The segment's bytes at record positions >= len - 64, into last64. */
+static void keep_last64(wcg_xxh3_stream *s, const uint8_t *p, size_t n)
+{
+    const uint64_t from = s->at > s->len - 64 ? s->at : s->len - 64, to = s->at + n;
+    if (from < to) memcpy(s->last64 + (from - (s->len - 64)), p + (from - s->at), (size_t)(to - from));
+}
+
 void wcg_xxh3_stream_add(wcg_xxh3_stream *s, const uint8_t *p, size_t n)
 {
     const uint64_t body = wcg_xxh3_blocks(s->len) * WCG_XXH3_BLOCK;
+    const wcg_xxh3_split x = wcg_xxh3_split_of(s->at, n, s->len);
     uint64_t sum[8];
-    /* the last 64 bytes, from whichever segments hold them */
-    const uint64_t from = s->at > s->len - 64 ? s->at : s->len - 64, to = s->at + n;
-    if (from < to) memcpy(s->last64 + (from - (s->len - 64)), p + (from - s->at), (size_t)(to - from));
-    while (n) {
-        const size_t in_block = (size_t)(s->at % WCG_XXH3_BLOCK);
-        if (s->at < body && in_block == 0 && n >= WCG_XXH3_BLOCK) {
-            wcg_xxh3_block_sum(p, sum); /* a whole block in this segment: straight from it */
-            wcg_xxh3_step(s->acc, sum);
-            p += WCG_XXH3_BLOCK, n -= WCG_XXH3_BLOCK, s->at += WCG_XXH3_BLOCK;
-            continue;
-        }
-        size_t k = WCG_XXH3_BLOCK - in_block < n ? WCG_XXH3_BLOCK - in_block : n;
-        memcpy(s->part + in_block, p, k);
-        p += k, n -= k, s->at += k;
-        if (s->at <= body && s->at % WCG_XXH3_BLOCK == 0) { /* a straddling block, now whole */
-            wcg_xxh3_block_sum(s->part, sum);
-            wcg_xxh3_step(s->acc, sum);
-        }
+    keep_last64(s, p, n);
+    /* 1: the head finishes the block begun in `part`: stepped if that was a
+     * block of the body (the tail waits for the end) */
+    const uint64_t in = s->at % WCG_XXH3_BLOCK;
+    memcpy(s->part + in, p, (size_t)x.head);
+    if (x.head && (in + x.head) % WCG_XXH3_BLOCK == 0 && s->at + x.head <= body) {
+        wcg_xxh3_block_sum(s->part, sum);
+        wcg_xxh3_step(s->acc, sum);
     }
+    /* 2: whole blocks, straight from the segment (the kernels sum these in
+     * parallel, then scan) */
+    for (uint64_t b = 0; b < x.blocks; b++) {
+        wcg_xxh3_block_sum(p + x.head + b * WCG_XXH3_BLOCK, sum);
+        wcg_xxh3_step(s->acc, sum);
+    }
+    /* 3: the rest begins the next block, or is the tail */
+    memcpy(s->part, p + x.head + x.blocks * WCG_XXH3_BLOCK, (size_t)x.rest);
+    s->at += n;
 }
 
 uint64_t wcg_xxh3_stream_end(const wcg_xxh3_stream *s)

@@ -20,6 +20,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define WCG_XXH3_BLOCK 1024u     /* bytes of a block: 16 stripes of 64 */
 #define WCG_XXH3_MIN_LONG 241u   /* shorter inputs take XXH3's other paths */
 
@@ -51,9 +55,47 @@ typedef struct wcg_xxh3_stream {
     uint8_t last64[64];
 } wcg_xxh3_stream;
 
+/* How a segment of n bytes at record position `at` splits, the same for
+ * this reference and the kernels (cuda/hash.cu): its first `head` bytes
+ * finish the block begun before it (or fall in the tail), then `blocks`
+ * whole blocks of the record are summed straight from the segment, and the
+ * rest begins a block (or is the tail) and waits in `part`. */
+typedef struct wcg_xxh3_split {
+    uint64_t head, blocks, rest;
+} wcg_xxh3_split;
+
+wcg_xxh3_split wcg_xxh3_split_of(uint64_t at, uint64_t n, uint64_t len);
+/* The 192 bytes of XXH3's default secret (for the kernels' constant memory). */
+const uint8_t *wcg_xxh3_secret(void);
+
 void wcg_xxh3_stream_init(wcg_xxh3_stream *s, uint64_t len);
 void wcg_xxh3_stream_add(wcg_xxh3_stream *s, const uint8_t *p, size_t n);
 /* The hash once len bytes were added. */
 uint64_t wcg_xxh3_stream_end(const wcg_xxh3_stream *s);
+
+/* ---- the kernels (cuda/hash.cu): a batch's segments, one per record ---- */
+
+/* One segment of a record in device memory; head, blocks: its
+ * wcg_xxh3_split (the host knows where each record stands); sums: the
+ * index of its first whole block's sum in the batch's sum array. */
+typedef struct wcg_hash_job {
+    const uint8_t *src;
+    uint64_t n, head, blocks, sums;
+    uint32_t state;          /* its record's wcg_xxh3_stream in the state array */
+    uint32_t reserved;
+} wcg_hash_job;
+
+/* The secret into the current device's constant memory (a cudaError_t). */
+int wcg_hash_setup(void);
+/* Adds each job's segment to its record's state (device memory, as
+ * wcg_xxh3_stream_add would), on `stream`: block sums of every job into
+ * sums (8 x u64 each, `total` in all), then one warp a job. Jobs name
+ * distinct states. A cudaError_t. */
+int wcg_hash_launch(const wcg_hash_job *jobs, uint32_t n_jobs, uint64_t total, uint64_t *sums,
+                    wcg_xxh3_stream *states, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
