@@ -112,6 +112,11 @@ static int pick_device(wc_gpu *g)
 
 int wc_gpu_create(wc_gpu **out, const wc_gpu_opts *opts, wc_err *err)
 {
+    return wc_gpu_create_sharing(out, opts, NULL, err);
+}
+
+int wc_gpu_create_sharing(wc_gpu **out, const wc_gpu_opts *opts, wc_gpu *share, wc_err *err)
+{
     *out = NULL;
     wc_gpu *g = calloc(1, sizeof *g);
     if (!g) return wc_fail(err, WC_ENOMEM, "out of memory");
@@ -164,7 +169,8 @@ int wc_gpu_create(wc_gpu **out, const wc_gpu_opts *opts, wc_err *err)
         CK(cudaMalloc((void **)&sl->d_desc, g->desc_cap), "cudaMalloc (device staging)");
     }
     if ((r = wcg_hash_alloc(g, err))) goto fail;
-    if (wcg_io_start(&g->io, g->o.io_threads - 1)) {
+    if (share && share->backend == WC_BACKEND_CUDA ? wcg_io_share(&g->io, &share->io)
+                                                   : wcg_io_start(&g->io, g->o.io_threads - 1)) {
         r = wc_fail(err, WC_ENOMEM, "out of memory");
         goto fail;
     }

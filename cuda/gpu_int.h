@@ -75,12 +75,14 @@ typedef struct io_job {
 
 #define IO_JOBS 2
 
+/* The threads that run the tasks of one or more pools: a decoder's own,
+ * or, shared, every GPU's decoder of a daemon (gpu_io.c). */
+typedef struct io_threads io_threads;
+
+/* One decoder's tasks, run on its io_threads (and by its caller's thread
+ * while it waits). Every field is under th's mutex. */
 typedef struct io_pool {
-    pthread_t *th;
-    int n;
-    pthread_mutex_t mu;
-    pthread_cond_t go, done;
-    int quit;
+    io_threads *th;
     io_job jobs[IO_JOBS];    /* submitted, not yet waited for: seq waited .. submitted-1 */
     uint64_t submitted, waited;
     /* Background tasks (record hashes), results kept: hashes from memory
@@ -116,8 +118,13 @@ void wcg_io_bg_clear(io_pool *p);
 /* Points the pool's reads at the file's own descriptor (wc_file_fd) for a
  * call: never at its label, which is only a name for messages. */
 void wcg_io_attach(io_pool *p, const wc_file *f);
-/* Starts n threads (0: the caller does all the work). */
+/* Starts n threads of p's own (0: the caller does all the work). */
 int wcg_io_start(io_pool *p, int n);
+/* p's tasks on the threads of `with` (started, or sharing in turn): one
+ * pool of threads for several decoders. WC_ENOMEM. */
+int wcg_io_share(io_pool *p, io_pool *with);
+/* Waits for p's tasks and leaves its threads; the last pool to leave
+ * stops them. */
 void wcg_io_stop(io_pool *p);
 
 /* The message of a failed io task (a read or a record hash) of request

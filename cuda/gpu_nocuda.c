@@ -37,6 +37,13 @@ int wc_gpu_create(wc_gpu **out, const wc_gpu_opts *opts, wc_err *err)
     return 0;
 }
 
+/* No io threads to share: every decoder here is the CPU's. */
+int wc_gpu_create_sharing(wc_gpu **out, const wc_gpu_opts *opts, wc_gpu *share, wc_err *err)
+{
+    (void)share;
+    return wc_gpu_create(out, opts, err);
+}
+
 void wc_gpu_destroy(wc_gpu *g) { free(g); }
 
 wc_backend wc_gpu_backend(const wc_gpu *g)

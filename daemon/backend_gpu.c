@@ -317,6 +317,17 @@ int wcd_gpu_uuid(int ordinal, unsigned char uuid[16], wc_err *err)
     return wcg_device_describe(ordinal, uuid, name, sizeof name, &total, err);
 }
 
+/* The decoder of a GPU pool already open: a new one reads through its io
+ * threads (one pool of read threads for every GPU, issue 22), or NULL. */
+static wc_gpu *io_donor(const wcd_cache *c)
+{
+    for (unsigned i = 0; i < c->n_pools; i++) {
+        const wcd_pool *p = c->pools[i];
+        if (p->be == &backend_vmm || p->be == &backend_legacy) return ((const gpu_dev *)p->priv)->dec;
+    }
+    return NULL;
+}
+
 int wcd_gpu_pool_open(wcd_cache *c, int ordinal, const wcd_config *cfg, wcd_pool **out, wc_err *err)
 {
     wcd_pool *p = calloc(1, sizeof *p);
@@ -330,12 +341,13 @@ int wcd_gpu_pool_open(wcd_cache *c, int ordinal, const wcd_config *cfg, wcd_pool
     size_t total = 0;
     int r = wcg_device_describe(ordinal, p->uuid, name, sizeof name, &total, err);
     /* The warm state: context, streams, pinned ring and io threads now,
-     * not at the first request. */
+     * not at the first request; the io threads are the first GPU's, shared
+     * by every GPU after it. */
     wc_gpu_opts o;
     wc_gpu_opts_default(&o);
     o.device = ordinal;
     o.require_gpu = true;
-    if (!r) r = wc_gpu_create(&d->dec, &o, err);
+    if (!r) r = wc_gpu_create_sharing(&d->dec, &o, io_donor(c), err);
     if (r) {
         free(p);
         free(d);

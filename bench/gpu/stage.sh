@@ -9,7 +9,8 @@ D=${2:-build-run}
 [ -f "$B/build.ninja" ] || { echo "stage.sh: $B is not a meson build folder" >&2; exit 2; }
 ninja -C "$B" > /dev/null
 rm -rf "$D"
-files="libwcodec.so.1.1.0 client/libwcodec-client.so.1.1.0 client/wcodecctl daemon/wcodecd tools/wcodec
+V=$(meson introspect --projectinfo "$B" | python3 -c "import json,sys; print(json.load(sys.stdin)['version'])")
+files="libwcodec.so.$V client/libwcodec-client.so.$V client/wcodecctl daemon/wcodecd tools/wcodec
        bench/gpu/bench_gpu bench/gpu/bench_floor bench/gpu/bench_daemon_gpu
        tests/gpu/test_gpu tests/gpu/test_gpu_shard tests/gpu/test_gpu_share tests/gpu/unit_sandbox
        tests/daemon/test_daemon_gpu"
@@ -24,6 +25,6 @@ for f in tests/gpu/test_gpu_hash bench/gpu/bench_hash; do
     mkdir -p "$D/$(dirname $f)"
     strip --strip-unneeded -o "$D/$f" "$B/$f"
 done
-ln -s libwcodec.so.1.1.0 "$D/libwcodec.so.1"
-ln -s libwcodec-client.so.1.1.0 "$D/client/libwcodec-client.so.1"
+ln -s libwcodec.so.$V "$D/libwcodec.so.1"
+ln -s libwcodec-client.so.$V "$D/client/libwcodec-client.so.1"
 du -sh "$D"

@@ -72,6 +72,14 @@ WC_API void wc_gpu_opts_default(wc_gpu_opts *o);
  * staging. A missing driver or device is not an error unless require_gpu:
  * the decoder then works on the CPU and wc_gpu_fallback_reason() says why. */
 WC_API int wc_gpu_create(wc_gpu **out, const wc_gpu_opts *opts, wc_err *err);
+/* As wc_gpu_create, but the new decoder's reads (and record hashes) run on
+ * the io threads of `share`, a decoder of this process, instead of threads
+ * of its own (opts->io_threads is then ignored): a process with a decoder
+ * per GPU reads through one pool of threads, taken by the decoders in turn.
+ * Either decoder may be destroyed first: the threads go with the last of
+ * them. The decoders may be used from different threads at once. share
+ * NULL, or on the CPU backend: as wc_gpu_create. (libwcodec >= 1.2.0) */
+WC_API int wc_gpu_create_sharing(wc_gpu **out, const wc_gpu_opts *opts, wc_gpu *share, wc_err *err);
 WC_API void wc_gpu_destroy(wc_gpu *g);
 
 WC_API wc_backend wc_gpu_backend(const wc_gpu *g);

@@ -17,6 +17,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <pthread.h>
+
 #include <cuda_runtime_api.h>
 
 #include "format.h"
@@ -208,6 +210,93 @@ static void test_small_ring(void **state)
     free(d);
     free(d2);
     free(raw);
+}
+
+/* path decoded whole by g (wc_gpu_decode_file) against the CPU reference:
+ * the tensors that differ, or -1 if a call failed (no cmocka assertion:
+ * it runs on threads of its own too). */
+typedef struct decode_job {
+    wc_gpu *g;
+    const char *path;
+    int rounds, bad;
+} decode_job;
+
+static void *decode_and_check(void *arg)
+{
+    decode_job *j = arg;
+    wc_err e = {0};
+    wc_file *f;
+    if (wc_file_open(&f, j->path, &e)) return j->bad = -1, NULL;
+    const size_t n = wc_file_tensor_count(f);
+    wc_gpu_dst *dst = calloc(n, sizeof *dst);
+    uint8_t **ref = calloc(n, sizeof *ref);
+    for (size_t i = 0; i < n; i++) {
+        wc_tensor_info ti;
+        wc_file_tensor_info(f, i, &ti);
+        ref[i] = malloc(ti.out_bytes + 1);
+        if (wc_decode_tensor(f, i, ref[i], ti.out_bytes, NULL, 0, &e)) j->bad = -1;
+        dst[i].out_size = ti.out_bytes;
+        if (cudaMalloc(&dst[i].out, ti.out_bytes + 1) != cudaSuccess) j->bad = -1;
+        if (ti.n_scales) {
+            dst[i].n_scales = ti.n_scales;
+            if (cudaMalloc((void **)&dst[i].scales, 4 * ti.n_scales) != cudaSuccess) j->bad = -1;
+        }
+    }
+    for (int k = 0; k < j->rounds && !j->bad; k++) {
+        if (wc_gpu_decode_file(j->g, f, dst, &e)) {
+            fprintf(stderr, "%s\n", e.msg);
+            j->bad = -1;
+            break;
+        }
+        for (size_t i = 0; i < n; i++) {
+            uint8_t *got = malloc(dst[i].out_size);
+            cudaMemcpy(got, dst[i].out, dst[i].out_size, cudaMemcpyDeviceToHost);
+            j->bad += memcmp(got, ref[i], dst[i].out_size) != 0;
+            free(got);
+        }
+    }
+    for (size_t i = 0; i < n; i++) cudaFree(dst[i].out), cudaFree(dst[i].scales), free(ref[i]);
+    free(dst);
+    free(ref);
+    wc_file_close(f);
+    return NULL;
+}
+
+/* Two decoders on one pool of io threads (wc_gpu_create_sharing, as
+ * wcodecd has one decoder per GPU), each decoding from a thread of its own
+ * at once, equal to the CPU's; the decoder that started the threads is
+ * destroyed first, the other still decodes on them. */
+static void test_shared_io(void **state)
+{
+    (void)state;
+    const uint64_t rows = 900, cols = 2000;
+    float *d = randf(rows * cols, 21, 0.2f, 0);
+    th_tensor t[] = {{"a.weight", WC_DT_F32, 2, {rows, cols}, d}, {"b.weight", WC_DT_F32, 2, {cols, rows}, d}};
+    const char *src = th_path("share.safetensors"), *wc = th_path("share.wcodec");
+    assert_int_equal(th_write_safetensors(src, t, 2), 0);
+    encode(src, wc, 16384, 13, -1, -1, 8);
+    wc_gpu_opts go;
+    wc_gpu_opts_default(&go);
+    go.ring_bytes = 4u << 20; /* several batches a call */
+    go.io_threads = 4;
+    wc_gpu *a, *b;
+    wc_err e = {0};
+    assert_int_equal(wc_gpu_create(&a, &go, &e), 0);
+    assert_int_equal(wc_gpu_create_sharing(&b, &go, a, &e), 0);
+    decode_job ja = {a, wc, 20, 0}, jb = {b, wc, 20, 0};
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, decode_and_check, &ja), 0);
+    assert_int_equal(pthread_create(&tb, NULL, decode_and_check, &jb), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    assert_int_equal(ja.bad, 0);
+    assert_int_equal(jb.bad, 0);
+    wc_gpu_destroy(a);
+    jb.rounds = 3;
+    decode_and_check(&jb);
+    assert_int_equal(jb.bad, 0);
+    wc_gpu_destroy(b);
+    free(d);
 }
 
 static void test_real(void **state)
@@ -514,7 +603,21 @@ static int run_nodev(void)
         wc_file_tensor_info(f, i, &ti);
         dst[i] = (wc_gpu_dst){malloc(ti.out_bytes), ti.out_bytes, malloc(4 * ti.n_scales + 4), ti.n_scales};
     }
+    /* a decoder "sharing" the io threads of a CPU decoder: a CPU decoder too */
+    wc_gpu *g2 = NULL;
+    if (wc_gpu_create_sharing(&g2, &go, g, &e) || wc_gpu_backend(g2) != WC_BACKEND_CPU) {
+        fprintf(stderr, "FAIL: wc_gpu_create_sharing without a device\n");
+        return 1;
+    }
     if (wc_gpu_decode_file(g, f, dst, &e)) bad = 1;
+    for (size_t i = 0; i < n && !bad; i++) {
+        uint8_t *ref = malloc(dst[i].out_size + 1);
+        wc_decode_tensor(f, i, ref, dst[i].out_size, NULL, 0, &e);
+        if (memcmp(ref, dst[i].out, dst[i].out_size)) bad = 1;
+        free(ref);
+    }
+    for (size_t i = 0; i < n && !bad; i++) memset(dst[i].out, 0xa5, dst[i].out_size);
+    if (!bad && wc_gpu_decode_file(g2, f, dst, &e)) bad = 1;
     for (size_t i = 0; i < n && !bad; i++) {
         uint8_t *ref = malloc(dst[i].out_size + 1);
         wc_decode_tensor(f, i, ref, dst[i].out_size, NULL, 0, &e);
@@ -525,6 +628,7 @@ static int run_nodev(void)
     free(dst);
     wc_file_close(f);
     wc_gpu_destroy(g);
+    wc_gpu_destroy(g2);
     th_cleanup();
     fprintf(stderr, bad ? "FAIL: CPU fallback decode\n" : "CPU fallback: ok\n");
     return bad;
@@ -563,7 +667,8 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tile_edges), cmocka_unit_test(test_modes),   cmocka_unit_test(test_small_ring),
         cmocka_unit_test(test_real),       cmocka_unit_test(test_corrupt_tile), cmocka_unit_test(test_oom),
-        cmocka_unit_test(test_bad_args),   cmocka_unit_test(test_replaced), cmocka_unit_test(test_leaks),
+        cmocka_unit_test(test_bad_args),   cmocka_unit_test(test_replaced), cmocka_unit_test(test_shared_io),
+        cmocka_unit_test(test_leaks),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     th_cleanup();

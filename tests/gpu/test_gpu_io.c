@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,11 +226,100 @@ static void test_hash_in_memory(void **state)
     close(fd);
 }
 
+/* One decoder's pattern on pool p, reading its own file (bytes: what the
+ * file holds): rounds of background hashes (some wrong) and two batches of
+ * reads in flight; every read lands, the first wrong hash is the one found.
+ * Run by two threads at once on two pools that share threads. */
+typedef struct drive {
+    io_pool *p;
+    const uint8_t *bytes;
+    uint64_t seed;
+    int rounds;
+    int failures;             /* assertions that did not hold (cmocka's are not for other threads) */
+} drive;
+
+static void *drive_pool(void *arg)
+{
+    drive *d = arg;
+    enum { READS = 5, CHUNK = 48 * 1024 };
+    uint8_t *got[2] = {malloc(READS * CHUNK), malloc(READS * CHUNK)};
+    io_task rd[2][READS];
+    uint64_t base[2], ticket[2], rng = d->seed;
+    size_t queued = 0, first_bad = SIZE_MAX;
+    for (int round = 0; round <= d->rounds; round++) {
+        const int cur = round & 1, prev = cur ^ 1;
+        if (round < d->rounds) {
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            const uint64_t off = rng % (FILE_BYTES / 2), len = 1 + (rng >> 20) % (FILE_BYTES / 4);
+            const bool bad = (rng >> 40) % 4 == 0;
+            if (bad && first_bad == SIZE_MAX) first_bad = queued;
+            io_task h = hash_task(off, len, XXH3_64bits(d->bytes + off, len) ^ bad);
+            h.tensor = queued++;
+            if (wcg_io_queue(d->p, &h)) d->failures++;
+            base[cur] = rng % (FILE_BYTES - READS * CHUNK);
+            for (int k = 0; k < READS; k++)
+                rd[cur][k] = (io_task){.kind = 0, .off = base[cur] + (uint64_t)k * CHUNK, .len = CHUNK,
+                                       .dst = got[cur] + k * CHUNK};
+            ticket[cur] = wcg_io_submit(d->p, rd[cur], READS);
+        }
+        if (round > 0) {
+            wcg_io_wait(d->p, ticket[prev]);
+            for (int k = 0; k < READS; k++) d->failures += rd[prev][k].result != 0;
+            d->failures += memcmp(got[prev], d->bytes + base[prev], READS * CHUNK) != 0;
+        }
+    }
+    io_task bad;
+    d->failures += !wcg_io_bg_failed(d->p, true, &bad) || bad.tensor != first_bad;
+    wcg_io_bg_clear(d->p);
+    free(got[0]);
+    free(got[1]);
+    return NULL;
+}
+
+/* Two pools on one set of threads (a daemon's decoders, one per GPU), each
+ * driven by a thread of its own, on files of different bytes: each gets
+ * its own reads and hashes. The pool that started the threads leaves
+ * first; the other still runs on them, and its leaving stops them. */
+static void test_shared_threads(void **state)
+{
+    (void)state;
+    uint8_t *other = malloc(FILE_BYTES);
+    for (size_t i = 0; i < FILE_BYTES; i++) other[i] = data[i] ^ 0x5a;
+    char path2[] = "/tmp/wcodec-io2-XXXXXX";
+    int fd2 = mkstemp(path2);
+    assert_true(fd2 >= 0);
+    assert_int_equal(write(fd2, other, FILE_BYTES), (ssize_t)FILE_BYTES);
+    io_pool a, b;
+    assert_int_equal(wcg_io_start(&a, 3), 0);
+    assert_int_equal(wcg_io_share(&b, &a), 0);
+    assert_ptr_equal(a.th, b.th);
+    a.fd = open(path, O_RDONLY);
+    b.fd = fd2;
+    drive da = {&a, data, 11, 60, 0}, db = {&b, other, 29, 60, 0};
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, drive_pool, &da), 0);
+    assert_int_equal(pthread_create(&tb, NULL, drive_pool, &db), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    assert_int_equal(da.failures, 0);
+    assert_int_equal(db.failures, 0);
+    close(a.fd);
+    wcg_io_stop(&a);
+    db.rounds = 10;
+    drive_pool(&db); /* on the threads a started */
+    assert_int_equal(db.failures, 0);
+    wcg_io_stop(&b);
+    close(fd2);
+    unlink(path2);
+    free(other);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_pread),
                                        cmocka_unit_test(test_interleaved),
                                        cmocka_unit_test(test_two_jobs_in_flight),
-                                       cmocka_unit_test(test_hash_in_memory)};
+                                       cmocka_unit_test(test_hash_in_memory),
+                                       cmocka_unit_test(test_shared_threads)};
     return cmocka_run_group_tests(tests, setup, teardown) ? 1 : 0;
 }
