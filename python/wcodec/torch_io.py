@@ -113,7 +113,11 @@ def _decode_all_cuda(f, infos, device, dtype, threads):
         torch.cuda.synchronize(device)
         g.decode_file(f, dsts)
         res = []
-        for t, q, s in out:
+        for k, (t, q, s) in enumerate(out):
+            # each INT8 buffer goes once its tensor is dequantized (the loop's
+            # names let go of it next turn): the peak is the outputs and one
+            # tensor's INT8, not every tensor's INT8 beside the outputs
+            out[k] = None
             if dtype is not None and t.coded:
                 res.append((t.name, _dequant_cuda(g, t, q, s, dtype)))
             elif dtype is not None and t.dtype in _FLOATS:

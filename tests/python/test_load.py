@@ -30,6 +30,29 @@ def check_model(path, tmp, device):
     return enc
 
 
+def check_peak(enc, device):
+    """A dequantized load on CUDA holds each INT8 buffer only until its
+    tensor is dequantized: torch's peak is at most that of the tensors in
+    that order (the outputs so far, the INT8 and scales not yet turned),
+    plus the allocator's rounding."""
+    import wcodec
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    sd = wcodec.load_wcodec_checkpoint(enc, device=device, dtype=torch.bfloat16)
+    peak = torch.cuda.max_memory_allocated() - base
+    with wcodec.File(enc) as f:
+        infos = f.tensors()
+    held = [t.out_bytes + 4 * t.n_scales for t in infos]  # decoded, not yet turned
+    made = [sd[t.name].numel() * sd[t.name].element_size() for t in infos]
+    want = max(sum(made[:k + 1]) + sum(held[k:]) for k in range(len(infos)))
+    slack = 1024 * len(infos) + (2 << 20)
+    assert peak <= want + slack, f'peak {peak} bytes, expected at most {want} + {slack}'
+    print(f'dequantized on {device}: peak {peak} bytes of torch memory, at most {want} expected '
+          f'(all INT8 and all outputs at once: {sum(held) + sum(made)})')
+
+
 def check_errors(enc, tmp, device):
     import wcodec
 
@@ -76,6 +99,13 @@ def main():
         syn = os.path.join(tmp, 'syn.safetensors')
         wct.st_write(syn, wct.synthetic())
         enc = check_model(syn, tmp, device)
+        if device == 'cuda':
+            # 16 matrices whose INT8 (2 MiB) and bf16 (4 MiB) sizes the allocator does not round
+            big = os.path.join(tmp, 'big.safetensors')
+            rng = np.random.default_rng(3)
+            wct.st_write(big, {f'm{i}.weight': ('F32', rng.standard_t(5, (1024, 2048)).astype(np.float32))
+                               for i in range(16)})
+            check_peak(wct.encode_decode(big, tmp, 'big')[0], device)
         for m in args:
             if os.path.exists(m):
                 check_model(m, tmp, device)
