@@ -2,7 +2,7 @@
 # The Python loader's GPU tests and the warm mapping through wcodecd (issues 20, 22), run on the GPU
 # machine from the checkout's root. Carry: build-run (bench/gpu/stage.sh: stripped libwcodec.so*, client/,
 # daemon/wcodecd, tools/wcodec of a `build-gpu` release build), .devdeps. Logs in $OUT, a table last.
-#   tests   py_tp_cuda (tensor-parallel shards on the GPU against the CPU's), test_hf_llama (logits
+#   tests   py_load_cuda (loads on the GPU against the CPU's, and torch's peak), py_tp_cuda (tensor-parallel shards on the GPU against the CPU's), test_hf_llama (logits
 #           and greedy tokens, in-process and through a wcodecd with its GPU backend)
 #   map     the SYNTHETIC 7B-class model resident in wcodecd: bench_map.py, the warm mapping alone
 set -u
@@ -20,6 +20,7 @@ chk() { local n=$1; shift; SECONDS=0; "$@" > $OUT/$n.log 2>&1; local rc=$?; echo
 for stage in "$@"; do
 case $stage in
 tests)
+    chk py_load_cuda timeout 200 python3 tests/python/test_load.py --cuda $M
     chk py_tp_cuda timeout 120 python3 tests/python/test_tp.py --cuda $M
     chk py_hf_llama timeout 300 python3 tests/python/test_hf_llama.py
     grep -E "via=" $OUT/py_hf_llama.log | tee -a $S
