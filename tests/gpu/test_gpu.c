@@ -392,6 +392,17 @@ static void test_corrupt_tile(void **state)
     assert_int_equal(dev_free(), before);
 }
 
+/* No device memory lost since `before`. Not an equality: at the edge of
+ * out-of-memory the driver may give back memory of its own (on the H200,
+ * 2 MiB more was free after a failed create than before it), while a leak
+ * always leaves less free. */
+static void assert_none_lost(size_t before)
+{
+    size_t now = dev_free();
+    if (now < before) fprintf(stderr, "device memory: %zu bytes lost\n", before - now);
+    assert_true(now >= before);
+}
+
 /* Out of device memory: the ring or the resident file cannot be allocated. */
 static void test_oom(void **state)
 {
@@ -414,7 +425,7 @@ static void test_oom(void **state)
     assert_true(th_msg_has(e.msg, "CUDA", "cudaMalloc", "memory", NULL));
     fprintf(stderr, "oom: %s\n", e.msg);
     assert_int_equal(cudaFree(hog), cudaSuccess);
-    assert_int_equal(dev_free(), before);
+    assert_none_lost(before);
 
     /* resident: a file larger than what is left */
     const uint64_t rows = 2000, cols = 4000;
@@ -450,7 +461,7 @@ static void test_oom(void **state)
     assert_int_equal(r, WC_ENOMEM);
     assert_null(res);
     for (int k = 0; k < nh; k++) assert_int_equal(cudaFree(hogs[k]), cudaSuccess);
-    assert_int_equal(dev_free(), mid);
+    assert_none_lost(mid);
     /* and with memory back, the same call works */
     assert_int_equal(wc_gpu_resident_create(g, f, dst, &res, &e), 0);
     assert_int_equal(wc_gpu_resident_run(res, true, &e), 0);
@@ -459,7 +470,7 @@ static void test_oom(void **state)
     free(dst);
     wc_gpu_destroy(g);
     wc_file_close(f);
-    assert_int_equal(dev_free(), before);
+    assert_none_lost(before);
 }
 
 /* A model replaced by rename after it was opened by a relative path, from
