@@ -115,7 +115,8 @@ cold)
     [ -f $T/synth7b_int8.safetensors ] || PYTHONUNBUFFERED=1 python3 bench/gpu/make_synth.py $T > $OUT/synth.log 2>&1
     [ -f $T/synth7b.wcodec ] || $B/tools/wcodec encode -q -f $T/synth7b_int8.safetensors -o $T/synth7b.wcodec
     F=$T/synth7b.wcodec
-    $B/bench/gpu/bench_floor $F 14 3 | tee -a $S
+    # the floor as issue 21 defines it, and reads and copies at once (--both)
+    $B/bench/gpu/bench_floor $F 14 3 --both | tee -a $S
     $B/bench/gpu/bench_gpu e2e $F 3 | tee -a $S
     start_daemon d_cold $B/daemon/wcodecd --backend gpu --set gpu.budget=60G || continue
     for k in 1 2 3 4 5; do
@@ -125,6 +126,7 @@ cold)
     done
     stop_daemon
     $B/bench/gpu/bench_gpu e2e $F 3 | tee -a $S
+    $B/bench/gpu/bench_floor $F 14 3 --both | tee -a $S
     ;;
 tp2)
     # issue 22 on two GPUs (nvidia-h200-x2 or more): the SYNTHETIC 7B-class model for tp_size 2, a

@@ -41,14 +41,14 @@ load)
     [ -f $T/synth7b.wcodec ] || $B/tools/wcodec encode -q -f $T/synth7b_int8.safetensors -o $T/synth7b.wcodec
     echo "encoded in ${SECONDS}s: $(ls -l $T/synth7b.wcodec | awk '{print $5}') bytes" | tee -a $S
     F=$T/synth7b.wcodec
-    $B/bench/gpu/bench_floor $F 14 3 | tee -a $S
+    $B/bench/gpu/bench_floor $F 14 3 --both | tee -a $S
     for v in 1 0; do $B/bench/gpu/bench_gpu e2e $F 3 0 0 $v | tee -a $S; done
     for v in 1 0; do
         rm -f $OUT/trace_v$v.txt
         WCODEC_GPU_TRACE=$OUT/trace_v$v.txt $B/bench/gpu/bench_gpu e2e $F 1 0 0 $v > /dev/null
         grep summary $OUT/trace_v$v.txt | tail -1 | sed "s/^/checksums=$v /" | tee -a $S
     done
-    $B/bench/gpu/bench_floor $F 14 3 | tee -a $S
+    $B/bench/gpu/bench_floor $F 14 3 --both | tee -a $S
     ;;
 esac
 done
