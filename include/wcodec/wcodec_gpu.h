@@ -8,13 +8,14 @@
  * decodes, and the kernels write INT8 and scales straight into the caller's
  * buffers. Host memory stays bounded by the ring (opts.ring_bytes).
  *
- * With verify_checksums, the io threads hash each record (XXH3) between
- * their reads, in the background: a record may be decoded before its hash
- * is done, and the call fails with WC_ECHECKSUM if any record's hash is
- * wrong (reported in preference to what the decode of that record found;
- * the output of a failed call is undefined). The GPU also checks every
- * tile's rANS end state, which refuses most damaged streams without the
- * hashes, but not all (docs/FORMAT.md, "Integrity").
+ * With verify_checksums, each record's XXH3 is checked: a coded record
+ * decoded whole on the GPU, from its copied tile streams; any other by the
+ * io threads between their reads. Both run in the background: a record may
+ * be decoded before its hash is done, and the call fails with WC_ECHECKSUM
+ * if any record's hash is wrong (reported in preference to what the decode
+ * of that record found; the output of a failed call is undefined). The GPU
+ * also checks every tile's rANS end state, which refuses most damaged
+ * streams without the hashes, but not all (docs/FORMAT.md, "Integrity").
  *
  * The decoder works on CUDA streams of its own, created non-blocking: it
  * does not wait for work the caller has queued on the output buffers in
