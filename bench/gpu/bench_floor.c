@@ -13,7 +13,8 @@
  *     file and copies it to the GPU can be faster (the two overlap at best).
  * One key=value line, for scripts. With --both, a second line measures the
  * two at once, as a load must do them (issue 21, part 2):
- *   - both: THREADS threads read 4 MiB chunks into a 256 MiB pinned ring and
+ *   - both: THREADS threads read 4 MiB chunks into a 256 MiB pinned ring
+ *     (BENCH_CHUNK_KIB, BENCH_RING_MIB) and
  *     each copies its chunk to the device on a stream of its own as soon as
  *     it is read (a ring chunk is rewritten only after its copy is done):
  *     reads and copies overlapped with nothing else in the way;
@@ -122,19 +123,20 @@ static double h2d_pass(uint64_t size, const char *src, char *dst, cudaStream_t s
     return now() - t0;
 }
 
-#define RING (256u << 20)
-#define PIPE_CHUNK (4u << 20)
 #define REG_CHUNK (64u << 20)
+/* --both's ring and chunk, the pipeline's defaults unless BENCH_RING_MIB and
+ * BENCH_CHUNK_KIB say otherwise */
+static size_t ring_bytes = 256u << 20, chunk_bytes = 4u << 20;
 
 /* The state the --both passes' threads share. */
 typedef struct pipe_ring {
     int fd;
     uint64_t size, next;
     pthread_mutex_t mu;
-    char *ring, *dst;        /* pinned ring; device buffer of RING bytes */
+    char *ring, *dst;        /* pinned ring; device buffer of ring_bytes bytes */
     const char *map;         /* the file mapped (reg) */
-    cudaEvent_t ev[RING / PIPE_CHUNK];
-    int ev_used[RING / PIPE_CHUNK];
+    cudaEvent_t *ev;         /* per ring chunk: its last copy */
+    int *ev_used;
     int failed;
 } pipe_ring;
 
@@ -152,12 +154,13 @@ static void *pipe_worker(void *arg)
     pipe_ring *p = arg;
     cudaStream_t s;
     if (cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) != cudaSuccess) return p->failed = 1, NULL;
-    for (uint64_t off; (off = take_chunk(p, PIPE_CHUNK)) < p->size;) {
-        size_t want = p->size - off < PIPE_CHUNK ? (size_t)(p->size - off) : PIPE_CHUNK;
-        size_t pos = (size_t)(off % RING), k = pos / PIPE_CHUNK;
-        /* the chunk's last bytes RING earlier went out before these land; a
-         * chunk index is taken by one thread at a time (RING / PIPE_CHUNK is
-         * far more than the threads) */
+    for (uint64_t off; (off = take_chunk(p, chunk_bytes)) < p->size;) {
+        size_t want = p->size - off < chunk_bytes ? (size_t)(p->size - off) : chunk_bytes;
+        size_t pos = (size_t)(off % ring_bytes), k = pos / chunk_bytes;
+        /* the copy of this ring chunk's last bytes went out before these
+         * land (only a thread a whole ring behind the others could write a
+         * chunk another is reading into: the bytes, never the timing, would
+         * be wrong) */
         if (p->ev_used[k] && cudaEventSynchronize(p->ev[k]) != cudaSuccess) p->failed = 1;
         for (size_t got = 0; got < want;) {
             ssize_t n = pread(p->fd, p->ring + pos + got, want - got, (off_t)(off + got));
@@ -188,7 +191,7 @@ static void *reg_worker(void *arg)
             return p->failed = 1, NULL;
         }
         /* into one device buffer: every thread's copy lands somewhere in it */
-        if (cudaMemcpyAsync(p->dst + off % (RING - REG_CHUNK + 1) / 4096 * 4096, h, n, cudaMemcpyHostToDevice, s) !=
+        if (cudaMemcpyAsync(p->dst + off % (REG_CHUNK + 1) / 4096 * 4096, h, n, cudaMemcpyHostToDevice, s) !=
                 cudaSuccess ||
             cudaStreamSynchronize(s) != cudaSuccess || cudaHostUnregister(h) != cudaSuccess)
             p->failed = 1;
@@ -215,9 +218,17 @@ static double both_pass(pipe_ring *p, int threads, void *(*fn)(void *))
 static void run_both(int fd, uint64_t size, int threads, int runs)
 {
     pipe_ring p = {.fd = fd, .size = size, .mu = PTHREAD_MUTEX_INITIALIZER};
-    CK(cudaMallocHost((void **)&p.ring, RING));
-    CK(cudaMalloc((void **)&p.dst, RING));
-    for (size_t k = 0; k < RING / PIPE_CHUNK; k++) CK(cudaEventCreateWithFlags(&p.ev[k], cudaEventDisableTiming));
+    const char *rm = getenv("BENCH_RING_MIB"), *ck = getenv("BENCH_CHUNK_KIB");
+    if (rm && atoi(rm) >= 8) ring_bytes = (size_t)atoi(rm) << 20;
+    if (ck && atoi(ck) >= 64) chunk_bytes = (size_t)atoi(ck) << 10;
+    /* at least two ring chunks a thread */
+    if (ring_bytes < 2 * (size_t)threads * chunk_bytes) ring_bytes = 2 * (size_t)threads * chunk_bytes;
+    ring_bytes = ring_bytes / chunk_bytes * chunk_bytes;
+    p.ev = calloc(ring_bytes / chunk_bytes, sizeof *p.ev);
+    p.ev_used = calloc(ring_bytes / chunk_bytes, sizeof *p.ev_used);
+    CK(cudaMallocHost((void **)&p.ring, ring_bytes));
+    CK(cudaMalloc((void **)&p.dst, ring_bytes > 2 * REG_CHUNK ? ring_bytes : 2 * REG_CHUNK));
+    for (size_t k = 0; k < ring_bytes / chunk_bytes; k++) CK(cudaEventCreateWithFlags(&p.ev[k], cudaEventDisableTiming));
     void *m = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
     p.map = m == MAP_FAILED ? NULL : m;
     double best_both = 1e30, best_reg = 1e30;
@@ -226,12 +237,14 @@ static void run_both(int fd, uint64_t size, int threads, int runs)
         if (t > 0 && t < best_both) best_both = t;
         if (p.map && (t = both_pass(&p, threads, reg_worker)) > 0 && t < best_reg) best_reg = t;
     }
-    printf("floor_both bytes=%llu threads=%d runs=%d both_GBps=%.1f both_s=%.4f reg_GBps=%.1f reg_s=%.4f\n",
-           (unsigned long long)size, threads, runs, best_both < 1e30 ? size / best_both / 1e9 : 0.0,
+    printf("floor_both bytes=%llu ring_MiB=%zu chunk_KiB=%zu threads=%d runs=%d both_GBps=%.1f both_s=%.4f reg_GBps=%.1f reg_s=%.4f\n",
+           (unsigned long long)size, ring_bytes >> 20, chunk_bytes >> 10, threads, runs, best_both < 1e30 ? size / best_both / 1e9 : 0.0,
            best_both < 1e30 ? best_both : 0.0, best_reg < 1e30 ? size / best_reg / 1e9 : 0.0,
            best_reg < 1e30 ? best_reg : 0.0);
     if (p.map) munmap(m, size);
-    for (size_t k = 0; k < RING / PIPE_CHUNK; k++) cudaEventDestroy(p.ev[k]);
+    for (size_t k = 0; k < ring_bytes / chunk_bytes; k++) cudaEventDestroy(p.ev[k]);
+    free(p.ev);
+    free(p.ev_used);
     cudaFreeHost(p.ring);
     cudaFree(p.dst);
 }
@@ -248,7 +261,8 @@ int main(int argc, char **argv)
         fprintf(argc < 2 ? stderr : stdout, "usage: bench_floor FILE [THREADS (default 14)] [RUNS (default 3)] [--both]\n"
                 "The floor of a file-to-GPU load: pread GB/s (THREADS threads and 1, page cache) and pinned\n"
                 "host-to-device GB/s, measured in this run; floor_s = file bytes / the slower.\n"
-                "--both: a second line, reads and copies at once (a pinned ring; the mapped file registered).\n");
+                "--both: a second line, reads and copies at once (a pinned ring; the mapped file registered);\n"
+                "        BENCH_RING_MIB (256) and BENCH_CHUNK_KIB (4096) set its ring and chunk.\n");
         return argc < 2 ? 2 : 0;
     }
     int both = argc > 2 && !strcmp(argv[argc - 1], "--both");
