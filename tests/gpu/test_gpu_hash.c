@@ -17,6 +17,7 @@
 #include <xxhash.h>
 
 #include "hash_ref.h"
+#include "prog_check.h"
 
 #define N_REC 24
 #define BUF (8u << 20)
@@ -28,15 +29,6 @@ static uint64_t next(void)
     rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
     return rng;
 }
-
-#define CK(x)                                                                                      \
-    do {                                                                                           \
-        cudaError_t e_ = (x);                                                                      \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));    \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
 
 typedef struct rec {
     uint8_t *bytes;
