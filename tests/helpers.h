@@ -41,6 +41,12 @@ uint64_t th_rand(uint64_t *s);
  * drawn from seed: models of one layout whose offsets differ with rows.
  * 0, or -1 (the reason on stderr). */
 int th_encode_model(const char *path, uint64_t rows, uint64_t seed);
+/* Writes structured.safetensors in th_tmpdir and returns its path (NULL on
+ * failure): rows repeating every 12 (for top prediction), smooth rows (left,
+ * planar), noise, a tensor of three dimensions (a dim-1 shard is then
+ * slices of shape[1]) and raw tensors of one and two dimensions. The
+ * sharding tests' model, on the CPU and the GPU. */
+const char *th_structured_model(void);
 
 
 

@@ -208,30 +208,10 @@ static void test_real_files(void **state)
     if (!done) skip();
 }
 
-/* Rows repeating every 12 (top), smooth rows (left, planar), noise, a
- * tensor of three dimensions, raw ones of one and two. */
 static const char *structured_model(void)
 {
-    static float per[96 * 200], smooth[50 * 300], noise[40 * 123], cube[16 * 10 * 20], vec[77];
-    static uint16_t rawm[9 * 7];
-    uint64_t s = 99;
-    for (size_t r = 0; r < 96; r++)
-        for (size_t c = 0; c < 200; c++) per[r * 200 + c] = (float)((r % 12) * 7 + c % 13) + (float)(th_rand(&s) % 3);
-    for (size_t r = 0; r < 50; r++)
-        for (size_t c = 0; c < 300; c++) smooth[r * 300 + c] = (float)(c + r) * 0.25f - 50.0f;
-    for (size_t k = 0; k < 40 * 123; k++) noise[k] = (float)(int64_t)(th_rand(&s) % 2001) / 1000.0f - 1.0f;
-    for (size_t k = 0; k < 16 * 10 * 20; k++) cube[k] = (float)(int64_t)(th_rand(&s) % 601) / 100.0f - 3.0f;
-    for (size_t k = 0; k < 9 * 7; k++) rawm[k] = (uint16_t)(k * 977);
-    for (size_t k = 0; k < 77; k++) vec[k] = (float)k * 0.5f;
-    const th_tensor t[] = {{"periodic.weight", WC_DT_F32, 2, {96, 200}, per},
-                           {"smooth.weight", WC_DT_F32, 2, {50, 300}, smooth},
-                           {"noise.weight", WC_DT_F32, 2, {40, 123}, noise},
-                           {"cube.weight", WC_DT_F32, 3, {16, 10, 20}, cube},
-                           {"raw.weight", WC_DT_U16, 2, {9, 7}, rawm},
-                           {"vec.bias", WC_DT_F32, 1, {77}, vec}};
-    static char src[512];
-    snprintf(src, sizeof src, "%s", th_path("structured.safetensors"));
-    assert_int_equal(th_write_safetensors(src, t, 6), 0);
+    const char *src = th_structured_model();
+    assert_non_null(src);
     return src;
 }
 

@@ -299,50 +299,10 @@ static void test_real_files(void **state)
     if (!done) skip();
 }
 
-static float *randf(size_t n, uint64_t seed, float scale)
-{
-    float *p = malloc(4 * n + 4);
-    for (size_t i = 0; i < n; i++) {
-        double v = 0;
-        for (int k = 0; k < 4; k++) v += (double)(th_rand(&seed) >> 11) / 9007199254740992.0 - 0.5;
-        p[i] = (float)(v * scale);
-    }
-    return p;
-}
-
-/* Matrices whose rows repeat with a period of 12 (for top), smooth ones
- * (left, planar), noise, a tensor of three dimensions (a dim-1 shard is
- * then slices of shape[1]) and raw tensors of one and two dimensions. */
 static const char *structured_model(void)
 {
-    static float per[96 * 200], smooth[50 * 300], noise[40 * 123], cube[16 * 10 * 20];
-    static uint16_t rawm[9 * 7];
-    static float vec[77];
-    uint64_t seed = 99;
-    float *base = randf(12 * 200, 77, 80.0f);
-    for (size_t r = 0; r < 96; r++)
-        for (size_t c = 0; c < 200; c++)
-            per[r * 200 + c] = base[(r % 12) * 200 + c] + (float)(th_rand(&seed) % 3);
-    free(base);
-    for (size_t r = 0; r < 50; r++)
-        for (size_t c = 0; c < 300; c++) smooth[r * 300 + c] = (float)(c + r) * 0.25f - 50.0f;
-    float *n = randf(40 * 123, 5, 1.0f);
-    memcpy(noise, n, sizeof noise);
-    free(n);
-    n = randf(16 * 10 * 20, 6, 3.0f);
-    memcpy(cube, n, sizeof cube);
-    free(n);
-    for (size_t k = 0; k < 9 * 7; k++) rawm[k] = (uint16_t)(k * 977);
-    for (size_t k = 0; k < 77; k++) vec[k] = (float)k * 0.5f;
-    const th_tensor t[] = {{"periodic.weight", WC_DT_F32, 2, {96, 200}, per},
-                           {"smooth.weight", WC_DT_F32, 2, {50, 300}, smooth},
-                           {"noise.weight", WC_DT_F32, 2, {40, 123}, noise},
-                           {"cube.weight", WC_DT_F32, 3, {16, 10, 20}, cube},
-                           {"raw.weight", WC_DT_U16, 2, {9, 7}, rawm},
-                           {"vec.bias", WC_DT_F32, 1, {77}, vec}};
-    static char src[512];
-    snprintf(src, sizeof src, "%s", th_path("structured.safetensors"));
-    assert_int_equal(th_write_safetensors(src, t, 6), 0);
+    const char *src = th_structured_model();
+    assert_non_null(src);
     return src;
 }
 
