@@ -152,7 +152,6 @@ static bool io_work_one(io_pool *p, bool bg, uint64_t only)
     return bg && take(p, &p->bg);
 }
 
-
 /* A task of any pool: each pool's own order (io_work_one), the pools in
  * turn, so that one decoder's long batch does not starve another's. */
 static bool any_work(io_threads *t)

@@ -6,8 +6,7 @@
 
 #include "wcd.h"
 
-void wcd_fill_info(Wcodec__V1__TensorInfo *ti, const wc_tensor_info *in, const wcd_model *m,
-                      uint32_t index)
+void wcd_fill_info(Wcodec__V1__TensorInfo *ti, const wc_tensor_info *in, const wcd_model *m, uint32_t index)
 {
     wcodec__v1__tensor_info__init(ti);
     ti->name = (char *)in->name;

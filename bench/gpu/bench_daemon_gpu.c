@@ -34,12 +34,7 @@
 
 #include <wcodec/wcodec_client.h>
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "prog_check.h"
 
 static void die(int r, const wc_err *e, const char *what)
 {

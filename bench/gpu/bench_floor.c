@@ -119,7 +119,7 @@ typedef struct pipe_ring {
     int fd;
     uint64_t size, next;
     pthread_mutex_t mu;
-    char *ring, *dst;        /* pinned ring; device buffer of ring_bytes bytes */
+    char *ring, *dst;        /* pinned ring; device buffer (the ring's size, 128 MiB at least) */
     const char *map;         /* the file mapped (reg) */
     cudaEvent_t *ev;         /* per ring chunk: its last copy */
     int *ev_used;
